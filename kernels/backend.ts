@@ -1,0 +1,271 @@
+/**
+ * The contract between the tensor core (`autograd/`) and the compute backends (`kernels/*`).
+ *
+ * A backend owns opaque buffers ({@link Storage}) and implements a small set of primitives on
+ * them. Every differentiable op is defined once in `autograd/ops.ts` in terms of these
+ * primitives; its backward is written with other ops. Adding a backend never touches the ops.
+ *
+ * Conventions, shared by every backend:
+ * - Buffers hold `f32` values or `i32` indices. A primitive returns a new, contiguous buffer
+ *   (row-major) unless it says it works in place.
+ * - Elementwise primitives read inputs through a {@link View} (shape, strides, offset), so
+ *   broadcasting (stride 0), transposes and slices need no copies. All other primitives read
+ *   contiguous inputs; the core makes them contiguous first.
+ * - Work may be asynchronous (WebGPU queues it); only {@link Backend.read} waits.
+ * - Random numbers for dropout come from {@link hashUniform}, a counter-based generator that every
+ *   backend implements bit-identically, so a seed gives the same mask on every backend.
+ *
+ * @module
+ */
+
+/** Element type of a buffer: `f32` for values, `i32` for token ids and indices. */
+export type DType = "f32" | "i32";
+
+/** Typed array of host data for a dtype. */
+export type HostArray = Float32Array | Float64Array | Int32Array;
+
+/** An opaque buffer owned by one backend. */
+export interface Storage {
+  /** The backend that owns the buffer. */
+  readonly backend: Backend;
+  /** Element type. */
+  readonly dtype: DType;
+  /** Number of elements. */
+  readonly length: number;
+}
+
+/** A strided view of a buffer: element `(i0, ..., in)` lives at `offset + Σ ik·strides[k]`. */
+export interface View {
+  /** Logical shape. */
+  readonly shape: readonly number[];
+  /** Element strides; 0 broadcasts along that axis. */
+  readonly strides: readonly number[];
+  /** Offset of element (0, ..., 0), in elements. */
+  readonly offset: number;
+}
+
+/**
+ * Unary elementwise ops. `param` is the scalar operand where one is needed.
+ * - `powScalar`: x^param; `addScalar`: x + param; `mulScalar`: x·param;
+ * - `gelu`: GPT-2's `gelu_new`, 0.5x(1+tanh(√(2/π)(x+0.044715x³)));
+ * - `geluGrad`: d gelu / dx; `step`: 1 if x > 0 else 0; `recip`: 1/x.
+ */
+export type UnaryOp =
+  | "neg"
+  | "exp"
+  | "log"
+  | "sqrt"
+  | "tanh"
+  | "relu"
+  | "gelu"
+  | "geluGrad"
+  | "abs"
+  | "sign"
+  | "step"
+  | "recip"
+  | "powScalar"
+  | "addScalar"
+  | "mulScalar";
+
+/** Binary elementwise ops; comparisons give 1 or 0. */
+export type BinaryOp =
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "max"
+  | "min"
+  | "pow"
+  | "gt"
+  | "ge"
+  | "lt"
+  | "eq";
+
+/** Reductions over one axis. */
+export type ReduceOp = "sum" | "max" | "min";
+
+/** Shape of a (batched) matrix product `C[b] = op(A[b]) · op(B[b])`. */
+export interface MatmulParams {
+  /** Number of products. */
+  batch: number;
+  /** Rows of op(A) and C. */
+  m: number;
+  /** Columns of op(B) and C. */
+  n: number;
+  /** Columns of op(A) = rows of op(B). */
+  k: number;
+  /** A is stored as [k, m] (row-major) and used transposed. */
+  transA: boolean;
+  /** B is stored as [n, k] (row-major) and used transposed. */
+  transB: boolean;
+  /** Elements between consecutive A matrices; 0 reuses one A for every batch. */
+  aBatchStride: number;
+  /** Elements between consecutive B matrices; 0 reuses one B for every batch. */
+  bBatchStride: number;
+  /** Offset of the first A element. */
+  aOffset?: number;
+  /** Offset of the first B element. */
+  bOffset?: number;
+}
+
+/** Hyperparameters of one AdamW step (PyTorch / Hugging Face semantics). */
+export interface AdamWParams {
+  /** Learning rate for this step. */
+  lr: number;
+  /** First-moment decay. */
+  beta1: number;
+  /** Second-moment decay. */
+  beta2: number;
+  /** Denominator epsilon. */
+  eps: number;
+  /** Decoupled weight decay (multiplied by lr). */
+  weightDecay: number;
+  /** 1-based step number, for bias correction. */
+  step: number;
+}
+
+/** What every backend implements. */
+export interface Backend {
+  /** Name used by `--backend` and in messages: `cpu`, `wasm`, `webgpu`. */
+  readonly name: string;
+
+  // ---- memory ----
+  /** A new buffer holding a copy of `data`. */
+  fromHost(data: HostArray, dtype: DType): Storage;
+  /** A new buffer of `length` elements, all `value`. */
+  full(length: number, value: number, dtype: DType): Storage;
+  /** Reads a whole buffer back (waits for queued work). f32 buffers give Float32Array. */
+  read(s: Storage): Promise<Float32Array | Int32Array>;
+  /** Frees a buffer. Using it afterwards is an error. Idempotent. */
+  dispose(s: Storage): void;
+  /** Buffers currently alive (leak checks). */
+  liveCount(): number;
+  /** Writes `src` (seen through `srcView`) into `dst` (seen through `dstView`, same shape). */
+  copy(src: Storage, srcView: View, dst: Storage, dstView: View): void;
+
+  // ---- elementwise (f32) ----
+  /** out[i] = op(x[view(i)]); out has x's view shape, contiguous. */
+  unary(op: UnaryOp, x: Storage, xv: View, param?: number): Storage;
+  /** out = op(a, b); both views already broadcast to the output shape. */
+  binary(op: BinaryOp, a: Storage, av: View, b: Storage, bv: View): Storage;
+  /** out = cond != 0 ? a : b; all three views broadcast to the output shape. */
+  where(cond: Storage, cv: View, a: Storage, av: View, b: Storage, bv: View): Storage;
+  /** Converts between dtypes (f32 → i32 truncates toward zero). */
+  cast(x: Storage, dtype: DType): Storage;
+
+  // ---- reductions (contiguous x seen as [outer, size, inner]) ----
+  /** Reduces the middle axis: result [outer, inner]. */
+  reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage;
+  /** Index of the maximum along the middle axis (first on ties), as i32 [outer, inner]. */
+  argmax(x: Storage, outer: number, size: number, inner: number): Storage;
+
+  // ---- linear algebra ----
+  /** C [batch, m, n] contiguous. */
+  matmul(a: Storage, b: Storage, p: MatmulParams): Storage;
+
+  // ---- fused row ops (contiguous [rows, cols]) ----
+  /** Softmax (or log-softmax) of each row, numerically stable. */
+  softmax(x: Storage, rows: number, cols: number, log: boolean): Storage;
+  /** Gradient wrt the input of softmax/log-softmax, given its output `y` and `gy`. */
+  softmaxBackward(y: Storage, gy: Storage, rows: number, cols: number, log: boolean): Storage;
+  /** Layer norm of each row; also returns per-row mean and 1/std for the backward. */
+  layerNorm(
+    x: Storage,
+    w: Storage,
+    b: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): { y: Storage; mean: Storage; rstd: Storage };
+  /** Gradients of layer norm wrt x, w and b. */
+  layerNormBackward(
+    x: Storage,
+    w: Storage,
+    mean: Storage,
+    rstd: Storage,
+    gy: Storage,
+    rows: number,
+    cols: number,
+  ): { gx: Storage; gw: Storage; gb: Storage };
+  /**
+   * Cross-entropy per row against i32 `targets`; rows whose target equals `ignoreIndex`
+   * give loss 0. Returns the loss [rows] and the row log-sum-exp [rows] for the backward.
+   */
+  crossEntropy(
+    logits: Storage,
+    targets: Storage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+  ): { loss: Storage; lse: Storage };
+  /** d loss / d logits = (softmax − onehot) · gLoss[row]; zero on ignored rows. */
+  crossEntropyBackward(
+    logits: Storage,
+    targets: Storage,
+    lse: Storage,
+    gLoss: Storage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+  ): Storage;
+
+  // ---- indexing ----
+  /** out[i, :] = table[ids[i], :]; ids i32 [n], table [vocab, cols]. Out of range is an error or zeros. */
+  gather(table: Storage, ids: Storage, n: number, cols: number): Storage;
+  /** out[v, :] = Σ_{i: ids[i]=v} g[i, :]; out [vocab, cols]. Deterministic order (no float atomics). */
+  scatterAdd(g: Storage, ids: Storage, n: number, cols: number, vocab: number): Storage;
+
+  // ---- random ----
+  /** Dropout mask: 1/(1−p) where hashUniform(seed, i) ≥ p, else 0. */
+  dropoutMask(length: number, p: number, seed: number): Storage;
+
+  // ---- optimizer ----
+  /** One AdamW step, in place on param, m and v. */
+  adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void;
+}
+
+/**
+ * Counter-based uniform random number in [0, 1) from a 32-bit seed and an index.
+ * A few rounds of an integer hash (lowbias32 by Chris Wellons) over `seed ^ index·φ`;
+ * every backend implements exactly this so masks agree bit for bit.
+ */
+export function hashUniform(seed: number, index: number): number {
+  let x = (Math.imul(index, 0x9e3779b9) ^ seed) >>> 0;
+  x = hash32(x);
+  x = hash32((x + seed) >>> 0);
+  return (x >>> 8) / 16777216;
+}
+
+/** lowbias32: a 32-bit integer hash with good avalanche. */
+export function hash32(v: number): number {
+  let x = v >>> 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d) >>> 0;
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b) >>> 0;
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** Row-major contiguous strides of a shape. */
+export function contiguousStrides(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i];
+  }
+  return s;
+}
+
+/** Number of elements of a shape. */
+export function shapeSize(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** A contiguous view of a whole shape. */
+export function contiguousView(shape: readonly number[], offset = 0): View {
+  return { shape, strides: contiguousStrides(shape), offset };
+}

@@ -1,0 +1,512 @@
+/**
+ * The CPU reference backend: every primitive of {@link Backend} as plain TypeScript loops.
+ *
+ * It is the oracle the other backends are tested against, so it favours obvious code over
+ * speed. With `precision: "f64"` it stores values in Float64Array; the gradient checks use that
+ * mode so finite differences are not drowned in f32 rounding.
+ *
+ * @module
+ */
+import {
+  type AdamWParams,
+  type Backend,
+  type BinaryOp,
+  type DType,
+  hashUniform,
+  type HostArray,
+  type MatmulParams,
+  type ReduceOp,
+  type Storage,
+  type UnaryOp,
+  type View,
+} from "../backend.ts";
+
+type Floats = Float32Array | Float64Array;
+
+/** A buffer of the CPU backend: a typed array on the JS heap. */
+export class CpuStorage implements Storage {
+  /** The element values. */
+  data: Floats | Int32Array;
+  /** Set once disposed. */
+  disposed = false;
+  /** Creates a storage around `data`. */
+  constructor(
+    readonly backend: CpuBackend,
+    readonly dtype: DType,
+    data: Floats | Int32Array,
+  ) {
+    this.data = data;
+  }
+  /** Number of elements. */
+  get length(): number {
+    return this.data.length;
+  }
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+/** GPT-2's `gelu_new` (tanh approximation). */
+export function gelu(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+}
+
+/** Derivative of {@link gelu}. */
+export function geluGrad(x: number): number {
+  const u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+  const t = Math.tanh(u);
+  const du = SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x);
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du;
+}
+
+const UNARY: Record<UnaryOp, (x: number, p: number) => number> = {
+  neg: (x) => -x,
+  exp: Math.exp,
+  log: Math.log,
+  sqrt: Math.sqrt,
+  tanh: Math.tanh,
+  relu: (x) => (x > 0 ? x : 0),
+  gelu,
+  geluGrad,
+  abs: Math.abs,
+  sign: Math.sign,
+  step: (x) => (x > 0 ? 1 : 0),
+  recip: (x) => 1 / x,
+  powScalar: (x, p) => Math.pow(x, p),
+  addScalar: (x, p) => x + p,
+  mulScalar: (x, p) => x * p,
+};
+
+const BINARY: Record<BinaryOp, (a: number, b: number) => number> = {
+  add: (a, b) => a + b,
+  sub: (a, b) => a - b,
+  mul: (a, b) => a * b,
+  div: (a, b) => a / b,
+  max: (a, b) => (a >= b ? a : b),
+  min: (a, b) => (a <= b ? a : b),
+  pow: Math.pow,
+  gt: (a, b) => (a > b ? 1 : 0),
+  ge: (a, b) => (a >= b ? 1 : 0),
+  lt: (a, b) => (a < b ? 1 : 0),
+  eq: (a, b) => (a === b ? 1 : 0),
+};
+
+/** Calls `f(outIndex, srcIndices...)` for every element of a shape read through several views. */
+function forEachStrided(
+  shape: readonly number[],
+  views: readonly View[],
+  f: (i: number, idx: number[]) => void,
+): void {
+  const nd = shape.length;
+  let n = 1;
+  for (const d of shape) n *= d;
+  if (n === 0) return;
+  const idx = views.map((v) => v.offset);
+  const counter = new Array<number>(nd).fill(0);
+  for (let i = 0; i < n; i++) {
+    f(i, idx);
+    // Odometer increment of the multi-index, updating every view's offset incrementally.
+    for (let d = nd - 1; d >= 0; d--) {
+      counter[d]++;
+      for (let v = 0; v < views.length; v++) idx[v] += views[v].strides[d];
+      if (counter[d] < shape[d]) break;
+      for (let v = 0; v < views.length; v++) idx[v] -= views[v].strides[d] * shape[d];
+      counter[d] = 0;
+    }
+  }
+}
+
+/** Options of the CPU reference backend. */
+export interface CpuBackendOptions {
+  /** Storage precision of f32 tensors: "f32" (default) or "f64" (for gradient checks). */
+  precision?: "f32" | "f64";
+}
+
+/** The plain-TypeScript reference implementation of every primitive. */
+export class CpuBackend implements Backend {
+  /** Backend name. */
+  readonly name: string;
+  #live = 0;
+  #Float: Float32ArrayConstructor | Float64ArrayConstructor;
+
+  /** Creates a CPU backend; `precision: "f64"` is for gradient checks. */
+  constructor(opts: CpuBackendOptions = {}) {
+    const f64 = opts.precision === "f64";
+    this.name = f64 ? "cpu-f64" : "cpu";
+    this.#Float = f64 ? Float64Array : Float32Array;
+  }
+
+  #make(dtype: DType, data: Floats | Int32Array): CpuStorage {
+    this.#live++;
+    return new CpuStorage(this, dtype, data);
+  }
+  #floats(n: number): Floats {
+    return new this.#Float(n);
+  }
+  #get(s: Storage): Floats | Int32Array {
+    const c = s as CpuStorage;
+    if (!(c instanceof CpuStorage) || c.backend !== this) {
+      throw new Error(`cpu backend: storage belongs to backend '${s.backend.name}'`);
+    }
+    if (c.disposed) throw new Error("cpu backend: use of a disposed buffer");
+    return c.data;
+  }
+  #f(s: Storage): Floats {
+    return this.#get(s) as Floats;
+  }
+  #i(s: Storage): Int32Array {
+    return this.#get(s) as Int32Array;
+  }
+
+  /** Host data of a buffer without copying (CPU only; tests and loaders). */
+  view(s: Storage): Floats | Int32Array {
+    return this.#get(s);
+  }
+
+  fromHost(data: HostArray, dtype: DType): Storage {
+    if (dtype === "i32") return this.#make("i32", Int32Array.from(data as ArrayLike<number>));
+    const out = this.#floats(data.length);
+    out.set(data);
+    return this.#make("f32", out);
+  }
+  full(length: number, value: number, dtype: DType): Storage {
+    const data = dtype === "i32" ? new Int32Array(length) : this.#floats(length);
+    if (value !== 0) data.fill(value);
+    return this.#make(dtype, data);
+  }
+  read(s: Storage): Promise<Float32Array | Int32Array> {
+    const d = this.#get(s);
+    if (d instanceof Int32Array) return Promise.resolve(d.slice());
+    return Promise.resolve(Float32Array.from(d));
+  }
+  /** Synchronous read as float64 (gradient checks). */
+  readF64(s: Storage): Float64Array {
+    return Float64Array.from(this.#get(s));
+  }
+  dispose(s: Storage): void {
+    const c = s as CpuStorage;
+    if (c.disposed) return;
+    c.disposed = true;
+    c.data = new Int32Array(0);
+    this.#live--;
+  }
+  liveCount(): number {
+    return this.#live;
+  }
+  copy(src: Storage, srcView: View, dst: Storage, dstView: View): void {
+    const s = this.#get(src), d = this.#get(dst);
+    forEachStrided(srcView.shape, [srcView, dstView], (_i, idx) => {
+      d[idx[1]] = s[idx[0]];
+    });
+  }
+
+  unary(op: UnaryOp, x: Storage, xv: View, param = 0): Storage {
+    const f = UNARY[op];
+    const src = this.#f(x);
+    const out = this.#floats(sizeOf(xv.shape));
+    if (isDense(xv)) {
+      for (let i = 0, o = xv.offset; i < out.length; i++) out[i] = f(src[o + i], param);
+      return this.#make("f32", out);
+    }
+    forEachStrided(xv.shape, [xv], (i, idx) => {
+      out[i] = f(src[idx[0]], param);
+    });
+    return this.#make("f32", out);
+  }
+  binary(op: BinaryOp, a: Storage, av: View, b: Storage, bv: View): Storage {
+    const f = BINARY[op];
+    const x = this.#f(a), y = this.#f(b);
+    const out = this.#floats(sizeOf(av.shape));
+    if (isDense(av) && isDense(bv)) {
+      const oa = av.offset, ob = bv.offset;
+      for (let i = 0; i < out.length; i++) out[i] = f(x[oa + i], y[ob + i]);
+      return this.#make("f32", out);
+    }
+    forEachStrided(av.shape, [av, bv], (i, idx) => {
+      out[i] = f(x[idx[0]], y[idx[1]]);
+    });
+    return this.#make("f32", out);
+  }
+  where(cond: Storage, cv: View, a: Storage, av: View, b: Storage, bv: View): Storage {
+    const c = this.#get(cond), x = this.#f(a), y = this.#f(b);
+    const out = this.#floats(sizeOf(cv.shape));
+    forEachStrided(cv.shape, [cv, av, bv], (i, idx) => {
+      out[i] = c[idx[0]] !== 0 ? x[idx[1]] : y[idx[2]];
+    });
+    return this.#make("f32", out);
+  }
+  cast(x: Storage, dtype: DType): Storage {
+    const d = this.#get(x);
+    if (dtype === "i32") {
+      const out = new Int32Array(d.length);
+      for (let i = 0; i < d.length; i++) out[i] = Math.trunc(d[i]);
+      return this.#make("i32", out);
+    }
+    const out = this.#floats(d.length);
+    out.set(d);
+    return this.#make("f32", out);
+  }
+
+  reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage {
+    const d = this.#f(x);
+    const out = this.#floats(outer * inner);
+    for (let o = 0; o < outer; o++) {
+      for (let j = 0; j < inner; j++) {
+        const base = o * size * inner + j;
+        let acc = op === "sum" ? 0 : d[base];
+        for (let k = op === "sum" ? 0 : 1; k < size; k++) {
+          const v = d[base + k * inner];
+          if (op === "sum") acc += v;
+          else if (op === "max") acc = v > acc || Number.isNaN(v) ? v : acc;
+          else acc = v < acc || Number.isNaN(v) ? v : acc;
+        }
+        out[o * inner + j] = acc;
+      }
+    }
+    return this.#make("f32", out);
+  }
+  argmax(x: Storage, outer: number, size: number, inner: number): Storage {
+    const d = this.#f(x);
+    const out = new Int32Array(outer * inner);
+    for (let o = 0; o < outer; o++) {
+      for (let j = 0; j < inner; j++) {
+        const base = o * size * inner + j;
+        let best = 0, bv = d[base];
+        for (let k = 1; k < size; k++) {
+          const v = d[base + k * inner];
+          if (v > bv) {
+            bv = v;
+            best = k;
+          }
+        }
+        out[o * inner + j] = best;
+      }
+    }
+    return this.#make("i32", out);
+  }
+
+  matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
+    const A = this.#f(a), B = this.#f(b);
+    const { batch, m, n, k } = p;
+    const out = this.#floats(batch * m * n);
+    // Element strides of op(A)[i, l] and op(B)[l, j].
+    const [ai, al] = p.transA ? [1, m] : [k, 1];
+    const [bl, bj] = p.transB ? [1, k] : [n, 1];
+    const row = new Float64Array(n);
+    for (let t = 0; t < batch; t++) {
+      const aBase = (p.aOffset ?? 0) + t * p.aBatchStride;
+      const bBase = (p.bOffset ?? 0) + t * p.bBatchStride;
+      for (let i = 0; i < m; i++) {
+        row.fill(0);
+        for (let l = 0; l < k; l++) {
+          const av = A[aBase + i * ai + l * al];
+          if (av === 0) continue;
+          const bRow = bBase + l * bl;
+          for (let j = 0; j < n; j++) row[j] += av * B[bRow + j * bj];
+        }
+        out.set(row, (t * m + i) * n);
+      }
+    }
+    return this.#make("f32", out);
+  }
+
+  softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
+    const d = this.#f(x);
+    const out = this.#floats(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let mx = -Infinity;
+      for (let c = 0; c < cols; c++) mx = Math.max(mx, d[o + c]);
+      if (mx === -Infinity) mx = 0; // a fully masked row: avoid NaN from -inf - -inf
+      let s = 0;
+      for (let c = 0; c < cols; c++) s += Math.exp(d[o + c] - mx);
+      const ls = Math.log(s);
+      for (let c = 0; c < cols; c++) {
+        out[o + c] = log ? d[o + c] - mx - ls : Math.exp(d[o + c] - mx) / s;
+      }
+    }
+    return this.#make("f32", out);
+  }
+  softmaxBackward(y: Storage, gy: Storage, rows: number, cols: number, log: boolean): Storage {
+    const Y = this.#f(y), G = this.#f(gy);
+    const out = this.#floats(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let s = 0;
+      if (log) {
+        // d logsoftmax: g - softmax · Σg
+        for (let c = 0; c < cols; c++) s += G[o + c];
+        for (let c = 0; c < cols; c++) out[o + c] = G[o + c] - Math.exp(Y[o + c]) * s;
+      } else {
+        // d softmax: y ⊙ (g - Σ y·g)
+        for (let c = 0; c < cols; c++) s += Y[o + c] * G[o + c];
+        for (let c = 0; c < cols; c++) out[o + c] = Y[o + c] * (G[o + c] - s);
+      }
+    }
+    return this.#make("f32", out);
+  }
+  layerNorm(
+    x: Storage,
+    w: Storage,
+    b: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): { y: Storage; mean: Storage; rstd: Storage } {
+    const X = this.#f(x), W = this.#f(w), B = this.#f(b);
+    const y = this.#floats(rows * cols), mean = this.#floats(rows), rstd = this.#floats(rows);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let mu = 0;
+      for (let c = 0; c < cols; c++) mu += X[o + c];
+      mu /= cols;
+      let v = 0;
+      for (let c = 0; c < cols; c++) v += (X[o + c] - mu) ** 2;
+      v /= cols;
+      const rs = 1 / Math.sqrt(v + eps);
+      mean[r] = mu;
+      rstd[r] = rs;
+      for (let c = 0; c < cols; c++) y[o + c] = (X[o + c] - mu) * rs * W[c] + B[c];
+    }
+    return {
+      y: this.#make("f32", y),
+      mean: this.#make("f32", mean),
+      rstd: this.#make("f32", rstd),
+    };
+  }
+  layerNormBackward(
+    x: Storage,
+    w: Storage,
+    mean: Storage,
+    rstd: Storage,
+    gy: Storage,
+    rows: number,
+    cols: number,
+  ): { gx: Storage; gw: Storage; gb: Storage } {
+    const X = this.#f(x), W = this.#f(w), M = this.#f(mean), R = this.#f(rstd), G = this.#f(gy);
+    const gx = this.#floats(rows * cols), gw = this.#floats(cols), gb = this.#floats(cols);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      // With xhat = (x-μ)·rstd and g' = g⊙w: dx = rstd·(g' − mean(g') − xhat·mean(g'⊙xhat)).
+      let sg = 0, sgx = 0;
+      for (let c = 0; c < cols; c++) {
+        const xh = (X[o + c] - M[r]) * R[r];
+        const g = G[o + c] * W[c];
+        sg += g;
+        sgx += g * xh;
+        gw[c] += G[o + c] * xh;
+        gb[c] += G[o + c];
+      }
+      sg /= cols;
+      sgx /= cols;
+      for (let c = 0; c < cols; c++) {
+        const xh = (X[o + c] - M[r]) * R[r];
+        gx[o + c] = R[r] * (G[o + c] * W[c] - sg - xh * sgx);
+      }
+    }
+    return { gx: this.#make("f32", gx), gw: this.#make("f32", gw), gb: this.#make("f32", gb) };
+  }
+  crossEntropy(
+    logits: Storage,
+    targets: Storage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+  ): { loss: Storage; lse: Storage } {
+    const L = this.#f(logits), T = this.#i(targets);
+    const loss = this.#floats(rows), lse = this.#floats(rows);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let mx = -Infinity;
+      for (let c = 0; c < cols; c++) mx = Math.max(mx, L[o + c]);
+      let s = 0;
+      for (let c = 0; c < cols; c++) s += Math.exp(L[o + c] - mx);
+      lse[r] = mx + Math.log(s);
+      const t = T[r];
+      if (t === ignoreIndex) continue;
+      if (t < 0 || t >= cols) {
+        throw new Error(`crossEntropy: target ${t} at row ${r} is outside [0, ${cols})`);
+      }
+      loss[r] = lse[r] - L[o + t];
+    }
+    return { loss: this.#make("f32", loss), lse: this.#make("f32", lse) };
+  }
+  crossEntropyBackward(
+    logits: Storage,
+    targets: Storage,
+    lse: Storage,
+    gLoss: Storage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+  ): Storage {
+    const L = this.#f(logits), T = this.#i(targets), S = this.#f(lse), G = this.#f(gLoss);
+    const out = this.#floats(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const t = T[r];
+      if (t === ignoreIndex) continue;
+      const o = r * cols;
+      for (let c = 0; c < cols; c++) out[o + c] = Math.exp(L[o + c] - S[r]) * G[r];
+      out[o + t] -= G[r];
+    }
+    return this.#make("f32", out);
+  }
+
+  gather(table: Storage, ids: Storage, n: number, cols: number): Storage {
+    const W = this.#f(table), I = this.#i(ids);
+    const rowsInTable = W.length / cols;
+    const out = this.#floats(n * cols);
+    for (let i = 0; i < n; i++) {
+      const id = I[i];
+      if (id < 0 || id >= rowsInTable) {
+        throw new Error(`gather: index ${id} at position ${i} is outside [0, ${rowsInTable})`);
+      }
+      out.set(W.subarray(id * cols, id * cols + cols), i * cols);
+    }
+    return this.#make("f32", out);
+  }
+  scatterAdd(g: Storage, ids: Storage, n: number, cols: number, vocab: number): Storage {
+    const G = this.#f(g), I = this.#i(ids);
+    const out = this.#floats(vocab * cols);
+    for (let i = 0; i < n; i++) {
+      const o = I[i] * cols;
+      for (let c = 0; c < cols; c++) out[o + c] += G[i * cols + c];
+    }
+    return this.#make("f32", out);
+  }
+
+  dropoutMask(length: number, p: number, seed: number): Storage {
+    const out = this.#floats(length);
+    const keep = 1 / (1 - p);
+    for (let i = 0; i < length; i++) out[i] = hashUniform(seed, i) >= p ? keep : 0;
+    return this.#make("f32", out);
+  }
+
+  adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
+    const P = this.#f(param), G = this.#f(grad), M = this.#f(m), V = this.#f(v);
+    const bc1 = 1 - Math.pow(p.beta1, p.step), bc2 = 1 - Math.pow(p.beta2, p.step);
+    for (let i = 0; i < P.length; i++) {
+      // PyTorch AdamW: decay first, then the Adam update with bias-corrected moments.
+      P[i] -= p.lr * p.weightDecay * P[i];
+      M[i] = p.beta1 * M[i] + (1 - p.beta1) * G[i];
+      V[i] = p.beta2 * V[i] + (1 - p.beta2) * G[i] * G[i];
+      const denom = Math.sqrt(V[i] / bc2) + p.eps;
+      P[i] -= (p.lr / bc1) * (M[i] / denom);
+    }
+  }
+}
+
+/** Whether a view is row-major contiguous (any offset): the loops can skip index arithmetic. */
+function isDense(v: View): boolean {
+  let acc = 1;
+  for (let i = v.shape.length - 1; i >= 0; i--) {
+    if (v.shape[i] !== 1 && v.strides[i] !== acc) return false;
+    acc *= v.shape[i];
+  }
+  return true;
+}
+
+function sizeOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
