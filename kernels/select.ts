@@ -1,0 +1,65 @@
+/**
+ * Backend choice for the tasks (`--backend auto|cpu|wasm|webgpu`).
+ *
+ * The WebAssembly and WebGPU backends are registered here with lazy imports, so that loading the
+ * core never compiles kernels or touches a GPU. `auto` picks WebGPU only on a hardware
+ * (non-fallback) adapter — WGSL on a software rasteriser is slower than the CPU — then the
+ * WebAssembly backend, then the reference backend.
+ *
+ * @module
+ */
+import type { Backend } from "./backend.ts";
+import { loadBackend, registerBackend, setBackend } from "./registry.ts";
+
+registerBackend("wasm", async () => {
+  const m = await import("./wasm/backend.ts");
+  return await m.createWasmBackend();
+});
+registerBackend("webgpu", async () => {
+  const m = await import("./webgpu/backend.ts");
+  return await m.createWebGPUBackend();
+});
+
+/** Whether a hardware WebGPU adapter is present. */
+async function hardwareGpu(): Promise<boolean> {
+  try {
+    const d = await import("./webgpu/device.ts");
+    return await d.hardwareAdapterAvailable();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Resolves a backend name (`auto` included), creates it and makes it the default for new
+ * tensors. `log` receives one line saying what was chosen and why.
+ */
+export async function useBackend(
+  name: string,
+  log: (s: string) => void = () => {},
+): Promise<Backend> {
+  if (name !== "auto") {
+    const b = await setBackend(name);
+    log(`backend: ${b.name}`);
+    return b;
+  }
+  if (await hardwareGpu()) {
+    try {
+      const b = await setBackend("webgpu");
+      log("backend: webgpu (hardware adapter found)");
+      return b;
+    } catch (e) {
+      log(`backend: webgpu unavailable (${(e as Error).message}); trying wasm`);
+    }
+  }
+  try {
+    const b = await setBackend("wasm");
+    log("backend: wasm (no hardware GPU adapter)");
+    return b;
+  } catch (e) {
+    log(`backend: wasm unavailable (${(e as Error).message}); using the cpu reference backend`);
+    return await setBackend("cpu");
+  }
+}
+
+export { loadBackend };
