@@ -1,0 +1,762 @@
+/**
+ * The WebGPU backend: every primitive of {@link Backend} as WGSL compute kernels.
+ *
+ * Work is recorded into batched command buffers (see `dispatch.ts`) and only {@link read}
+ * waits. Buffers come from a size-bucketed pool (`memory.ts`); {@link WebGPUBackend.liveCount}
+ * counts the storages handed out and not disposed. Tensors larger than one storage binding
+ * (GPT-2's 154 MB token embedding on adapters with 128 MiB bindings) are bound as several
+ * windows of one buffer, transparently to the kernels.
+ *
+ * Asynchronous WebGPU failures (out of memory, device loss, kernel compile errors) are thrown
+ * by the next {@link read} with the allocation or kernel that caused them.
+ *
+ * @module
+ */
+import type {
+  AdamWParams,
+  Backend,
+  BinaryOp,
+  DType,
+  HostArray,
+  MatmulParams,
+  ReduceOp,
+  Storage,
+  UnaryOp,
+  View,
+} from "../backend.ts";
+import { contiguousView } from "../backend.ts";
+import { type AdapterDescription, type GpuContext, openDevice } from "./device.ts";
+export { adapterInfo, hardwareAdapterAvailable } from "./device.ts";
+import { type BufferArg, Dispatcher, type ElemFormat, type KernelCall } from "./dispatch.ts";
+import {
+  convertExpr,
+  dropoutCall,
+  elementwiseCall,
+  type EwOperand,
+  fillCall,
+  OP_WGSL,
+} from "./elementwise.ts";
+import { BufferPool, type PooledBuffer, type PoolStats, StagingPool } from "./memory.ts";
+import { reduceCall } from "./reduce.ts";
+import { matmulCalls } from "./matmul.ts";
+import {
+  crossEntropyBackwardCall,
+  crossEntropyCall,
+  layerNormBackwardWCall,
+  layerNormBackwardXCall,
+  layerNormCall,
+  LN_ROW_CHUNK,
+  softmaxBackwardCall,
+  softmaxCall,
+} from "./rows.ts";
+import { gatherCall, scatterLinksCall, scatterSumCall } from "./indexing.ts";
+import { adamwCall } from "./optim.ts";
+
+/** Options of {@link createWebGPUBackend}. */
+export interface WebGPUBackendOptions {
+  /**
+   * Effective storage-binding limit in bytes, at most the device's
+   * maxStorageBufferBindingSize. Lowering it makes small tensors take the multi-window path
+   * that big tensors need (tests).
+   */
+  maxBindingBytes?: number;
+  /** Dispatches recorded before an automatic submit (default 64). */
+  maxBatch?: number;
+  /**
+   * Allow {@link WebGPUBackend.fromHostF16}: frozen weights stored as f16 (half the memory
+   * and bandwidth), read by every kernel as f32 with f32 accumulation. Needs `shader-f16`.
+   */
+  f16Weights?: boolean;
+}
+
+/** A buffer of the WebGPU backend. */
+export class WebGPUStorage implements Storage {
+  /** The pooled GPU buffer; null once disposed. */
+  buf: PooledBuffer | null;
+  /** Creates a storage (use the backend's methods instead). */
+  constructor(
+    readonly backend: WebGPUBackend,
+    readonly dtype: DType,
+    readonly length: number,
+    buf: PooledBuffer,
+    /** How elements are stored: f32/i32, or f16 for frozen weights (read as f32). */
+    readonly format: ElemFormat,
+  ) {
+    this.buf = buf;
+  }
+}
+
+/** Counters of a WebGPU backend. */
+export interface WebGPUStats extends PoolStats {
+  /** Live storages. */
+  live: number;
+  /** Kernel dispatches recorded. */
+  dispatches: number;
+  /** Command-buffer submits. */
+  submits: number;
+  /** Compiled pipelines. */
+  pipelines: number;
+}
+
+function viewExtent(v: View): [number, number] {
+  let lo = v.offset, hi = v.offset;
+  for (let d = 0; d < v.shape.length; d++) {
+    if (v.shape[d] === 0) return [0, -1];
+    const span = (v.shape[d] - 1) * v.strides[d];
+    if (span < 0) lo += span;
+    else hi += span;
+  }
+  return [lo, hi];
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function size(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Every primitive of the Backend contract on a WebGPU device. */
+export class WebGPUBackend implements Backend {
+  /** Backend name. */
+  readonly name = "webgpu";
+  /** The adapter the device was opened on. */
+  readonly adapter: AdapterDescription;
+  #ctx: GpuContext;
+  #pool: BufferPool;
+  #staging: StagingPool;
+  #disp: Dispatcher;
+  #live = 0;
+  #maxDim: number;
+  #f16Weights: boolean;
+
+  /** Wraps an opened device; use {@link createWebGPUBackend}. */
+  constructor(ctx: GpuContext, opts: WebGPUBackendOptions = {}) {
+    this.#ctx = ctx;
+    this.adapter = ctx.adapter;
+    this.#pool = new BufferPool(ctx);
+    this.#staging = new StagingPool(ctx);
+    this.#disp = new Dispatcher(ctx, {
+      maxBindingBytes: opts.maxBindingBytes ?? ctx.limits.maxStorageBufferBindingSize,
+      maxBatch: opts.maxBatch ?? 64,
+    });
+    this.#maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+    this.#f16Weights = opts.f16Weights === true;
+    if (this.#f16Weights && !ctx.f16) {
+      throw new Error(
+        `webgpu: f16Weights needs the shader-f16 feature, which adapter '${ctx.adapter.name}' lacks`,
+      );
+    }
+  }
+
+  /** Whether f16 weight storage is available ({@link fromHostF16}). */
+  get f16Weights(): boolean {
+    return this.#f16Weights;
+  }
+
+  // ---- internals ----
+
+  #storage(s: Storage, op: string, what: string): WebGPUStorage {
+    if (!(s instanceof WebGPUStorage) || s.backend !== this) {
+      throw new Error(`webgpu ${op}: ${what} belongs to backend '${s.backend.name}', not this one`);
+    }
+    if (s.buf === null) throw new Error(`webgpu ${op}: ${what} is a disposed buffer`);
+    return s;
+  }
+
+  #arg(s: Storage, op: string, name: string, write = false): BufferArg {
+    const st = this.#storage(s, op, name);
+    if (write && st.format === "f16") {
+      throw new Error(`webgpu ${op}: ${name} is a read-only f16 weight buffer`);
+    }
+    return { name, buf: st.buf!, length: st.length, format: st.format, write };
+  }
+
+  #f32(s: Storage, op: string, name: string): BufferArg {
+    if (s.dtype !== "f32") throw new Error(`webgpu ${op}: ${name} must be f32, got ${s.dtype}`);
+    return this.#arg(s, op, name);
+  }
+
+  #i32(s: Storage, op: string, name: string): BufferArg {
+    if (s.dtype !== "i32") throw new Error(`webgpu ${op}: ${name} must be i32, got ${s.dtype}`);
+    return this.#arg(s, op, name);
+  }
+
+  #need(s: Storage, elems: number, op: string, name: string): void {
+    if (s.length < elems) {
+      throw new Error(`webgpu ${op}: ${name} has ${s.length} elements, needs ${elems}`);
+    }
+  }
+
+  #checkView(s: Storage, v: View, op: string, name: string): void {
+    if (v.strides.length !== v.shape.length) {
+      throw new Error(
+        `webgpu ${op}: ${name} view has shape [${v.shape}] but strides [${v.strides}]`,
+      );
+    }
+    const [lo, hi] = viewExtent(v);
+    if (hi >= lo && (lo < 0 || hi >= s.length)) {
+      throw new Error(
+        `webgpu ${op}: ${name} view (shape [${v.shape}], strides [${v.strides}], offset ` +
+          `${v.offset}) reaches elements ${lo}..${hi} of a buffer of ${s.length}`,
+      );
+    }
+  }
+
+  #alloc(length: number, dtype: DType, what: string, format: ElemFormat = dtype): WebGPUStorage {
+    this.#ctx.check();
+    const bytes = Math.max(4, length * (format === "f16" ? 2 : 4));
+    const buf = this.#pool.acquire(bytes, `${what} (${length} ${format})`);
+    this.#live++;
+    return new WebGPUStorage(this, dtype, length, buf, format);
+  }
+
+  #out(s: WebGPUStorage, name = "out"): BufferArg {
+    return { name, buf: s.buf!, length: s.length, format: s.format, write: true };
+  }
+
+  #temp(length: number, format: ElemFormat, what: string, name: string): BufferArg {
+    const buf = this.#pool.acquire(Math.max(4, length * 4), what);
+    return { name, buf, length, format, write: true };
+  }
+
+  #run(call: KernelCall): void {
+    this.#disp.run(call);
+  }
+
+  #write(buf: PooledBuffer, data: ArrayBufferView): void {
+    // queue.writeBuffer runs before the commands still being recorded: submit them first if
+    // they use this buffer (it may have been freed and reused within the open batch).
+    if (buf.lastBatch === this.#disp.batchId && this.#disp.hasPending) this.#disp.flush();
+    this.#ctx.device.queue.writeBuffer(buf.buffer, 0, data as unknown as BufferSource);
+  }
+
+  // ---- memory ----
+
+  /** A new buffer holding a copy of `data`. */
+  fromHost(data: HostArray, dtype: DType): Storage {
+    const host = dtype === "i32"
+      ? (data instanceof Int32Array ? data : Int32Array.from(data as ArrayLike<number>))
+      : (data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>));
+    const s = this.#alloc(host.length, dtype, "fromHost");
+    if (host.length > 0) this.#write(s.buf!, host);
+    return s;
+  }
+
+  /**
+   * A read-only f32 tensor stored as f16 on the GPU (frozen weights). Kernels read it as f32;
+   * writing to it (copy destination, adamw) is an error. Needs `f16Weights: true`.
+   */
+  fromHostF16(data: HostArray): Storage {
+    if (!this.#f16Weights) {
+      throw new Error("webgpu fromHostF16: create the backend with { f16Weights: true }");
+    }
+    const half = new Float16Array(data.length + (data.length % 2));
+    half.set(data);
+    const s = this.#alloc(data.length, "f32", "fromHostF16", "f16");
+    if (data.length > 0) this.#write(s.buf!, half);
+    return s;
+  }
+
+  /** A new buffer of `length` elements, all `value`. */
+  full(length: number, value: number, dtype: DType): Storage {
+    const s = this.#alloc(length, dtype, "full");
+    this.#run(fillCall(this.#out(s), length, value, this.#maxDim));
+    return s;
+  }
+
+  /** Reads a whole buffer back (submits queued work and waits). */
+  async read(s: Storage): Promise<Float32Array | Int32Array> {
+    let st = this.#storage(s, "read", "buffer");
+    this.#ctx.check();
+    let temp: WebGPUStorage | null = null;
+    if (st.format === "f16") {
+      temp = this.cast(st, "f32") as WebGPUStorage;
+      st = temp;
+    }
+    const bytes = st.length * 4;
+    const out = st.dtype === "i32" ? new Int32Array(st.length) : new Float32Array(st.length);
+    if (bytes > 0) {
+      const staging = this.#staging.acquire(bytes);
+      this.#disp.copyBufferToBuffer(st.buf!.buffer, 0, staging, 0, bytes);
+      if (temp !== null) this.dispose(temp);
+      this.#disp.flush();
+      try {
+        await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+      } catch (e) {
+        this.#ctx.check();
+        throw new Error(`webgpu read of ${st.length} ${st.dtype}: ${(e as Error).message}`);
+      }
+      const mapped = staging.getMappedRange(0, bytes);
+      new Uint8Array(out.buffer).set(new Uint8Array(mapped));
+      staging.unmap();
+      this.#staging.release(staging);
+    }
+    this.#ctx.check();
+    return out;
+  }
+
+  /** Frees a buffer (returns it to the pool). Idempotent. */
+  dispose(s: Storage): void {
+    const st = s as WebGPUStorage;
+    if (!(st instanceof WebGPUStorage) || st.backend !== this || st.buf === null) return;
+    this.#pool.release(st.buf);
+    st.buf = null;
+    this.#live--;
+  }
+
+  /** Storages alive. */
+  liveCount(): number {
+    return this.#live;
+  }
+
+  /** Writes `src` seen through `srcView` into `dst` seen through `dstView`. */
+  copy(src: Storage, srcView: View, dst: Storage, dstView: View): void {
+    if (!sameShape(srcView.shape, dstView.shape)) {
+      throw new Error(
+        `webgpu copy: source shape [${srcView.shape}] differs from destination [${dstView.shape}]`,
+      );
+    }
+    this.#checkView(src, srcView, "copy", "source");
+    this.#checkView(dst, dstView, "copy", "destination");
+    let a = this.#arg(src, "copy", "a");
+    const out = this.#arg(dst, "copy", "out", true);
+    let temp: BufferArg | null = null;
+    if (src === dst) {
+      // One dispatch cannot bind a buffer both read-only and writable: copy the source first.
+      temp = this.#temp(a.length, a.format === "f16" ? "f32" : a.format, "copy temp", "a");
+      this.#disp.copyBufferToBuffer(a.buf.buffer, 0, temp.buf.buffer, 0, Math.max(4, a.length * 4));
+      a = { ...temp, write: false };
+    }
+    this.#run(
+      elementwiseCall(
+        "copy",
+        convertExpr(a.format, out.format),
+        srcView.shape,
+        [{ arg: out, view: dstView }, { arg: a, view: srcView }],
+        0,
+        this.#maxDim,
+      ),
+    );
+    if (temp !== null) this.#pool.release(temp.buf);
+  }
+
+  // ---- elementwise ----
+
+  #elementwise(
+    op: string,
+    expr: string,
+    shape: readonly number[],
+    inputs: { s: Storage; v: View; name: string; f32: boolean }[],
+    scalar = 0,
+  ): Storage {
+    const operands: EwOperand[] = [];
+    for (const i of inputs) {
+      if (!sameShape(i.v.shape, shape)) {
+        throw new Error(
+          `webgpu ${op}: operand ${i.name} has shape [${i.v.shape}], expected [${shape}]`,
+        );
+      }
+      this.#checkView(i.s, i.v, op, i.name);
+      const arg = i.f32 ? this.#f32(i.s, op, i.name) : this.#arg(i.s, op, i.name);
+      operands.push({ arg, view: i.v });
+    }
+    const n = size(shape);
+    const out = this.#alloc(n, "f32", op);
+    operands.unshift({ arg: this.#out(out), view: contiguousView(shape) });
+    this.#run(elementwiseCall(op, expr, shape, operands, scalar, this.#maxDim));
+    return out;
+  }
+
+  /** out = op(x[view]). */
+  unary(op: UnaryOp, x: Storage, xv: View, param = 0): Storage {
+    const expr = OP_WGSL[op];
+    if (expr === undefined) throw new Error(`webgpu unary: unknown op '${op}'`);
+    return this.#elementwise(op, expr, xv.shape, [{ s: x, v: xv, name: "a", f32: true }], param);
+  }
+
+  /** out = op(a, b). */
+  binary(op: BinaryOp, a: Storage, av: View, b: Storage, bv: View): Storage {
+    const expr = OP_WGSL[op];
+    if (expr === undefined) throw new Error(`webgpu binary: unknown op '${op}'`);
+    return this.#elementwise(op, expr, av.shape, [
+      { s: a, v: av, name: "a", f32: true },
+      { s: b, v: bv, name: "b", f32: true },
+    ]);
+  }
+
+  /** out = cond != 0 ? a : b. */
+  where(cond: Storage, cv: View, a: Storage, av: View, b: Storage, bv: View): Storage {
+    const expr = OP_WGSL.where.replace("ZERO", cond.dtype === "i32" ? "0" : "0.0");
+    return this.#elementwise("where", expr, cv.shape, [
+      { s: cond, v: cv, name: "c", f32: false },
+      { s: a, v: av, name: "a", f32: true },
+      { s: b, v: bv, name: "b", f32: true },
+    ]);
+  }
+
+  /** Converts between dtypes (f32 → i32 truncates toward zero). */
+  cast(x: Storage, dtype: DType): Storage {
+    const a = this.#arg(x, "cast", "a");
+    const out = this.#alloc(x.length, dtype, "cast");
+    const shape = [x.length];
+    this.#run(
+      elementwiseCall(
+        "cast",
+        convertExpr(a.format, dtype),
+        shape,
+        [{ arg: this.#out(out), view: contiguousView(shape) }, {
+          arg: a,
+          view: contiguousView(shape),
+        }],
+        0,
+        this.#maxDim,
+      ),
+    );
+    return out;
+  }
+
+  // ---- reductions ----
+
+  #reduce(op: ReduceOp | "argmax", x: Storage, outer: number, sz: number, inner: number): Storage {
+    const name = op === "argmax" ? "argmax" : `reduce.${op}`;
+    const xa = this.#f32(x, name, "x");
+    this.#need(x, outer * sz * inner, name, `x [${outer}, ${sz}, ${inner}]`);
+    const dtype: DType = op === "argmax" ? "i32" : "f32";
+    if (sz === 0) {
+      // Empty axis: the sum is 0; max/min have no element (NaN); argmax gives index 0.
+      return this.full(outer * inner, op === "sum" || op === "argmax" ? 0 : NaN, dtype);
+    }
+    const out = this.#alloc(outer * inner, dtype, name);
+    this.#run(reduceCall(op, xa, this.#out(out), outer, sz, inner, this.#maxDim));
+    return out;
+  }
+
+  /** Reduces the middle axis of [outer, size, inner]. */
+  reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage {
+    return this.#reduce(op, x, outer, size, inner);
+  }
+
+  /** First index of the maximum along the middle axis. */
+  argmax(x: Storage, outer: number, size: number, inner: number): Storage {
+    return this.#reduce("argmax", x, outer, size, inner);
+  }
+
+  // ---- linear algebra ----
+
+  /** C [batch, m, n] = op(A) · op(B). */
+  matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
+    const aa = this.#f32(a, "matmul", "a");
+    const ba = this.#f32(b, "matmul", "b");
+    const lastA = (p.aOffset ?? 0) + (p.batch - 1) * p.aBatchStride + p.m * p.k;
+    const lastB = (p.bOffset ?? 0) + (p.batch - 1) * p.bBatchStride + p.k * p.n;
+    if (p.batch > 0 && p.m * p.k > 0) {
+      this.#need(a, lastA, "matmul", `a (batch ${p.batch}, m ${p.m}, k ${p.k})`);
+    }
+    if (p.batch > 0 && p.k * p.n > 0) {
+      this.#need(b, lastB, "matmul", `b (batch ${p.batch}, k ${p.k}, n ${p.n})`);
+    }
+    const out = this.#alloc(p.batch * p.m * p.n, "f32", "matmul");
+    if (p.batch * p.m * p.n === 0) return out;
+    for (const call of matmulCalls(aa, ba, this.#out(out), p, this.#maxDim)) this.#run(call);
+    return out;
+  }
+
+  // ---- fused row ops ----
+
+  /** Softmax or log-softmax of each row. */
+  softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
+    const xa = this.#f32(x, "softmax", "x");
+    this.#need(x, rows * cols, "softmax", `x [${rows}, ${cols}]`);
+    const out = this.#alloc(rows * cols, "f32", "softmax");
+    if (cols > 0) this.#run(softmaxCall(xa, this.#out(out), rows, cols, log, this.#maxDim));
+    return out;
+  }
+
+  /** Input gradient of softmax / log-softmax given its output. */
+  softmaxBackward(y: Storage, gy: Storage, rows: number, cols: number, log: boolean): Storage {
+    const ya = this.#f32(y, "softmaxBackward", "x");
+    const ga = this.#f32(gy, "softmaxBackward", "g");
+    this.#need(y, rows * cols, "softmaxBackward", `y [${rows}, ${cols}]`);
+    this.#need(gy, rows * cols, "softmaxBackward", `gy [${rows}, ${cols}]`);
+    const out = this.#alloc(rows * cols, "f32", "softmaxBackward");
+    if (cols > 0) {
+      this.#run(softmaxBackwardCall(ya, ga, this.#out(out), rows, cols, log, this.#maxDim));
+    }
+    return out;
+  }
+
+  /** Layer norm of each row, with per-row mean and 1/std. */
+  layerNorm(
+    x: Storage,
+    w: Storage,
+    b: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): { y: Storage; mean: Storage; rstd: Storage } {
+    const op = "layerNorm";
+    const xa = this.#f32(x, op, "x"), wa = this.#f32(w, op, "w"), ba = this.#f32(b, op, "b");
+    this.#need(x, rows * cols, op, `x [${rows}, ${cols}]`);
+    this.#need(w, cols, op, "w");
+    this.#need(b, cols, op, "b");
+    const y = this.#alloc(rows * cols, "f32", "layerNorm y");
+    const mean = this.#alloc(rows, "f32", "layerNorm mean");
+    const rstd = this.#alloc(rows, "f32", "layerNorm rstd");
+    if (cols > 0) {
+      this.#run(layerNormCall(
+        {
+          x: xa,
+          w: wa,
+          b: ba,
+          out: this.#out(y),
+          mean: this.#out(mean, "mean"),
+          rstd: this.#out(rstd, "rstd"),
+        },
+        rows,
+        cols,
+        eps,
+        this.#maxDim,
+      ));
+    }
+    return { y, mean, rstd };
+  }
+
+  /** Gradients of layer norm wrt x, w and b. */
+  layerNormBackward(
+    x: Storage,
+    w: Storage,
+    mean: Storage,
+    rstd: Storage,
+    gy: Storage,
+    rows: number,
+    cols: number,
+  ): { gx: Storage; gw: Storage; gb: Storage } {
+    const op = "layerNormBackward";
+    const xa = this.#f32(x, op, "x"), wa = this.#f32(w, op, "w");
+    const ma = this.#f32(mean, op, "mean"), ra = this.#f32(rstd, op, "rstd");
+    const ga = this.#f32(gy, op, "g");
+    this.#need(x, rows * cols, op, `x [${rows}, ${cols}]`);
+    this.#need(gy, rows * cols, op, `gy [${rows}, ${cols}]`);
+    this.#need(w, cols, op, "w");
+    this.#need(mean, rows, op, "mean");
+    this.#need(rstd, rows, op, "rstd");
+    const gx = this.#alloc(rows * cols, "f32", "layerNormBackward gx");
+    if (rows === 0 || cols === 0) {
+      return { gx, gw: this.full(cols, 0, "f32"), gb: this.full(cols, 0, "f32") };
+    }
+    this.#run(layerNormBackwardXCall(
+      { x: xa, w: wa, mean: ma, rstd: ra, g: ga, out: this.#out(gx) },
+      rows,
+      cols,
+      this.#maxDim,
+    ));
+    const gw = this.#alloc(cols, "f32", "layerNormBackward gw");
+    const gb = this.#alloc(cols, "f32", "layerNormBackward gb");
+    const chunks = Math.ceil(rows / LN_ROW_CHUNK);
+    if (chunks === 1) {
+      this.#run(layerNormBackwardWCall(
+        { x: xa, mean: ma, rstd: ra, g: ga, gw: this.#out(gw, "gw"), gb: this.#out(gb, "gb") },
+        rows,
+        cols,
+        this.#maxDim,
+      ));
+    } else {
+      const pw = this.#temp(chunks * cols, "f32", "layerNorm gw partials", "gw");
+      const pb = this.#temp(chunks * cols, "f32", "layerNorm gb partials", "gb");
+      this.#run(layerNormBackwardWCall(
+        { x: xa, mean: ma, rstd: ra, g: ga, gw: pw, gb: pb },
+        rows,
+        cols,
+        this.#maxDim,
+      ));
+      const read = (t: BufferArg): BufferArg => ({ ...t, name: "x", write: false });
+      this.#run(reduceCall("sum", read(pw), this.#out(gw), 1, chunks, cols, this.#maxDim));
+      this.#run(reduceCall("sum", read(pb), this.#out(gb), 1, chunks, cols, this.#maxDim));
+      this.#pool.release(pw.buf);
+      this.#pool.release(pb.buf);
+    }
+    return { gx, gw, gb };
+  }
+
+  /** Cross-entropy per row (loss 0 on ignored rows; NaN for out-of-range targets). */
+  crossEntropy(
+    logits: Storage,
+    targets: Storage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+  ): { loss: Storage; lse: Storage } {
+    const op = "crossEntropy";
+    const xa = this.#f32(logits, op, "x"), ta = this.#i32(targets, op, "t");
+    this.#need(logits, rows * cols, op, `logits [${rows}, ${cols}]`);
+    this.#need(targets, rows, op, "targets");
+    const loss = this.#alloc(rows, "f32", "crossEntropy loss");
+    const lse = this.#alloc(rows, "f32", "crossEntropy lse");
+    if (cols > 0) {
+      this.#run(crossEntropyCall(
+        { x: xa, t: ta, loss: this.#out(loss, "loss"), lse: this.#out(lse, "lse") },
+        rows,
+        cols,
+        ignoreIndex,
+        this.#maxDim,
+      ));
+    }
+    return { loss, lse };
+  }
+
+  /** d loss / d logits = (softmax − onehot) · gLoss[row]; zero on ignored rows. */
+  crossEntropyBackward(
+    logits: Storage,
+    targets: Storage,
+    lse: Storage,
+    gLoss: Storage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+  ): Storage {
+    const op = "crossEntropyBackward";
+    const xa = this.#f32(logits, op, "x"), ta = this.#i32(targets, op, "t");
+    const la = this.#f32(lse, op, "lse"), ga = this.#f32(gLoss, op, "g");
+    this.#need(logits, rows * cols, op, `logits [${rows}, ${cols}]`);
+    this.#need(targets, rows, op, "targets");
+    this.#need(lse, rows, op, "lse");
+    this.#need(gLoss, rows, op, "gLoss");
+    const out = this.#alloc(rows * cols, "f32", op);
+    this.#run(crossEntropyBackwardCall(
+      { x: xa, t: ta, lse: la, g: ga, out: this.#out(out) },
+      rows,
+      cols,
+      ignoreIndex,
+      this.#maxDim,
+    ));
+    return out;
+  }
+
+  // ---- indexing ----
+
+  /** out[i, :] = table[ids[i], :]; out-of-range ids give zero rows. */
+  gather(table: Storage, ids: Storage, n: number, cols: number): Storage {
+    const ta = this.#f32(table, "gather", "table"), ia = this.#i32(ids, "gather", "ids");
+    this.#need(ids, n, "gather", "ids");
+    const vocab = cols > 0 ? Math.floor(table.length / cols) : 0;
+    const out = this.#alloc(n * cols, "f32", "gather");
+    this.#run(gatherCall(ta, ia, this.#out(out), n, cols, vocab, this.#maxDim));
+    return out;
+  }
+
+  /** out[v, :] = Σ_{i: ids[i]=v} g[i, :], summed in increasing i (deterministic). */
+  scatterAdd(g: Storage, ids: Storage, n: number, cols: number, vocab: number): Storage {
+    const ga = this.#f32(g, "scatterAdd", "g"), ia = this.#i32(ids, "scatterAdd", "ids");
+    this.#need(g, n * cols, "scatterAdd", `g [${n}, ${cols}]`);
+    this.#need(ids, n, "scatterAdd", "ids");
+    const out = this.#alloc(vocab * cols, "f32", "scatterAdd");
+    this.#run(fillCall(this.#out(out), vocab * cols, 0, this.#maxDim));
+    if (n > 0 && cols > 0) {
+      const links = this.#temp(2 * n, "i32", "scatterAdd links", "links");
+      this.#run(scatterLinksCall(ia, links, n, this.#maxDim));
+      this.#run(
+        scatterSumCall(
+          ga,
+          ia,
+          { ...links, write: false },
+          this.#out(out),
+          n,
+          cols,
+          vocab,
+          this.#maxDim,
+        ),
+      );
+      this.#pool.release(links.buf);
+    }
+    return out;
+  }
+
+  // ---- random ----
+
+  /** Dropout mask, bit-identical to the CPU backend for the same seed. */
+  dropoutMask(length: number, p: number, seed: number): Storage {
+    const out = this.#alloc(length, "f32", "dropoutMask");
+    this.#run(dropoutCall(this.#out(out), length, p, seed, this.#maxDim));
+    return out;
+  }
+
+  // ---- optimizer ----
+
+  /** One AdamW step in place on param, m and v. */
+  adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
+    const op = "adamw";
+    const all = [param, grad, m, v];
+    if (new Set(all).size !== 4) throw new Error("webgpu adamw: param, grad, m and v must differ");
+    for (const [s, nm] of [[param, "param"], [grad, "grad"], [m, "m"], [v, "v"]] as const) {
+      if (s.dtype !== "f32") throw new Error(`webgpu adamw: ${nm} must be f32`);
+      this.#need(s, param.length, op, nm);
+    }
+    this.#run(adamwCall(
+      {
+        param: this.#arg(param, op, "param", true),
+        grad: this.#arg(grad, op, "grad"),
+        m: this.#arg(m, op, "m", true),
+        v: this.#arg(v, op, "v", true),
+      },
+      param.length,
+      p,
+      this.#maxDim,
+    ));
+  }
+
+  // ---- extras (not part of the Backend contract) ----
+
+  /** Submits queued work and waits until the GPU has finished it (benchmarks). */
+  async sync(): Promise<void> {
+    this.#disp.flush();
+    await this.#ctx.device.queue.onSubmittedWorkDone();
+    this.#ctx.check();
+  }
+
+  /** Submits queued work without waiting. */
+  flush(): void {
+    this.#disp.flush();
+  }
+
+  /** Frees the pooled (unused) GPU buffers. */
+  trim(): void {
+    this.#disp.flush();
+    this.#pool.trim();
+    this.#staging.trim();
+  }
+
+  /** Counters: live storages, pool, dispatches, submits, pipelines. */
+  stats(): WebGPUStats {
+    return {
+      live: this.#live,
+      ...this.#pool.stats(),
+      dispatches: this.#disp.dispatches,
+      submits: this.#disp.submits,
+      pipelines: this.#disp.pipelines,
+    };
+  }
+
+  /** Elements of an f32 tensor in one binding window (the chunking threshold). */
+  get windowElems(): number {
+    return this.#disp.windowElems("f32");
+  }
+
+  /** Destroys the device; every later call fails. */
+  destroy(): void {
+    this.#disp.flush();
+    this.#ctx.device.destroy();
+  }
+}
+
+/**
+ * Opens the high-performance WebGPU adapter and returns a backend on it. Throws when there is
+ * no adapter (see `hardwareAdapterAvailable` in `device.ts` to decide before calling).
+ */
+export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Promise<WebGPUBackend> {
+  const ctx = await openDevice({ disableF16: false });
+  return new WebGPUBackend(ctx, opts);
+}

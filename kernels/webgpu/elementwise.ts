@@ -1,0 +1,296 @@
+/**
+ * Elementwise WGSL kernels, all generated from one op table: unary, binary, where, cast and
+ * strided copy share a single shader template that reads every operand through a strided view.
+ *
+ * Views are first canonicalised (size-1 axes dropped, axes merged where every view is contiguous
+ * across them), so most calls become rank 1 or 2. An operand whose canonical view is contiguous
+ * is read at `offset + i` with no index arithmetic (the fast path); the others decompose `i`
+ * into coordinates once per invocation. Shape, offsets and strides are runtime parameters, so
+ * the pipeline depends only on the op and on which operands are contiguous.
+ *
+ * @module
+ */
+import type { BinaryOp, UnaryOp, View } from "../backend.ts";
+import { type BufferArg, type ElemFormat, entry1d, f32Bits, type KernelCall } from "./dispatch.ts";
+
+/** Largest rank after canonicalisation. */
+export const MAX_RANK = 8;
+/** Workgroup size of the 1-D kernels. */
+export const WG = 256;
+
+/**
+ * The one op table: WGSL for every elementwise op, as an f32 expression of the loaded operands
+ * `a`, `b`, `c` and the scalar parameter `p`. Semantics follow `kernels/cpu/backend.ts`.
+ * In `where`, `ZERO` is replaced by the zero literal of the condition's dtype.
+ */
+export const OP_WGSL: Readonly<Record<UnaryOp | BinaryOp | "where", string>> = {
+  // unary
+  neg: "-a",
+  exp: "exp(a)",
+  log: "log(a)",
+  sqrt: "sqrt(a)",
+  tanh: "tanh_(a)",
+  relu: "select(0.0, a, a > 0.0)",
+  gelu: "gelu_(a)",
+  geluGrad: "gelu_grad_(a)",
+  abs: "abs(a)",
+  sign: "sign(a)",
+  step: "select(0.0, 1.0, a > 0.0)",
+  recip: "1.0 / a",
+  powScalar: "pow_(a, p)",
+  addScalar: "a + p",
+  mulScalar: "a * p",
+  // binary
+  add: "a + b",
+  sub: "a - b",
+  mul: "a * b",
+  div: "a / b",
+  max: "select(b, a, a >= b)",
+  min: "select(b, a, a <= b)",
+  pow: "pow_(a, b)",
+  gt: "select(0.0, 1.0, a > b)",
+  ge: "select(0.0, 1.0, a >= b)",
+  lt: "select(0.0, 1.0, a < b)",
+  eq: "select(0.0, 1.0, a == b)",
+  // ternary
+  where: "select(b, a, c != ZERO)",
+};
+
+/** Scalar math helpers shared by the elementwise kernels. */
+export const MATH_WGSL = `
+const SQRT_2_OVER_PI = 0.7978845608028654;
+// tanh saturates to ±1 in f32 beyond |x| = 9.1; clamping keeps exp-based implementations finite.
+fn tanh_(x: f32) -> f32 { return tanh(clamp(x, -15.0, 15.0)); }
+fn gelu_(x: f32) -> f32 {
+  return 0.5 * x * (1.0 + tanh_(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+}
+fn gelu_grad_(x: f32) -> f32 {
+  let t = tanh_(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x));
+  let du = SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x);
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du;
+}
+// Math.pow semantics where WGSL's pow (exp2(y·log2 x)) differs: y = 0, negative bases with
+// integer exponents, and exact small powers.
+fn pow_(x: f32, y: f32) -> f32 {
+  if (y == 0.0) { return 1.0; }
+  if (y == 1.0) { return x; }
+  if (y == 2.0) { return x * x; }
+  if (y == 3.0) { return x * x * x; }
+  if (y == 0.5) { return sqrt(x); }
+  if (y == -1.0) { return 1.0 / x; }
+  if (x < 0.0 && floor(y) == y) {
+    let r = exp2(y * log2(-x));
+    if (abs(y) < 16777216.0 && (i32(y) & 1) != 0) { return -r; }
+    return r;
+  }
+  return pow(x, y);
+}
+`;
+
+/** An operand view after canonicalisation. */
+interface CanonView {
+  offset: number;
+  strides: number[];
+}
+
+/** Drops size-1 axes and merges axes that every view traverses contiguously. */
+export function canonicalize(
+  shape: readonly number[],
+  views: readonly View[],
+): { shape: number[]; views: CanonView[] } {
+  const keep: number[] = [];
+  for (let d = 0; d < shape.length; d++) if (shape[d] !== 1) keep.push(d);
+  let cs = keep.map((d) => shape[d]);
+  let cv = views.map((v) => ({ offset: v.offset, strides: keep.map((d) => v.strides[d]) }));
+  // Merge from the innermost axis outwards.
+  for (let d = cs.length - 2; d >= 0; d--) {
+    if (cv.every((v) => v.strides[d] === v.strides[d + 1] * cs[d + 1])) {
+      cs = [...cs.slice(0, d), cs[d] * cs[d + 1], ...cs.slice(d + 2)];
+      cv = cv.map((v) => ({
+        offset: v.offset,
+        strides: [...v.strides.slice(0, d), v.strides[d + 1], ...v.strides.slice(d + 2)],
+      }));
+    }
+  }
+  return { shape: cs, views: cv };
+}
+
+function isContiguous(shape: number[], strides: number[]): boolean {
+  let acc = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    if (strides[d] !== acc) return false;
+    acc *= shape[d];
+  }
+  return true;
+}
+
+/** An operand of an elementwise kernel. */
+export interface EwOperand {
+  /** Buffer binding (its `name` must be `a`, `b`, `c` or `out`). */
+  arg: BufferArg;
+  /** How the kernel sees it. */
+  view: View;
+}
+
+const bodyCache = new Map<string, string>();
+
+function ewBody(expr: string, names: string[], contiguous: boolean[], outType: string): string {
+  const key = `${expr}|${names.join(",")}|${contiguous.join(",")}|${outType}`;
+  const hit = bodyCache.get(key);
+  if (hit !== undefined) return hit;
+  const lines: string[] = [
+    MATH_WGSL,
+    entry1d(WG),
+    "  let n = prm(0u);",
+    "  if (gid >= n) { return; }",
+  ];
+  lines.push("  let p = prmf(1u);");
+  names.forEach((nm, v) => {
+    lines.push(`  var o_${nm}: i32 = prmi(${12 + v * (MAX_RANK + 1)}u);`);
+  });
+  const strided = names.map((nm, v) => ({ nm, v })).filter(({ v }) => !contiguous[v]);
+  names.forEach((nm, v) => {
+    if (contiguous[v]) lines.push(`  o_${nm} += i32(gid);`);
+  });
+  if (strided.length > 0) {
+    lines.push(
+      "  var rem = gid;",
+      "  for (var d = i32(prm(2u)) - 1; d >= 0; d--) {",
+      "    let sz = prm(4u + u32(d));",
+      "    let c = i32(rem % sz);",
+      "    rem = rem / sz;",
+    );
+    for (const { nm, v } of strided) {
+      lines.push(`    o_${nm} += c * prmi(${12 + v * (MAX_RANK + 1) + 1}u + u32(d));`);
+    }
+    lines.push("  }");
+  }
+  for (const nm of names) if (nm !== "out") lines.push(`  let ${nm} = ${nm}_ld(u32(o_${nm}));`);
+  lines.push(`  out_st(u32(o_out), ${outType}(${expr}));`, "}");
+  const body = lines.join("\n");
+  bodyCache.set(key, body);
+  return body;
+}
+
+/**
+ * A kernel computing `out[view] = expr(a, b, c, p)` over a common shape. `out` is the first
+ * operand; `expr` is WGSL over the inputs' loaded values.
+ */
+export function elementwiseCall(
+  label: string,
+  expr: string,
+  shape: readonly number[],
+  operands: readonly EwOperand[],
+  scalar = 0,
+  maxDim = 65535,
+): KernelCall {
+  const canon = canonicalize(shape, operands.map((o) => o.view));
+  if (canon.shape.length > MAX_RANK) {
+    throw new Error(
+      `webgpu ${label}: shape [${shape.join(", ")}] has rank ${canon.shape.length} after merging ` +
+        `contiguous axes, over ${MAX_RANK}`,
+    );
+  }
+  let n = 1;
+  for (const d of shape) n *= d;
+  const params = new Uint32Array(12 + operands.length * (MAX_RANK + 1));
+  params[0] = n;
+  params[1] = f32Bits(scalar);
+  params[2] = canon.shape.length;
+  canon.shape.forEach((s, d) => (params[4 + d] = s));
+  const i32 = new Int32Array(params.buffer);
+  canon.views.forEach((v, k) => {
+    const base = 12 + k * (MAX_RANK + 1);
+    i32[base] = v.offset;
+    v.strides.forEach((s, d) => (i32[base + 1 + d] = s));
+  });
+  const contiguous = canon.views.map((v) => isContiguous(canon.shape, v.strides));
+  const outType = operands[0].arg.format === "i32" ? "i32" : "f32";
+  const body = ewBody(expr, operands.map((o) => o.arg.name), contiguous, outType);
+  return {
+    label,
+    body,
+    buffers: operands.map((o) => o.arg),
+    params,
+    grid: grid(Math.ceil(n / WG), maxDim),
+  };
+}
+
+function grid(workgroups: number, maxDim: number): [number, number, number] {
+  if (workgroups <= maxDim) return [workgroups, 1, 1];
+  const y = Math.ceil(workgroups / maxDim);
+  return [Math.ceil(workgroups / y), y, 1];
+}
+
+/** The expression converting a loaded `a` of `from` to the storage type of `to`. */
+export function convertExpr(from: ElemFormat, to: ElemFormat): string {
+  const fromInt = from === "i32" || from === "u32";
+  const toInt = to === "i32" || to === "u32";
+  if (fromInt === toInt) return "a";
+  // f32 → i32 truncates toward zero like Math.trunc (WGSL conversion rounds toward zero).
+  return toInt ? "i32(a)" : "f32(a)";
+}
+
+/** A kernel filling `length` elements of `out` with a constant. */
+export function fillCall(
+  out: BufferArg,
+  length: number,
+  value: number,
+  maxDim = 65535,
+): KernelCall {
+  const isInt = out.format === "i32";
+  const bits = isInt ? value | 0 : f32Bits(value);
+  const v = isInt ? "prmi(1u)" : "prmf(1u)";
+  return {
+    label: "full",
+    body: `${entry1d(WG)}\n  if (gid >= prm(0u)) { return; }\n  out_st(gid, ${v});\n}`,
+    buffers: [out],
+    params: [length, bits >>> 0],
+    grid: grid(Math.ceil(length / WG), maxDim),
+  };
+}
+
+/**
+ * The dropout mask kernel: `hashUniform(seed, i) ≥ p ? scale : 0`, bit-identical to
+ * `hashUniform` in `kernels/backend.ts` (u32 arithmetic wraps like Math.imul and `>>> 0`). The
+ * comparison is done on the 24-bit integer `x >> 8` against `ceil(p·2²⁴)`, computed on the host
+ * in f64, so rounding p to f32 cannot flip an element.
+ */
+export function dropoutCall(
+  out: BufferArg,
+  length: number,
+  p: number,
+  seed: number,
+  maxDim = 65535,
+): KernelCall {
+  if (!Number.isInteger(seed)) {
+    throw new Error(`webgpu dropoutMask: seed ${seed} is not an integer`);
+  }
+  const threshold = Math.min(Math.max(Math.ceil(p * 16777216), 0), 16777216);
+  const scale = Math.fround(1 / (1 - p));
+  const body = `
+fn hash32_(v: u32) -> u32 {
+  var x = v;
+  x ^= x >> 16u;
+  x *= 0x7feb352du;
+  x ^= x >> 15u;
+  x *= 0x846ca68bu;
+  x ^= x >> 16u;
+  return x;
+}
+${entry1d(WG)}
+  if (gid >= prm(0u)) { return; }
+  let seed = prm(1u);
+  var x = (gid * 0x9e3779b9u) ^ seed;
+  x = hash32_(x);
+  x = hash32_(x + seed);
+  out_st(gid, select(0.0, prmf(3u), (x >> 8u) >= prm(2u)));
+}`;
+  return {
+    label: "dropoutMask",
+    body,
+    buffers: [out],
+    params: [length, seed >>> 0, threshold, f32Bits(p >= 1 ? 0 : scale)],
+    grid: grid(Math.ceil(length / WG), maxDim),
+  };
+}
