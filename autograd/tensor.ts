@@ -517,7 +517,8 @@ function backward(root: Tensor, gradient?: Tensor): void {
   const grads = new Map<number, Tensor>();
   const owned = new Set<Tensor>();
   // Every gradient in the map is its own Tensor object (views share buffers by refcount), so
-  // each can be disposed as soon as it has been pushed back.
+  // each can be disposed as soon as it has been pushed back. `owned` holds every tensor that
+  // is (or was) a map entry: a backward returning one of them gets a fresh view instead.
   const own = (g: Tensor): Tensor => {
     const mine = owned.has(g) ? g.viewAs(g.view) : g;
     owned.add(mine);
@@ -564,7 +565,9 @@ function backward(root: Tensor, gradient?: Tensor): void {
         const mine = keep(own(gi));
         const have = grads.get(x.id);
         if (have) {
-          grads.set(x.id, keep(ops.add(have, mine)));
+          const sum = keep(ops.add(have, mine));
+          owned.add(sum);
+          grads.set(x.id, sum);
           have.dispose();
           mine.dispose();
         } else grads.set(x.id, mine);

@@ -224,3 +224,13 @@ Deno.test("tiny MLP (raw ops) fits a toy regression, deterministically", async (
   assert.ok(a[0] > 0.3, `initial loss ${a[0]}`);
   assert.ok(a.at(-1)! < 0.02, `final loss ${a.at(-1)}`);
 });
+
+Deno.test("backward: a summed gradient passed through an identity-like op stays alive", async () => {
+  // x feeds two branches (so its gradient is a sum), and x = w + 0 hands that very tensor
+  // on to w: the sum must not be freed with x's gradient.
+  const w = lf.tensor([1, 2, 3, 4], { requiresGrad: true });
+  const x = w.add(0);
+  const y = x.mul(2).add(x.mul(3)).sum();
+  y.backward();
+  assert.deepEqual(Array.from(await w.grad!.data()), [5, 5, 5, 5]);
+});
