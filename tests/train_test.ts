@@ -1,0 +1,200 @@
+/**
+ * End to end on a real Hugging Face checkpoint (../shared/models/fake-gpt2, random weights):
+ * prefix training lowers the loss and leaves GPT-2 bit-identical, the exported prefix has the
+ * expected size, --resume reproduces an uninterrupted run, fine-tuning saves a loadable model,
+ * and generate writes one line per MR. Without ../shared a random GPT-2 written by the test and
+ * a few inline E2E lines are used instead.
+ */
+import assert from "node:assert/strict";
+import { GPT2 } from "../models/gpt2.ts";
+import { gpt2Config } from "../models/gpt2.ts";
+import { loadSafetensors } from "../models/safetensors.ts";
+import { DEFAULT_CONFIG, parseTrainArgs, type TrainConfig } from "../tasks/config.ts";
+import { train } from "../tasks/train.ts";
+import { main as generateMain } from "../tasks/generate.ts";
+
+const SHARED = new URL("../../shared/", import.meta.url).pathname;
+const hasShared = await Deno.stat(`${SHARED}models/fake-gpt2/model.safetensors`).then(
+  () => true,
+  () => false,
+);
+if (!hasShared) {
+  console.log("train_test: ../shared absent: using a random GPT-2 and inline E2E lines");
+}
+
+const INLINE = [
+  "name : The Vaults | Type : pub | price : more than £ 30 | near : Café Adriatic||The Vaults pub near Café Adriatic is expensive . ",
+  "name : The Eagle | Type : coffee shop | area : riverside||The Eagle is a coffee shop by the riverside . ",
+  "name : Zizzi | Type : restaurant | food : Italian||Zizzi is an Italian restaurant . ",
+];
+
+async function fixture(): Promise<{ model: string; data: string; tmp: string }> {
+  const tmp = await Deno.makeTempDir({ prefix: "lf_train_test_" });
+  await Deno.mkdir(`${tmp}/data`);
+  if (hasShared) {
+    const take = async (f: string, n: number) =>
+      (await Deno.readTextFile(`${SHARED}e2e/${f}`)).split("\n").slice(0, n).join("\n") + "\n";
+    await Deno.writeTextFile(`${tmp}/data/train.txt`, await take("train.txt", 50));
+    await Deno.writeTextFile(`${tmp}/data/valid.txt`, await take("valid.txt", 10));
+    await Deno.writeTextFile(`${tmp}/data/test.txt`, await take("test.txt", 12));
+    return { model: `${SHARED}models/fake-gpt2`, data: `${tmp}/data`, tmp };
+  }
+  const lines = Array.from({ length: 50 }, (_, i) => INLINE[i % INLINE.length]).join("\n") + "\n";
+  for (const f of ["train.txt", "valid.txt", "test.txt"]) {
+    await Deno.writeTextFile(`${tmp}/data/${f}`, lines);
+  }
+  const m = GPT2.random(gpt2Config({ nLayer: 1, nHead: 1, nEmbd: 4, nPositions: 256 }), 3);
+  await m.save(`${tmp}/model`);
+  m.dispose();
+  return { model: `${tmp}/model`, data: `${tmp}/data`, tmp };
+}
+
+const quiet = () => {};
+
+function cfg(
+  f: { model: string; data: string; tmp: string },
+  over: Partial<TrainConfig>,
+): TrainConfig {
+  return {
+    ...DEFAULT_CONFIG,
+    model: f.model,
+    data: f.data,
+    backend: "cpu",
+    batch_size: 10,
+    epochs: 2,
+    lr: 0.05,
+    valid_limit: 10,
+    out: `${f.tmp}/run`,
+    ...over,
+  };
+}
+
+Deno.test("prefix-tuning on fake-gpt2: loss falls, GPT-2 untouched, export size, generate", async () => {
+  const f = await fixture();
+  try {
+    const before = await loadSafetensors(`${f.model}/model.safetensors`);
+    // The frozen GPT-2's weights after training, bit for bit.
+    const after = new Map<string, Float32Array | Int32Array>();
+    const r = await train(cfg(f, { epochs: 3 }), {
+      log: quiet,
+      inspect: async (m) => {
+        for (const [name, t] of m.namedParameters()) after.set(name, await t.data());
+      },
+    });
+    assert.equal(r.losses.length, 15);
+    const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
+    assert.ok(mean(r.losses.slice(10)) < mean(r.losses.slice(0, 5)), `losses ${r.losses}`);
+    assert.ok(r.validLosses[2] < r.validLosses[0], `validation ${r.validLosses}`);
+    let compared = 0;
+    for (const [name, data] of after) {
+      const key = before.tensors.has(name) ? name : name.replace(/^transformer\./, "");
+      const orig = before.tensors.get(key);
+      if (!orig) continue;
+      assert.deepEqual(data, orig.data, `weight ${name} changed`);
+      compared++;
+    }
+    assert.ok(compared >= 4 * 1 + 4, `only ${compared} weights compared`);
+    const model = await GPT2.fromPretrained(f.model);
+    // Exported prefix: 2·n_layer·L·n_embd f32 values plus the header.
+    const c = model.config;
+    const bytes = await Deno.readFile(`${f.tmp}/run/prefix/prefix.safetensors`);
+    const header = new DataView(bytes.buffer).getUint32(0, true);
+    assert.equal(bytes.length, 8 + header + 2 * c.nLayer * 5 * c.nEmbd * 4);
+    assert.ok((await Deno.stat(`${f.tmp}/run/peft/adapter_model.safetensors`)).isFile);
+    assert.ok((await Deno.readTextFile(`${f.tmp}/run/loss.svg`)).includes("<svg"));
+    const log = (await Deno.readTextFile(`${f.tmp}/run/log.jsonl`)).trim().split("\n");
+    assert.equal(log.filter((l) => l.includes('"valid_loss"')).length, 3);
+    model.dispose();
+    // Generation: one line per distinct MR.
+    const code = await generateMain([
+      "--checkpoint",
+      `${f.tmp}/run`,
+      "--split",
+      "test",
+      "--data",
+      f.data,
+      "--beams",
+      "2",
+      "--max-new-tokens",
+      "4",
+      "--limit",
+      "3",
+      "--backend",
+      "cpu",
+    ]);
+    assert.equal(code, 0);
+    const out = await Deno.readTextFile(`${f.tmp}/run/outputs/test.txt`);
+    assert.equal(out.split("\n").length - 1, 3);
+    const refs = await Deno.readTextFile(`${f.tmp}/run/outputs/test.refs.txt`);
+    assert.equal(refs.trim().split("\n\n").length, 3);
+  } finally {
+    await Deno.remove(f.tmp, { recursive: true });
+  }
+});
+
+Deno.test("--resume continues exactly: same losses as an uninterrupted run", async () => {
+  const f = await fixture();
+  try {
+    const base = cfg(f, { save_every: 2, prefix_dropout: 0.2 });
+    const full = await train({ ...base, out: `${f.tmp}/a` }, { log: quiet });
+    const part = await train({ ...base, out: `${f.tmp}/b` }, { log: quiet, stopAfterSteps: 7 });
+    assert.ok(part.interrupted);
+    const rest = await train({ ...base, out: `${f.tmp}/b` }, { log: quiet, resume: true });
+    assert.deepEqual(rest.losses, full.losses);
+    assert.deepEqual(rest.validLosses, full.validLosses);
+  } finally {
+    await Deno.remove(f.tmp, { recursive: true });
+  }
+});
+
+Deno.test("fine-tuning saves a full Hugging Face-format model that loads back", async () => {
+  const f = await fixture();
+  try {
+    const r = await train(cfg(f, { tuner: "fine", epochs: 1, lr: 1e-3 }), { log: quiet });
+    assert.equal(r.trainable, r.modelParams);
+    const m = await GPT2.fromPretrained(`${f.tmp}/run/model`);
+    assert.equal(m.numParameters(), r.modelParams);
+    m.dispose();
+  } finally {
+    await Deno.remove(f.tmp, { recursive: true });
+  }
+});
+
+Deno.test("config: unknown keys and wrong types are rejected with the key's name", async () => {
+  await assert.rejects(() => parseTrainArgs(["--epochs", "two"]), /'epochs' must be a number/);
+  await assert.rejects(
+    () => parseTrainArgs(["--prefix-len", "1.5"]),
+    /'prefix_len' must be an integer/,
+  );
+  await assert.rejects(
+    () => parseTrainArgs(["--tuner", "lora"]),
+    /'tuner' must be 'prefix' or 'fine'/,
+  );
+  await assert.rejects(() => parseTrainArgs(["--bogus", "1"]), /Unknown option '--bogus'/);
+  const tmp = await Deno.makeTempFile({ suffix: ".yaml" });
+  try {
+    await Deno.writeTextFile(tmp, "epochs: 3\nlearning_rate: 0.1\n");
+    await assert.rejects(() => parseTrainArgs(["--config", tmp]), /unknown key 'learning_rate'/);
+    await Deno.writeTextFile(tmp, "epochs: 3\nlr: 0.1\n");
+    const p = await parseTrainArgs(["--config", tmp, "--lr", "0.5", "--resume"]);
+    assert.equal(p.config.epochs, 3);
+    assert.equal(p.config.lr, 0.5);
+    assert.equal(p.resume, true);
+  } finally {
+    await Deno.remove(tmp);
+  }
+  // The shipped configs hold the paper's values.
+  const prefix = await parseTrainArgs(
+    [],
+    new URL("../configs/e2e_prefix.yaml", import.meta.url).pathname,
+  );
+  assert.equal(prefix.config.lr, 8e-5);
+  assert.equal(prefix.config.prefix_len, 5);
+  assert.equal(prefix.config.seed, 101);
+  const fine = await parseTrainArgs(
+    [],
+    new URL("../configs/e2e_finetune.yaml", import.meta.url).pathname,
+  );
+  assert.equal(fine.config.lr, 5e-5);
+  assert.equal(fine.config.tuner, "fine");
+});
