@@ -63,3 +63,4 @@ export async function useBackend(
 }
 
 export { loadBackend };
+export { backendNames } from "./registry.ts";
