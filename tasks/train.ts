@@ -321,7 +321,9 @@ function prefixInputs(
 
 /**
  * Mean next-token cross-entropy of a batch (Hugging Face semantics: position t predicts
- * label t+1; -100 labels are skipped).
+ * label t+1; -100 labels are skipped). Only the positions that carry a label go through the
+ * LM head (the [n_embd × 50257] product dominates a step): the MR half of each example and the
+ * padding never reach it. The result equals the loss over all logits.
  */
 export function batchLoss(
   model: GPT2,
@@ -331,10 +333,20 @@ export function batchLoss(
 ): lf.Tensor {
   const ids = lf.ids(batch.ids, { backend });
   const { past, mask } = prefixInputs(prefix, batch, backend);
-  const { logits } = model.forward(ids, { past, attentionMask: mask });
-  const shifted = batch.labels.map((r) => [...r.slice(1), -100]);
-  const targets = lf.ids(shifted, { backend });
-  return logits.crossEntropy(targets, { ignoreIndex: -100 });
+  const { hidden } = model.hidden(ids, { past, attentionMask: mask });
+  const [B, T, C] = hidden.shape;
+  const rows: number[] = [], targets: number[] = [];
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t + 1 < T; t++) {
+      const y = batch.labels[b][t + 1];
+      if (y === -100) continue;
+      rows.push(b * T + t);
+      targets.push(y);
+    }
+  }
+  if (rows.length === 0) throw new Error("batch has no labelled positions");
+  const picked = lf.embedding(hidden.reshape(B * T, C), lf.ids(rows, { backend }));
+  return model.lmHead(picked).crossEntropy(lf.ids(targets, { backend }));
 }
 
 async function validLoss(

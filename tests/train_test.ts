@@ -198,3 +198,33 @@ Deno.test("config: unknown keys and wrong types are rejected with the key's name
   assert.equal(fine.config.lr, 5e-5);
   assert.equal(fine.config.tuner, "fine");
 });
+
+Deno.test("batchLoss (LM head on labelled positions only) equals GPT2.loss over all logits", async () => {
+  const { batchLoss } = await import("../tasks/train.ts");
+  const { PrefixTuning } = await import("../models/prefix.ts");
+  const lf = await import("../mod.ts");
+  const m = GPT2.random(
+    gpt2Config({ nLayer: 2, nHead: 2, nEmbd: 8, nPositions: 64, vocabSize: 97 }),
+    4,
+  );
+  m.eval();
+  const p = new PrefixTuning({
+    prefixLen: 3,
+    nLayer: 2,
+    nHead: 2,
+    nEmbd: 8,
+    mid: 16,
+    mlp: true,
+    dropout: 0,
+  }, { seed: 1 });
+  const batch = {
+    ids: [[10, 20, 30, 40, 50], [7, 8, 9, 96, 96]],
+    labels: [[-100, -100, 30, 40, 50], [-100, 8, 9, -100, -100]],
+    mask: [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]],
+  };
+  const a = await batchLoss(m, p, batch, lf.getBackend()).item();
+  const mask = lf.tensor(batch.mask.map((r) => [1, 1, 1, ...r]));
+  const b = await m.loss(batch.ids, lf.ids(batch.labels), { past: p.past(2), attentionMask: mask })
+    .item();
+  assert.ok(Math.abs(a - b) < 1e-6, `${a} vs ${b}`);
+});
