@@ -1,6 +1,6 @@
 /**
  * lf: a small deep-learning library for Deno — tensors with reverse-mode autodiff on CPU,
- * WebAssembly SIMD and WebGPU backends, nn modules, GPT-2, and prefix-tuning.
+ * WebAssembly SIMD and WebGPU backends, nn modules, GPT-2, prefix-tuning, and the E2E metrics.
  *
  * ```ts
  * import * as lf from "./mod.ts";
@@ -14,6 +14,7 @@
  */
 export * from "./autograd/mod.ts";
 export type { Backend, DType, Storage, View } from "./kernels/backend.ts";
+export { contiguousView } from "./kernels/backend.ts";
 export {
   backendNames,
   getBackend,
@@ -21,4 +22,13 @@ export {
   registerBackend,
   setBackend,
 } from "./kernels/registry.ts";
+export { useBackend } from "./kernels/select.ts";
 export { CpuBackend } from "./kernels/cpu/backend.ts";
+export * as nn from "./nn/mod.ts";
+export { AdamW, clipGradNorm, linearWarmupDecay } from "./nn/optim.ts";
+export { GPT2, type GPT2Config, gpt2Config } from "./models/gpt2.ts";
+export { generate, generateWithScores } from "./models/generate.ts";
+export { prefixToPast, PrefixTuning } from "./models/prefix.ts";
+export { loadSafetensors, writeSafetensors } from "./models/safetensors.ts";
+export { GPT2Tokenizer } from "./data/tokenizer.ts";
+export { bleu, cider, meteor, nist, rougeL, scoreAll } from "./data/metrics/mod.ts";

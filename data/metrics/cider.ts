@@ -25,6 +25,7 @@ export interface CiderOptions {
 }
 
 /** Python's `str.split()` separators (str.isspace), control characters included on purpose. */
+// deno-lint-ignore no-control-regex
 const PY_WHITESPACE = new RegExp(
   "[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+",
 );

@@ -1,0 +1,583 @@
+/**
+ * Greedy decoding and beam search with a KV cache, batched over prompts and beams, with the
+ * semantics of Hugging Face's `generate` as the Prefix-Tuning paper's code ran it (the
+ * transformers 3.x copy in that repository: `_generate_no_beam_search`,
+ * `_generate_beam_search`, `BeamHypotheses`). The paper decoded E2E with
+ * `num_beams=5, min_length=5, bad_words_ids=[[628], [198]], max_length=100 + prompt length`,
+ * eos 50256, length penalty 1, no early stopping: `{ numBeams: 5, minLength: 5,
+ * badWordsIds: [[628], [198]], maxNewTokens: 100 }` here.
+ *
+ * Semantics kept from Hugging Face:
+ * - Beam scores are sums of log-softmax values; banned tokens (bad words, EOS before the minimum
+ *   length) get −∞ after the log-softmax (no renormalisation). At each step the top 2·numBeams
+ *   candidates over all beams are scanned; an EOS candidate ranked below numBeams is dropped,
+ *   otherwise it closes a hypothesis scored `sum_logprobs / length^lengthPenalty`, where
+ *   `length` counts the prompt and the generated tokens before the EOS (not the prefix, not the
+ *   EOS). Unfinished beams at the end are scored with length prompt + maxNewTokens.
+ * - A prompt is done when numBeams hypotheses exist and (earlyStopping, or) the best candidate
+ *   score divided by the current length^lengthPenalty cannot beat the worst kept one.
+ * - `minLength` is Hugging Face's `min_length`: EOS is banned while prompt + generated tokens
+ *   < minLength (the prompt counts, the prefix does not). `minNewTokens` counts generated tokens
+ *   only. Both may be given.
+ * - Bad-word sequences ban their last token when the row's text (prompt + generated) ends with
+ *   the rest of the sequence; a single-token sequence is always banned. As in Hugging Face, a
+ *   bad word equal to `[eos]` is ignored.
+ *
+ * Batching never changes results: prompts of different lengths are left-padded with an
+ * attention mask and per-row position ids (positions start at the prefix length for the first
+ * real token), and each prompt's lengths are its own, so a batch decodes exactly as each
+ * prompt alone would. Finished prompts leave the batch (their cache rows are dropped).
+ * Differences from Hugging Face: candidates scoring −∞ are never selected (Hugging Face's top-k
+ * could pick them only when fewer finite candidates than 2·numBeams exist), and ties are broken
+ * towards the lower (beam, token) index.
+ *
+ * @module
+ */
+import { ids as idsTensor } from "../autograd/creation.ts";
+import { embedding, reshape } from "../autograd/ops.ts";
+import { noGrad, type Tensor, tidy } from "../autograd/tensor.ts";
+import type { Backend } from "../kernels/backend.ts";
+import type { KV } from "../nn/attention.ts";
+import type { ForwardOptions, GPT2Output } from "./gpt2.ts";
+
+/** What generation needs from a model (GPT2 satisfies it). */
+export interface GenerationModel {
+  /** Sizes and the default EOS. */
+  readonly config: {
+    vocabSize: number;
+    nPositions: number;
+    nLayer: number;
+    eosTokenId?: number | null;
+  };
+  /** Where the weights live (inputs are created there). */
+  readonly backend: Backend;
+  /** Logits and (with `useCache`) the new past. */
+  forward(ids: number[][] | Tensor, opts: ForwardOptions): GPT2Output;
+}
+
+/** Options of {@link generate}. */
+export interface GenerateOptions {
+  /** Most tokens generated per prompt (Hugging Face's max_length = prompt length + this). */
+  maxNewTokens: number;
+  /** Beams per prompt; 1 = greedy (default). */
+  numBeams?: number;
+  /**
+   * Decoding algorithm: by default greedy for one beam, beam search otherwise (as Hugging
+   * Face). `"beam"` runs the beam-search code even with one beam.
+   */
+  strategy?: "greedy" | "beam";
+  /** Hugging Face's `min_length`: EOS is banned while prompt + generated < minLength. */
+  minLength?: number;
+  /** EOS is banned until this many tokens were generated. */
+  minNewTokens?: number;
+  /** End-of-sequence token (default: the model config's; null = none). */
+  eosTokenId?: number | null;
+  /** Token used for left padding (never attended; default EOS or 0). */
+  padTokenId?: number;
+  /** Token sequences that must not be generated (e.g. [[628], [198]]). */
+  badWordsIds?: number[][];
+  /** Exponent of the length normalisation of finished hypotheses (default 1). */
+  lengthPenalty?: number;
+  /** Stop a prompt as soon as numBeams hypotheses are finished (default false). */
+  earlyStopping?: boolean;
+  /**
+   * Keys/values prepended at every layer, each [B, n_head, L, head_dim] with B = number of
+   * prompts (one prefix per prompt; rows may differ: mixed-task batching). Expanded over beams.
+   * Positions of the prompt start at L.
+   */
+  prefixPast?: KV[];
+}
+
+/** One result of {@link generateWithScores}. */
+export interface GenerationResult {
+  /** Generated tokens, without the prompt and without the EOS. */
+  tokens: number[];
+  /**
+   * Beam search: the hypothesis score, sum of log-probs / length^lengthPenalty. Greedy: the sum
+   * of the chosen tokens' log-probs (EOS included when it ended the sequence).
+   */
+  score: number;
+  /** Whether the sequence ended with EOS (rather than running out of tokens). */
+  finished: boolean;
+}
+
+/** Generated token ids per prompt (prompt and EOS excluded). */
+export async function generate(
+  model: GenerationModel,
+  prompts: number[][],
+  opts: GenerateOptions,
+): Promise<number[][]> {
+  return (await generateWithScores(model, prompts, opts)).map((r) => r.tokens);
+}
+
+/** As {@link generate}, with each result's score. */
+export async function generateWithScores(
+  model: GenerationModel,
+  prompts: number[][],
+  opts: GenerateOptions,
+): Promise<GenerationResult[]> {
+  const s = setup(model, prompts, opts);
+  const strategy = opts.strategy ?? (s.numBeams === 1 ? "greedy" : "beam");
+  if (strategy === "greedy" && s.numBeams !== 1) {
+    throw new Error(`generate: greedy decoding takes one beam, got numBeams ${s.numBeams}`);
+  }
+  return strategy === "greedy" ? await greedy(s) : await beamSearch(s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// shared machinery
+
+interface Setup {
+  model: GenerationModel;
+  prompts: number[][];
+  numBeams: number;
+  maxNew: number;
+  minLength: number;
+  minNew: number;
+  eos: number | null;
+  pad: number;
+  singleBans: number[];
+  seqBans: number[][];
+  lengthPenalty: number;
+  earlyStopping: boolean;
+  prefix: KV[] | undefined;
+  prefixLen: number;
+  maxPrompt: number;
+  padded: boolean;
+  vocab: number;
+}
+
+function bad(msg: string): never {
+  throw new Error(`generate: ${msg}`);
+}
+
+function setup(model: GenerationModel, prompts: number[][], o: GenerateOptions): Setup {
+  const V = model.config.vocabSize;
+  const int = (name: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min) {
+      throw new Error(`generate: ${name} must be an integer ≥ ${min}, got ${v}`);
+    }
+    return v;
+  };
+  if (!Array.isArray(prompts) || prompts.length === 0) throw new Error("generate: no prompts");
+  prompts.forEach((p, i) => {
+    if (!Array.isArray(p) || p.length === 0) throw new Error(`generate: prompt ${i} is empty`);
+    p.forEach((t, j) => {
+      if (!Number.isInteger(t) || t < 0 || t >= V) {
+        throw new Error(`generate: prompt ${i} token ${j} = ${t} is outside [0, ${V})`);
+      }
+    });
+  });
+  const maxNew = int("maxNewTokens", o.maxNewTokens, 1);
+  const numBeams = int("numBeams", o.numBeams ?? 1, 1);
+  const eos = o.eosTokenId === undefined ? (model.config.eosTokenId ?? null) : o.eosTokenId;
+  if (eos !== null) int("eosTokenId", eos, 0);
+  const lengthPenalty = o.lengthPenalty ?? 1;
+  if (!(lengthPenalty > 0)) {
+    throw new Error(`generate: lengthPenalty must be > 0, got ${lengthPenalty}`);
+  }
+  const singleBans: number[] = [], seqBans: number[][] = [];
+  (o.badWordsIds ?? []).forEach((w, i) => {
+    if (!Array.isArray(w) || w.length === 0) {
+      throw new Error(`generate: badWordsIds[${i}] is empty`);
+    }
+    w.forEach((t) => int(`badWordsIds[${i}] token`, t, 0));
+    if (w.length === 1 && w[0] === eos) return; // Hugging Face leaves [eos] to min_length
+    if (w.length === 1) singleBans.push(w[0]);
+    else seqBans.push(w);
+  });
+  const prefix = o.prefixPast;
+  let prefixLen = 0;
+  if (prefix) {
+    if (prefix.length !== model.config.nLayer) {
+      throw new Error(
+        `generate: prefixPast has ${prefix.length} layers, the model ${model.config.nLayer}`,
+      );
+    }
+    prefixLen = prefix[0].k.shape[2];
+    prefix.forEach((l, i) => {
+      for (const t of [l.k, l.v]) {
+        if (t.ndim !== 4 || t.shape[0] !== prompts.length || t.shape[2] !== prefixLen) {
+          throw new Error(
+            `generate: prefixPast[${i}] [${
+              t.shape.join(", ")
+            }] must be [${prompts.length}, n_head, ${prefixLen}, head_dim]`,
+          );
+        }
+      }
+    });
+  }
+  const maxPrompt = Math.max(...prompts.map((p) => p.length));
+  const lastPos = prefixLen + maxPrompt + maxNew - 1;
+  if (lastPos > model.config.nPositions) {
+    throw new Error(
+      `generate: prefix ${prefixLen} + prompt ${maxPrompt} + maxNewTokens ${maxNew} − 1 exceeds n_positions ${model.config.nPositions}`,
+    );
+  }
+  return {
+    model,
+    prompts,
+    numBeams,
+    maxNew,
+    minLength: int("minLength", o.minLength ?? 0, 0),
+    minNew: int("minNewTokens", o.minNewTokens ?? 0, 0),
+    eos,
+    // Pads are never attended; any id the embedding accepts will do.
+    pad: o.padTokenId === undefined
+      ? (eos !== null && eos < V ? eos : 0)
+      : (int("padTokenId", o.padTokenId, 0) < V
+        ? o.padTokenId
+        : bad(`padTokenId ${o.padTokenId} ≥ vocab ${V}`)),
+    singleBans,
+    seqBans,
+    lengthPenalty,
+    earlyStopping: o.earlyStopping ?? false,
+    prefix,
+    prefixLen,
+    maxPrompt,
+    padded: prompts.some((p) => p.length !== maxPrompt),
+    vocab: V,
+  };
+}
+
+/** The decoder's rows: cache plus, per row, its attention-mask row and next position. */
+class Decoder {
+  past: KV[] | undefined;
+  rows = 0;
+  #masks: number[][] = [];
+  #positions: number[] = [];
+  constructor(readonly s: Setup) {}
+
+  /** Runs the (left-padded) prompts with the prefix; returns last-position logits [B, V]. */
+  async start(): Promise<Float32Array> {
+    const s = this.s, P = s.maxPrompt, L = s.prefixLen;
+    const ids = s.prompts.map((p) => [...new Array(P - p.length).fill(s.pad), ...p]);
+    this.#masks = s.prompts.map((p) => [
+      ...new Array(L).fill(1),
+      ...new Array(P - p.length).fill(0),
+      ...new Array(p.length).fill(1),
+    ]);
+    this.#positions = s.prompts.map((p) => L + p.length);
+    const positionIds = s.padded
+      ? s.prompts.map((p) =>
+        Array.from({ length: P }, (_, i) => L + Math.max(0, i - (P - p.length)))
+      )
+      : undefined;
+    this.rows = s.prompts.length;
+    return await this.#step(ids, s.prefix, positionIds, false);
+  }
+
+  /**
+   * Keeps the cache rows `src` (in that order; repeats allowed) and feeds one new token per
+   * kept row. Returns the new last-position logits [src.length, V].
+   */
+  async next(src: number[], tokens: number[]): Promise<Float32Array> {
+    this.#reorder(src);
+    this.#masks = src.map((r) => [...this.#masks[r], 1]);
+    this.#positions = src.map((r) => this.#positions[r]);
+    const positionIds = this.#positions.map((p) => [p]);
+    this.#positions = this.#positions.map((p) => p + 1);
+    return await this.#step(tokens.map((t) => [t]), this.past, positionIds, true);
+  }
+
+  async #step(
+    ids: number[][],
+    past: KV[] | undefined,
+    positionIds: number[][] | undefined,
+    disposeOld: boolean,
+  ): Promise<Float32Array> {
+    const s = this.s;
+    const out = noGrad(() =>
+      tidy(() =>
+        s.model.forward(ids, {
+          past,
+          attentionMask: s.padded ? this.#masks : undefined,
+          positionIds,
+          useCache: true,
+          lastTokenOnly: true,
+        })
+      )
+    );
+    if (disposeOld && past) { for (const l of past) disposeKV(l); }
+    this.past = out.past;
+    try {
+      return (await out.logits.data()) as Float32Array;
+    } finally {
+      out.logits.dispose();
+    }
+  }
+
+  /** Gathers cache rows `src` (skipped when it is the identity). */
+  #reorder(src: number[]): void {
+    const n = this.rows;
+    this.rows = src.length;
+    if (src.length === n && src.every((r, i) => r === i)) return;
+    const old = this.past!;
+    this.past = noGrad(() =>
+      tidy(() => {
+        const idx = idsTensor(src, { backend: this.s.model.backend });
+        const pick = (t: Tensor) => {
+          const [, H, T, d] = t.shape;
+          return reshape(embedding(reshape(t, [n, H * T * d]), idx), [src.length, H, T, d]);
+        };
+        return old.map((l) => ({ k: pick(l.k), v: pick(l.v) }));
+      })
+    );
+    for (const l of old) disposeKV(l);
+  }
+
+  /** Frees the cache. */
+  dispose(): void {
+    for (const l of this.past ?? []) disposeKV(l);
+    this.past = undefined;
+  }
+}
+
+function disposeKV(l: KV): void {
+  l.k.dispose();
+  l.v.dispose();
+}
+
+/** Log-softmax of one row of logits into `out` (f64), then bans applied as −∞. */
+function processRow(
+  s: Setup,
+  logits: Float32Array,
+  row: number,
+  history: (i: number) => number | undefined,
+  histLen: number,
+  generated: number,
+  promptLen: number,
+  out: Float64Array,
+): void {
+  const V = s.vocab, o = row * V;
+  let mx = -Infinity;
+  for (let v = 0; v < V; v++) if (logits[o + v] > mx) mx = logits[o + v];
+  let sum = 0;
+  for (let v = 0; v < V; v++) sum += Math.exp(logits[o + v] - mx);
+  const lse = mx + Math.log(sum);
+  for (let v = 0; v < V; v++) out[v] = logits[o + v] - lse;
+  if (s.eos !== null && (promptLen + generated < s.minLength || generated < s.minNew)) {
+    out[s.eos] = -Infinity;
+  }
+  for (const t of s.singleBans) out[t] = -Infinity;
+  for (const w of s.seqBans) {
+    const k = w.length - 1;
+    if (k > histLen) continue;
+    let match = true;
+    for (let i = 0; i < k && match; i++) match = history(histLen - k + i) === w[i];
+    if (match) out[w[k]] = -Infinity;
+  }
+}
+
+/** Text so far of a row: its prompt then its generated tokens. */
+function historyOf(prompt: number[], gen: number[]): (i: number) => number | undefined {
+  return (i) => (i < prompt.length ? prompt[i] : gen[i - prompt.length]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// greedy
+
+async function greedy(s: Setup): Promise<GenerationResult[]> {
+  const B = s.prompts.length;
+  const results: GenerationResult[] = s.prompts.map(() => ({
+    tokens: [],
+    score: 0,
+    finished: false,
+  }));
+  const dec = new Decoder(s);
+  const lp = new Float64Array(s.vocab);
+  try {
+    let logits = await dec.start();
+    let active = Array.from({ length: B }, (_, b) => b); // prompt of each decoder row
+    for (let g = 0; g < s.maxNew; g++) {
+      const keep: number[] = [], tokens: number[] = [];
+      active.forEach((b, row) => {
+        const r = results[b], prompt = s.prompts[b];
+        processRow(
+          s,
+          logits,
+          row,
+          historyOf(prompt, r.tokens),
+          prompt.length + g,
+          g,
+          prompt.length,
+          lp,
+        );
+        let best = 0;
+        for (let v = 1; v < s.vocab; v++) if (lp[v] > lp[best]) best = v;
+        r.score += lp[best];
+        if (best === s.eos) {
+          r.finished = true;
+          return;
+        }
+        r.tokens.push(best);
+        keep.push(row);
+        tokens.push(best);
+      });
+      active = keep.map((row) => active[row]);
+      if (active.length === 0 || g === s.maxNew - 1) break;
+      logits = await dec.next(keep, tokens);
+    }
+  } finally {
+    dec.dispose();
+  }
+  return results;
+}
+
+// ---------------------------------------------------------------------------------------------
+// beam search
+
+/** Finished hypotheses of one prompt: Hugging Face's `BeamHypotheses`. */
+export class BeamHypotheses {
+  /** Kept hypotheses in insertion order: [score, tokens]. */
+  readonly beams: [number, number[]][] = [];
+  #worst = 1e9;
+
+  /** An empty n-best list. */
+  constructor(
+    readonly numBeams: number,
+    readonly lengthPenalty: number,
+    readonly earlyStopping: boolean,
+  ) {}
+
+  /** Adds a hypothesis whose length (prompt + generated, no EOS) is `length`. */
+  add(tokens: number[], sumLogprobs: number, length: number): void {
+    const score = sumLogprobs / length ** this.lengthPenalty;
+    if (this.beams.length < this.numBeams || score > this.#worst) {
+      this.beams.push([score, tokens]);
+      if (this.beams.length > this.numBeams) {
+        // Python's sorted((score, idx)): the worst score, earliest index on ties, goes.
+        const order = this.beams.map(([sc], i) => [sc, i]).sort((a, b) =>
+          a[0] - b[0] || a[1] - b[1]
+        );
+        this.beams.splice(order[0][1], 1);
+        this.#worst = order[1][0];
+      } else {
+        this.#worst = Math.min(score, this.#worst);
+      }
+    }
+  }
+
+  /** Whether no unfinished beam can do better than the kept hypotheses. */
+  isDone(bestSumLogprobs: number, curLen: number): boolean {
+    if (this.beams.length < this.numBeams) return false;
+    if (this.earlyStopping) return true;
+    return this.#worst >= bestSumLogprobs / curLen ** this.lengthPenalty;
+  }
+
+  /** The best hypothesis (the latest added among equal scores, as Python's sort + pop). */
+  best(): [number, number[]] | undefined {
+    let at = -1;
+    this.beams.forEach(([sc], i) => {
+      if (at < 0 || sc >= this.beams[at][0]) at = i;
+    });
+    return at < 0 ? undefined : this.beams[at];
+  }
+}
+
+interface Beam {
+  score: number;
+  tokens: number[];
+}
+
+/** The k best (value, index) pairs, best first; equal values keep the lower index first. */
+class TopK {
+  vals: number[] = [];
+  idx: number[] = [];
+  constructor(readonly k: number) {}
+  push(v: number, i: number): void {
+    const n = this.vals.length;
+    if (v === -Infinity || (n === this.k && v <= this.vals[n - 1])) return;
+    let lo = 0, hi = n;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.vals[mid] >= v) lo = mid + 1;
+      else hi = mid;
+    }
+    this.vals.splice(lo, 0, v);
+    this.idx.splice(lo, 0, i);
+    if (this.vals.length > this.k) {
+      this.vals.pop();
+      this.idx.pop();
+    }
+  }
+}
+
+async function beamSearch(s: Setup): Promise<GenerationResult[]> {
+  const B = s.prompts.length, nb = s.numBeams, V = s.vocab;
+  const hyps = s.prompts.map(() => new BeamHypotheses(nb, s.lengthPenalty, s.earlyStopping));
+  // Beam 0 starts at 0, the others at −1e9, so the first step does not pick nb copies of one token.
+  const beams: Beam[][] = s.prompts.map(() =>
+    Array.from({ length: nb }, (_, j) => ({ score: j === 0 ? 0 : -1e9, tokens: [] }))
+  );
+  const done = new Array<boolean>(B).fill(false);
+  const endedByEos = new WeakSet<number[]>();
+  const dec = new Decoder(s);
+  const lp = new Float64Array(V);
+  try {
+    let logits = await dec.start();
+    // Decoder row of each (active prompt, beam): at the start every beam reads its prompt's row.
+    let active = Array.from({ length: B }, (_, b) => b);
+    let rowOf: number[][] = active.map((b) => new Array(nb).fill(b));
+    for (let g = 0; g < s.maxNew; g++) {
+      const src: number[] = [], tokens: number[] = [];
+      const stillActive: number[] = [];
+      active.forEach((b, a) => {
+        const prompt = s.prompts[b], curLen = prompt.length + g;
+        const top = new TopK(2 * nb);
+        beams[b].forEach((beam, j) => {
+          processRow(
+            s,
+            logits,
+            rowOf[a][j],
+            historyOf(prompt, beam.tokens),
+            curLen,
+            g,
+            prompt.length,
+            lp,
+          );
+          for (let v = 0; v < V; v++) top.push(beam.score + lp[v], j * V + v);
+        });
+        const next: { score: number; token: number; beam: number }[] = [];
+        for (let rank = 0; rank < top.vals.length && next.length < nb; rank++) {
+          const j = Math.floor(top.idx[rank] / V), v = top.idx[rank] % V;
+          if (s.eos !== null && v === s.eos) {
+            if (rank >= nb) continue;
+            const hyp = beams[b][j].tokens.slice();
+            endedByEos.add(hyp);
+            hyps[b].add(hyp, top.vals[rank], curLen);
+          } else {
+            next.push({ score: top.vals[rank], token: v, beam: j });
+          }
+        }
+        // Degenerate case (too few finite candidates): fill with dead beams that never win.
+        while (next.length < nb) next.push({ score: -Infinity, token: s.pad, beam: 0 });
+        done[b] = top.vals.length === 0 || hyps[b].isDone(top.vals[0], curLen);
+        const old = beams[b];
+        beams[b] = next.map((n) => ({ score: n.score, tokens: [...old[n.beam].tokens, n.token] }));
+        if (done[b]) return;
+        stillActive.push(b);
+        for (const n of next) {
+          src.push(rowOf[a][n.beam]);
+          tokens.push(n.token);
+        }
+      });
+      active = stillActive;
+      if (active.length === 0 || g === s.maxNew - 1) break;
+      logits = await dec.next(src, tokens);
+      rowOf = active.map((_, a) => Array.from({ length: nb }, (_, j) => a * nb + j));
+    }
+  } finally {
+    dec.dispose();
+  }
+  return s.prompts.map((prompt, b) => {
+    if (!done[b]) {
+      for (const beam of beams[b]) hyps[b].add(beam.tokens, beam.score, prompt.length + s.maxNew);
+    }
+    const best = hyps[b].best();
+    // No hypothesis at all only when every token was banned from the first step.
+    if (!best) return { tokens: [], score: -Infinity, finished: false };
+    const [score, tokens] = best;
+    return { tokens, score, finished: endedByEos.has(tokens) };
+  });
+}

@@ -1,0 +1,523 @@
+/**
+ * GPT-2 (Radford et al. 2019) as Hugging Face's `GPT2LMHeadModel` defines it, loading and
+ * saving Hugging Face checkpoint folders (`config.json` + `model.safetensors`).
+ *
+ * Parameter names are Hugging Face's: the model holds a `transformer` child (wte, wpe, h.N,
+ * ln_f), so `stateDict()` keys are `transformer.wte.weight`, `transformer.h.0.attn.c_attn.weight`,
+ * ... — exactly the keys `save_pretrained` writes. The LM head is tied to `wte` (no
+ * `lm_head.weight` parameter) and the causal-mask buffers (`attn.bias`, `attn.masked_bias`)
+ * are not parameters.
+ *
+ * Numerics follow `modeling_gpt2.py`: h = wte[ids] + wpe[pos]; per block
+ * h += attn(ln_1(h)), h += mlp(ln_2(h)) with gelu_new; ln_f; logits = h·wteᵀ; scores scaled
+ * by 1/√head_dim; LayerNorm eps from the config. Position ids default to
+ * `past length + arange(T)`, so with a prefix of length L given as past (prefix-tuning),
+ * positions start at L, as with Hugging Face's GPT-2 in the paper's code.
+ *
+ * @module
+ */
+import { ids as idsTensor } from "../autograd/creation.ts";
+import { crossEntropy, matmul, reshape, slice, transpose } from "../autograd/ops.ts";
+import { Xoshiro128 } from "../autograd/random.ts";
+import { isGradEnabled, Tensor, tidy } from "../autograd/tensor.ts";
+import type { Backend } from "../kernels/backend.ts";
+import { getBackend } from "../kernels/registry.ts";
+import {
+  Block,
+  type BlockConfig,
+  buildBlockedMask,
+  type KV,
+  type MaskInput,
+} from "../nn/attention.ts";
+import { Dropout, Embedding, type InitOptions, LayerNorm } from "../nn/layers.ts";
+import { Module, ModuleList, type StateEntry } from "../nn/module.ts";
+import { loadSafetensors, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
+
+/** GPT-2 hyperparameters (Hugging Face's `GPT2Config`, in camelCase). */
+export interface GPT2Config extends BlockConfig {
+  /** Vocabulary size (50257 for GPT-2). */
+  vocabSize: number;
+  /** Maximum sequence length (learned position embeddings). */
+  nPositions: number;
+  /** Number of blocks. */
+  nLayer: number;
+  /** Residual width. */
+  nEmbd: number;
+  /** Attention heads. */
+  nHead: number;
+  /** MLP width, null for 4·nEmbd. */
+  nInner: number | null;
+  /** "gelu_new" (the only activation GPT-2 uses; "gelu_pytorch_tanh" is the same function). */
+  activationFunction: string;
+  /** LayerNorm epsilon. */
+  layerNormEpsilon: number;
+  /** Dropout after the embeddings. */
+  embdPdrop: number;
+  /** Dropout on attention probabilities. */
+  attnPdrop: number;
+  /** Dropout on sub-layer outputs. */
+  residPdrop: number;
+  /** Std of the normal init. */
+  initializerRange: number;
+  /** Scale scores by 1/√head_dim. */
+  scaleAttnWeights: boolean;
+  /** Beginning-of-sequence token. */
+  bosTokenId: number | null;
+  /** End-of-sequence token (generation stops there). */
+  eosTokenId: number | null;
+}
+
+const HF_DEFAULTS = {
+  vocab_size: 50257,
+  n_positions: 1024,
+  n_embd: 768,
+  n_layer: 12,
+  n_head: 12,
+  n_inner: null,
+  activation_function: "gelu_new",
+  resid_pdrop: 0.1,
+  embd_pdrop: 0.1,
+  attn_pdrop: 0.1,
+  layer_norm_epsilon: 1e-5,
+  initializer_range: 0.02,
+  scale_attn_weights: true,
+  bos_token_id: 50256,
+  eos_token_id: 50256,
+} as const;
+
+/** Sizes of the released GPT-2 checkpoints (everything else as Hugging Face's defaults). */
+export const GPT2_SIZES: Readonly<
+  Record<string, { nLayer: number; nHead: number; nEmbd: number }>
+> = {
+  "gpt2": { nLayer: 12, nHead: 12, nEmbd: 768 },
+  "gpt2-medium": { nLayer: 24, nHead: 16, nEmbd: 1024 },
+  "gpt2-large": { nLayer: 36, nHead: 20, nEmbd: 1280 },
+  "gpt2-xl": { nLayer: 48, nHead: 25, nEmbd: 1600 },
+};
+
+/**
+ * A config from a Hugging Face `config.json` object (missing fields take Hugging Face's
+ * defaults, as `GPT2Config` does). Rejects what this implementation does not compute.
+ */
+export function parseGPT2Config(json: unknown, source = "config.json"): GPT2Config {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new Error(`${source}: expected a JSON object`);
+  }
+  const j = { ...HF_DEFAULTS, ...(json as Record<string, unknown>) } as Record<string, unknown>;
+  const num = (key: string, integer: boolean, min: number): number => {
+    const v = j[key];
+    if (
+      typeof v !== "number" || !Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < min
+    ) {
+      throw new Error(
+        `${source}: "${key}" must be ${integer ? "an integer" : "a number"} ≥ ${min}, got ${
+          JSON.stringify(v)
+        }`,
+      );
+    }
+    return v;
+  };
+  const optInt = (
+    key: string,
+  ): number | null => (j[key] === null || j[key] === undefined ? null : num(key, true, 0));
+  const act = j.activation_function;
+  if (act !== "gelu_new" && act !== "gelu_pytorch_tanh") {
+    throw new Error(
+      `${source}: activation_function ${JSON.stringify(act)} is not supported (only gelu_new)`,
+    );
+  }
+  for (const flag of ["scale_attn_by_inverse_layer_idx", "add_cross_attention"]) {
+    if (j[flag] === true) throw new Error(`${source}: "${flag}": true is not supported`);
+  }
+  const cfg: GPT2Config = {
+    vocabSize: num("vocab_size", true, 1),
+    nPositions: num("n_positions", true, 1),
+    nEmbd: num("n_embd", true, 1),
+    nLayer: num("n_layer", true, 1),
+    nHead: num("n_head", true, 1),
+    nInner: optInt("n_inner"),
+    activationFunction: act,
+    layerNormEpsilon: num("layer_norm_epsilon", false, 0),
+    embdPdrop: num("embd_pdrop", false, 0),
+    attnPdrop: num("attn_pdrop", false, 0),
+    residPdrop: num("resid_pdrop", false, 0),
+    initializerRange: num("initializer_range", false, 0),
+    scaleAttnWeights: j.scale_attn_weights !== false,
+    bosTokenId: optInt("bos_token_id"),
+    eosTokenId: optInt("eos_token_id"),
+  };
+  if (cfg.nEmbd % cfg.nHead !== 0) {
+    throw new Error(`${source}: n_embd ${cfg.nEmbd} is not divisible by n_head ${cfg.nHead}`);
+  }
+  return cfg;
+}
+
+/** A complete config from partial fields (Hugging Face's defaults for the rest). */
+export function gpt2Config(fields: Partial<GPT2Config> = {}): GPT2Config {
+  return { ...parseGPT2Config({}), ...fields };
+}
+
+/** The Hugging Face `config.json` object for a config (merged over `extra` fields kept from a loaded file). */
+export function gpt2ConfigToJSON(
+  c: GPT2Config,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    ...extra,
+    activation_function: c.activationFunction,
+    architectures: ["GPT2LMHeadModel"],
+    attn_pdrop: c.attnPdrop,
+    bos_token_id: c.bosTokenId,
+    embd_pdrop: c.embdPdrop,
+    eos_token_id: c.eosTokenId,
+    initializer_range: c.initializerRange,
+    layer_norm_epsilon: c.layerNormEpsilon,
+    model_type: "gpt2",
+    n_ctx: c.nPositions,
+    n_embd: c.nEmbd,
+    n_head: c.nHead,
+    n_inner: c.nInner,
+    n_layer: c.nLayer,
+    n_positions: c.nPositions,
+    resid_pdrop: c.residPdrop,
+    scale_attn_weights: c.scaleAttnWeights,
+    torch_dtype: "float32",
+    vocab_size: c.vocabSize,
+  };
+}
+
+/** Token ids: host rows (equal lengths) or an i32 tensor [B, T]. */
+export type IdsInput = number[][] | Tensor;
+
+/** Options of {@link GPT2.forward}, {@link GPT2.hidden} and {@link GPT2.loss}. */
+export interface ForwardOptions {
+  /** Past keys/values per layer, each [B, n_head, T_past, head_dim] (KV cache or prefix). */
+  past?: KV[];
+  /** [B, T_past + T], 1 = attend, 0 = masked (padding). Default: attend to everything allowed. */
+  attentionMask?: MaskInput;
+  /** Position ids [B, T] (or [1, T]); default `T_past + arange(T)` for every row. */
+  positionIds?: IdsInput;
+  /** Return past ++ current keys/values per layer as `past` (holds memory; off by default). */
+  useCache?: boolean;
+  /** Compute logits only for the last position ([B, 1, vocab]); for generation. */
+  lastTokenOnly?: boolean;
+}
+
+/** Output of {@link GPT2.hidden}. */
+export interface HiddenOutput {
+  /** Final hidden states after ln_f, [B, T, n_embd]. */
+  hidden: Tensor;
+  /** With `useCache`: past ++ current keys/values per layer. */
+  past?: KV[];
+}
+
+/** Output of {@link GPT2.forward}. */
+export interface GPT2Output {
+  /** [B, T, vocab] (or [B, 1, vocab] with `lastTokenOnly`). */
+  logits: Tensor;
+  /** With `useCache`: past ++ current keys/values per layer. */
+  past?: KV[];
+}
+
+/** Options of {@link GPT2.loss}. */
+export interface LossOptions extends ForwardOptions {
+  /** `mean` over non-ignored targets (default), `sum`, or `none` ([B, T−1]). */
+  reduction?: "mean" | "sum" | "none";
+}
+
+/** The transformer body (`transformer.*` in Hugging Face): embeddings, blocks, final norm. */
+export class GPT2Model extends Module {
+  /** Token embeddings [vocab, n_embd] (also the tied LM head). */
+  readonly wte: Embedding;
+  /** Position embeddings [n_positions, n_embd]. */
+  readonly wpe: Embedding;
+  /** Dropout after the embeddings. */
+  readonly drop: Dropout;
+  /** The blocks. */
+  readonly h: ModuleList<Block>;
+  /** Final LayerNorm. */
+  readonly ln_f: LayerNorm;
+
+  /** A fresh body with Hugging Face's init (see {@link GPT2.random}). */
+  constructor(readonly config: GPT2Config, init: InitOptions = {}) {
+    super();
+    const c = config;
+    const std = c.initializerRange;
+    this.wte = this.registerModule("wte", new Embedding(c.vocabSize, c.nEmbd, { ...init, std }));
+    this.wpe = this.registerModule("wpe", new Embedding(c.nPositions, c.nEmbd, { ...init, std }));
+    this.drop = this.registerModule("drop", new Dropout(c.embdPdrop));
+    const projInitStd = std / Math.sqrt(2 * c.nLayer);
+    const blocks: Block[] = [];
+    for (let i = 0; i < c.nLayer; i++) blocks.push(new Block({ ...c, projInitStd }, init));
+    this.h = this.registerModule("h", new ModuleList(blocks));
+    this.ln_f = this.registerModule(
+      "ln_f",
+      new LayerNorm(c.nEmbd, { ...init, eps: c.layerNormEpsilon }),
+    );
+  }
+
+  /** Final hidden states [B, T, n_embd] for token ids. */
+  forward(ids: IdsInput, opts: ForwardOptions = {}): HiddenOutput {
+    const past = opts.past;
+    // Without a graph to keep alive, every intermediate can be freed as soon as it is used:
+    // the whole pass runs in a tidy scope and each block in its own.
+    const free = !isGradEnabled() ||
+      !(this.parameters().some((p) => p.requiresGrad) ||
+        past?.some((l) => l.k.requiresGrad || l.v.requiresGrad));
+    return free ? tidy(() => this.#run(ids, opts, true)) : this.#run(ids, opts, false);
+  }
+
+  #run(ids: IdsInput, opts: ForwardOptions, free: boolean): HiddenOutput {
+    const c = this.config;
+    const be = this.wte.weight.backend;
+    const x = toIds(ids, be, c.vocabSize, "ids");
+    if (x.ndim !== 2) throw new Error(`GPT2: ids must be [B, T], got [${x.shape.join(", ")}]`);
+    const [B, T] = x.shape;
+    if (T === 0) throw new Error("GPT2: ids have no positions (T = 0)");
+    const past = opts.past;
+    if (past && past.length !== c.nLayer) {
+      throw new Error(`GPT2: past has ${past.length} layers, the model ${c.nLayer}`);
+    }
+    const P = past ? past[0].k.shape[2] : 0;
+    let pos: Tensor;
+    if (opts.positionIds === undefined) {
+      if (P + T > c.nPositions) {
+        throw new Error(`GPT2: past ${P} + length ${T} exceeds n_positions ${c.nPositions}`);
+      }
+      pos = idsTensor([Array.from({ length: T }, (_, i) => P + i)], { backend: be });
+    } else {
+      pos = toIds(opts.positionIds, be, c.nPositions, "positionIds");
+      const ok = pos.ndim === 2 && (pos.shape[0] === B || pos.shape[0] === 1) &&
+        pos.shape[1] === T;
+      if (!ok) {
+        throw new Error(
+          `GPT2: positionIds [${pos.shape.join(", ")}] must be [${B}, ${T}] or [1, ${T}]`,
+        );
+      }
+    }
+    const blocked = buildBlockedMask({
+      batch: B,
+      length: T,
+      pastLength: P,
+      attentionMask: opts.attentionMask,
+      backend: be,
+    });
+    const useCache = opts.useCache ?? false;
+    let h = this.drop.forward(this.wte.forward(x).add(this.wpe.forward(pos)));
+    const presents: KV[] = [];
+    this.h.items.forEach((block, i) => {
+      const step = (): { out: Tensor; present?: KV } => {
+        const r = block.forward(h, { past: past?.[i], blocked });
+        return useCache ? r : { out: r.out };
+      };
+      const r = free ? tidy(step) : step();
+      if (free) h.dispose(); // the block's input is no longer needed without a graph
+      h = r.out;
+      if (r.present) presents.push(r.present);
+    });
+    const out = this.ln_f.forward(h);
+    return useCache ? { hidden: out, past: presents } : { hidden: out };
+  }
+}
+
+/** GPT-2 with its language-modelling head tied to the token embeddings (`GPT2LMHeadModel`). */
+export class GPT2 extends Module {
+  /** The transformer body. */
+  readonly transformer: GPT2Model;
+  /** `config.json` fields this implementation does not use, kept for {@link save}. */
+  extraConfig: Record<string, unknown> = {};
+
+  /** A model with fresh weights (Hugging Face init unless `init.empty`). */
+  constructor(readonly config: GPT2Config, init: InitOptions = {}) {
+    super();
+    this.transformer = this.registerModule("transformer", new GPT2Model(config, init));
+  }
+
+  /** The backend holding the weights. */
+  get backend(): Backend {
+    return this.transformer.wte.weight.backend;
+  }
+
+  /**
+   * A randomly initialised model, as Hugging Face initialises GPT-2: every weight N(0,
+   * initializer_range), the output projections (`c_proj`) N(0, initializer_range/√(2·n_layer)),
+   * biases 0, LayerNorm weight 1 and bias 0. Same seed, same weights.
+   */
+  static random(config: GPT2Config, seed = 0, opts: { backend?: Backend } = {}): GPT2 {
+    return new GPT2(config, {
+      backend: opts.backend ?? getBackend(),
+      generator: new Xoshiro128(seed),
+    });
+  }
+
+  /**
+   * Loads a Hugging Face GPT-2 folder: `config.json` and `model.safetensors` (keys with or
+   * without the `transformer.` prefix; `attn.bias` / `attn.masked_bias` buffers ignored;
+   * `lm_head.weight`, if present, must equal `wte`). Errors name the file and the keys at fault.
+   */
+  static async fromPretrained(dir: string, opts: { backend?: Backend } = {}): Promise<GPT2> {
+    const cfgPath = `${dir}/config.json`;
+    let text: string;
+    try {
+      text = await Deno.readTextFile(cfgPath);
+    } catch (e) {
+      throw new Error(`GPT2.fromPretrained: cannot read ${cfgPath}: ${(e as Error).message}`);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new Error(`${cfgPath}: invalid JSON: ${(e as Error).message}`);
+    }
+    const config = parseGPT2Config(json, cfgPath);
+    const stPath = `${dir}/model.safetensors`;
+    try {
+      await Deno.stat(stPath);
+    } catch {
+      throw new Error(
+        `GPT2.fromPretrained: ${stPath} not found (only safetensors checkpoints are supported)`,
+      );
+    }
+    const st = await loadSafetensors(stPath);
+    const model = new GPT2(config, { backend: opts.backend ?? getBackend(), empty: true });
+    model.extraConfig = json as Record<string, unknown>;
+    const entries = new Map<string, StateEntry>();
+    let lmHead: string | null = null;
+    for (const [name, t] of st.tensors) {
+      if (/(^|\.)attn\.(bias|masked_bias)$/.test(name)) continue;
+      if (name === "lm_head.weight") {
+        lmHead = name;
+        continue;
+      }
+      if (t.dtype !== "F32" && t.dtype !== "F16" && t.dtype !== "BF16" && t.dtype !== "F64") {
+        throw new Error(`${stPath}: tensor "${name}" has dtype ${t.dtype}, expected a float dtype`);
+      }
+      const key = name.startsWith("transformer.") ? name : `transformer.${name}`;
+      if (entries.has(key)) {
+        throw new Error(`${stPath}: "${name}" appears with and without the transformer. prefix`);
+      }
+      // Decode on first read and drop the decoded copy from the file's cache right after,
+      // so a large checkpoint is never held twice on the host.
+      entries.set(key, {
+        shape: t.shape,
+        get data() {
+          const d = t.data;
+          st.tensors.delete(name);
+          return d;
+        },
+      });
+    }
+    if (lmHead) {
+      const wteKey = st.tensors.has("transformer.wte.weight")
+        ? "transformer.wte.weight"
+        : "wte.weight";
+      const head = st.tensors.get(lmHead)!, wte = st.tensors.get(wteKey);
+      if (!wte || head.shape.join() !== wte.shape.join() || !sameValues(head.data, wte.data)) {
+        throw new Error(
+          `${stPath}: lm_head.weight differs from ${wteKey}; only a tied LM head is supported`,
+        );
+      }
+      st.tensors.delete(lmHead);
+    }
+    model.loadStateDict(entries, { source: stPath });
+    return model;
+  }
+
+  /**
+   * Writes `config.json` and `model.safetensors` (Hugging Face names, f32, metadata
+   * `format: pt`) into `dir`, each atomically; a Hugging Face `GPT2LMHeadModel` loads the folder.
+   */
+  async save(dir: string): Promise<void> {
+    await Deno.mkdir(dir, { recursive: true });
+    const tensors: Record<string, TensorToWrite> = {};
+    for (const [name, p] of this.stateDict()) {
+      tensors[name] = { dtype: "F32", shape: p.shape, data: await p.data() };
+    }
+    await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
+    const cfg = JSON.stringify(gpt2ConfigToJSON(this.config, this.extraConfig), null, 2) + "\n";
+    const tmp = `${dir}/config.json.${crypto.randomUUID().slice(0, 8)}.tmp`;
+    await Deno.writeTextFile(tmp, cfg);
+    await Deno.rename(tmp, `${dir}/config.json`);
+  }
+
+  /** Final hidden states (after ln_f) [B, T, n_embd], and the new past with `useCache`. */
+  hidden(ids: IdsInput, opts: ForwardOptions = {}): HiddenOutput {
+    return this.transformer.forward(ids, opts);
+  }
+
+  /** Logits from hidden states [..., n_embd] through the tied head: h·wteᵀ → [..., vocab]. */
+  lmHead(hidden: Tensor): Tensor {
+    const C = this.config.nEmbd;
+    const lead = hidden.shape.slice(0, -1);
+    const flat = matmul(reshape(hidden, [-1, C]), transpose(this.transformer.wte.weight, 0, 1));
+    return reshape(flat, [...lead, this.config.vocabSize]);
+  }
+
+  /** Logits [B, T, vocab] for ids [B, T] (see {@link ForwardOptions}). */
+  forward(ids: IdsInput, opts: ForwardOptions = {}): GPT2Output {
+    const { hidden, past } = this.hidden(ids, opts);
+    let h = hidden;
+    if (opts.lastTokenOnly && hidden.shape[1] > 1) {
+      h = slice(hidden, 1, hidden.shape[1] - 1);
+    }
+    const logits = this.lmHead(h);
+    return past ? { logits, past } : { logits };
+  }
+
+  /**
+   * Causal-LM loss with Hugging Face's semantics: logits[:, :-1] against labels[:, 1:]
+   * (labels are the ids with -100 where no loss is wanted), mean over non-ignored targets.
+   */
+  loss(ids: IdsInput, labels: IdsInput, opts: LossOptions = {}): Tensor {
+    const { hidden } = this.hidden(ids, { ...opts, useCache: false });
+    const [B, T] = hidden.shape;
+    if (T < 2) throw new Error(`GPT2.loss: need at least 2 positions, got ${T}`);
+    const lshape = labels instanceof Tensor
+      ? labels.shape
+      : [labels.length, labels[0]?.length ?? 0];
+    if (lshape.length !== 2 || lshape[0] !== B || lshape[1] !== T) {
+      throw new Error(`GPT2.loss: labels [${lshape.join(", ")}] must match ids [${B}, ${T}]`);
+    }
+    // Only positions 0..T-2 predict a label: skip the last one before the (large) head.
+    const logits = this.lmHead(slice(hidden, 1, 0, T - 1));
+    const targets = labels instanceof Tensor
+      ? slice(labels, 1, 1, T)
+      : idsTensor(labels.map((r) => r.slice(1)), { backend: this.backend });
+    if (targets.dtype !== "i32") {
+      throw new Error(`GPT2.loss: labels must be i32, got ${targets.dtype}`);
+    }
+    return crossEntropy(logits, targets, {
+      ignoreIndex: -100,
+      reduction: opts.reduction ?? "mean",
+    });
+  }
+}
+
+/** Host ids → i32 tensor with range checks naming row and column; tensors pass through. */
+function toIds(x: IdsInput, be: Backend, limit: number, what: string): Tensor {
+  if (x instanceof Tensor) {
+    if (x.dtype !== "i32") throw new Error(`GPT2: ${what} must be an i32 tensor, got ${x.dtype}`);
+    return x;
+  }
+  if (!Array.isArray(x) || !x.every(Array.isArray)) {
+    throw new Error(`GPT2: ${what} must be number[][] or an i32 tensor`);
+  }
+  const T = x[0]?.length ?? 0;
+  x.forEach((row, b) => {
+    if (row.length !== T) {
+      throw new Error(`GPT2: ${what} row ${b} has length ${row.length}, row 0 has ${T}`);
+    }
+    row.forEach((v, t) => {
+      if (!Number.isInteger(v) || v < 0 || v >= limit) {
+        throw new Error(`GPT2: ${what}[${b}][${t}] = ${v} is outside [0, ${limit})`);
+      }
+    });
+  });
+  return idsTensor(x, { backend: be });
+}
+
+function sameValues(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
