@@ -113,6 +113,7 @@ export class GPT2Tokenizer {
   readonly #cache = new Map<string, readonly number[]>();
   readonly #idBytes: (Uint8Array | undefined)[];
   readonly #byteOfChar: Int16Array;
+  readonly #merges: readonly (readonly [string, string])[];
 
   /**
    * Builds a tokenizer from a vocabulary (token string → id) and merges in rank order.
@@ -125,6 +126,7 @@ export class GPT2Tokenizer {
     options: GPT2TokenizerOptions = {},
   ) {
     const source = options.source ?? "vocabulary";
+    this.#merges = merges;
     this.#tokenToId = new Map();
     let maxId = -1;
     for (const [tok, id] of Object.entries(vocab)) {
@@ -244,6 +246,24 @@ export class GPT2Tokenizer {
       return await GPT2Tokenizer.fromTokenizerJson(join("tokenizer.json"));
     }
     throw new Error(`${dir}: no vocab.json + merges.txt and no tokenizer.json in this directory`);
+  }
+
+  /**
+   * Writes `vocab.json` and `merges.txt` (Hugging Face's GPT-2 tokenizer files) into `dir`,
+   * so a model folder we create is self-contained.
+   */
+  async save(dir: string): Promise<void> {
+    await Deno.mkdir(dir, { recursive: true });
+    const vocab: Record<string, number> = {};
+    this.#idToToken.forEach((tok, id) => {
+      if (tok !== undefined) vocab[tok] = id;
+    });
+    const merges = "#version: 0.2\n" + this.#merges.map(([a, b]) => `${a} ${b}\n`).join("");
+    for (const [name, text] of [["vocab.json", JSON.stringify(vocab)], ["merges.txt", merges]]) {
+      const tmp = `${dir}/${name}.tmp-${Deno.pid}`;
+      await Deno.writeTextFile(tmp, text);
+      await Deno.rename(tmp, `${dir}/${name}`);
+    }
   }
 
   /**

@@ -365,3 +365,17 @@ Deno.test("a small hand-made vocabulary: merges applied by rank", () => {
   assert.deepEqual(small.encode("lol<|endoftext|>"), [256, "l".charCodeAt(0), 259]);
   assert.equal(small.decode([257, 258, 259]), "lower<|endoftext|>");
 });
+
+Deno.test("save writes vocab.json + merges.txt that load back to the same tokenizer", async () => {
+  const tok = await GPT2Tokenizer.offlineDefault();
+  const dir = await Deno.makeTempDir();
+  try {
+    await tok.save(dir);
+    const back = await GPT2Tokenizer.fromDir(dir);
+    const text = "name : The Vaults | Type : pub <|endoftext|> The Vaults is a pub. ☕ naïve";
+    assert.deepEqual(back.encode(text), tok.encode(text));
+    assert.equal(back.vocabSize, tok.vocabSize);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
