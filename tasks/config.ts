@@ -52,6 +52,8 @@ export interface TrainConfig {
   valid_limit: number;
   /** Extra checkpoint every N steps (0: only per epoch). */
   save_every: number;
+  /** Wall-time budget in minutes: training ends (as finished, with outputs) once spent; 0 = none. */
+  max_minutes: number;
   /** Beam width for decoding. */
   num_beams: number;
   /** Decoding length limit. */
@@ -85,6 +87,7 @@ export const CONFIG_SCHEMA: Readonly<Record<keyof TrainConfig, Kind>> = {
   train_limit: "integer",
   valid_limit: "integer",
   save_every: "integer",
+  max_minutes: "number",
   num_beams: "integer",
   max_new_tokens: "integer",
   min_length: "integer",
@@ -113,6 +116,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   train_limit: 0,
   valid_limit: 0,
   save_every: 0,
+  max_minutes: 0,
   num_beams: 5,
   max_new_tokens: 100,
   min_length: 5,
@@ -185,6 +189,7 @@ export function validate(c: TrainConfig, where: string): TrainConfig {
       "train_limit",
       "valid_limit",
       "save_every",
+      "max_minutes",
       "min_length",
     ] as const
   ) {

@@ -89,6 +89,8 @@ interface Checkpoint {
   batchInEpoch: number;
   rng: number[];
   validLosses: number[];
+  /** Training seconds before this invocation (time budgets span resumes). */
+  seconds?: number;
 }
 
 const enc = new TextEncoder();
@@ -182,6 +184,9 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
 
   const logFile = await Deno.open(`${out}/log.jsonl`, { append: true, create: true });
   const startTime = performance.now();
+  const baseSeconds = state.seconds ?? 0;
+  const elapsed = () => baseSeconds + (performance.now() - startTime) / 1000;
+  let budgetHit = false;
   let stepsThisRun = 0;
   const epochTimes: number[] = [];
   try {
@@ -245,11 +250,19 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
         const stopNow = interrupted ||
           (hooks.stopAfterSteps !== undefined && stepsThisRun >= hooks.stopAfterSteps);
         if (cfg.save_every > 0 && state.step % cfg.save_every === 0 && !stopNow) {
+          state.seconds = elapsed();
           await saveCheckpoint(ckDir, state, prefix, model, opt);
         }
         if (stopNow) {
           interrupted = true;
           break outer;
+        }
+        if (cfg.max_minutes > 0 && elapsed() > cfg.max_minutes * 60) {
+          budgetHit = true;
+          log(
+            `\ntime budget of ${cfg.max_minutes} min spent at step ${state.step}: finishing here`,
+          );
+          break;
         }
       }
       // End of epoch: validation loss and checkpoint.
@@ -260,7 +273,9 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
       log(`\nepoch ${epoch + 1}/${epochs}: validation loss ${vl.toFixed(4)}`);
       state.epoch = epoch + 1;
       state.batchInEpoch = 0;
+      state.seconds = elapsed();
       await saveCheckpoint(ckDir, state, prefix, model, opt);
+      if (budgetHit) break;
     }
   } finally {
     logFile.close();
@@ -285,6 +300,8 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
       trainable_percent: 100 * trainable / modelParams,
       steps: state.step,
       epochs_run: epochTimes.length,
+      time_budget_hit: budgetHit,
+      seconds_total: elapsed(),
       seconds_per_epoch: epochTimes,
       valid_losses: state.validLosses,
       final_train_loss: losses.at(-1),

@@ -228,3 +228,18 @@ Deno.test("batchLoss (LM head on labelled positions only) equals GPT2.loss over 
     .item();
   assert.ok(Math.abs(a - b) < 1e-6, `${a} vs ${b}`);
 });
+
+Deno.test("max_minutes ends training early as a finished run (outputs written)", async () => {
+  const f = await fixture();
+  try {
+    const r = await train(cfg(f, { max_minutes: 1e-6 }), { log: quiet });
+    assert.equal(r.interrupted, false);
+    assert.equal(r.losses.length, 1);
+    const summary = JSON.parse(await Deno.readTextFile(`${f.tmp}/run/summary.json`));
+    assert.equal(summary.time_budget_hit, true);
+    assert.equal(summary.valid_losses.length, 1);
+    assert.ok((await Deno.stat(`${f.tmp}/run/prefix/prefix.safetensors`)).isFile);
+  } finally {
+    await Deno.remove(f.tmp, { recursive: true });
+  }
+});
