@@ -59,6 +59,8 @@ export interface AblationConfig {
   meteor_dir: string | null;
   /** Base training config for every run. */
   train: TrainConfig;
+  /** Per-run training keys over the base (`prefix_L5: {max_minutes: 30}`, `finetune: {...}`). */
+  run_overrides: Record<string, Record<string, unknown>>;
 }
 
 /** One row of `results.csv`. */
@@ -90,6 +92,7 @@ export interface AblationRow {
 }
 
 const ABLATION_KEYS = new Set([
+  "run_overrides",
   "prefix_lens",
   "finetune",
   "finetune_lr",
@@ -163,7 +166,29 @@ export async function loadAblationConfig(
     gen_limit: num("gen_limit", 0),
     meteor_dir: (get("meteor_dir", null) as string | null) ?? null,
     train: trainCfg,
+    run_overrides: checkOverrides(doc.run_overrides, trainCfg, where),
   };
+}
+
+function checkOverrides(
+  v: unknown,
+  base: TrainConfig,
+  where: string,
+): Record<string, Record<string, unknown>> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== "object" || Array.isArray(v)) {
+    throw new ConfigError(`${where}: 'run_overrides' must map run names to keys`);
+  }
+  const out = v as Record<string, Record<string, unknown>>;
+  for (const [run, keys] of Object.entries(out)) {
+    if (!/^(prefix_L\d+|finetune)$/.test(run)) {
+      throw new ConfigError(
+        `${where}: run_overrides: unknown run '${run}' (prefix_L<n> or finetune)`,
+      );
+    }
+    applyConfig(base, keys ?? {}, `${where} (run_overrides.${run})`);
+  }
+  return out;
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -201,6 +226,10 @@ export async function runAblation(
         data: dataDir,
       },
     });
+  }
+  for (const run of runs) {
+    const o = cfg.run_overrides[run.name];
+    if (o) run.cfg = applyConfig(run.cfg, o, `run_overrides.${run.name}`);
   }
   const rows: AblationRow[] = [];
   for (const run of runs) {
