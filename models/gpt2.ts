@@ -258,13 +258,17 @@ export class GPT2Model extends Module {
 
   /** Final hidden states [B, T, n_embd] for token ids. */
   forward(ids: IdsInput, opts: ForwardOptions = {}): HiddenOutput {
-    const past = opts.past;
     // Without a graph to keep alive, every intermediate can be freed as soon as it is used:
     // the whole pass runs in a tidy scope and each block in its own.
-    const free = !isGradEnabled() ||
-      !(this.parameters().some((p) => p.requiresGrad) ||
-        past?.some((l) => l.k.requiresGrad || l.v.requiresGrad));
+    const free = !this.recordsGraph(opts.past);
     return free ? tidy(() => this.#run(ids, opts, true)) : this.#run(ids, opts, false);
+  }
+
+  /** Whether a pass with this past records a graph (gradients on, and something needs them). */
+  recordsGraph(past?: KV[]): boolean {
+    return isGradEnabled() &&
+      (this.parameters().some((p) => p.requiresGrad) ||
+        !!past?.some((l) => l.k.requiresGrad || l.v.requiresGrad));
   }
 
   #run(ids: IdsInput, opts: ForwardOptions, free: boolean): HiddenOutput {
@@ -455,6 +459,13 @@ export class GPT2 extends Module {
 
   /** Logits [B, T, vocab] for ids [B, T] (see {@link ForwardOptions}). */
   forward(ids: IdsInput, opts: ForwardOptions = {}): GPT2Output {
+    // Without a graph, only the outputs survive the call (the head's views would otherwise keep
+    // hidden states alive until garbage collection).
+    if (!this.transformer.recordsGraph(opts.past)) return tidy(() => this.#forward(ids, opts));
+    return this.#forward(ids, opts);
+  }
+
+  #forward(ids: IdsInput, opts: ForwardOptions): GPT2Output {
     const { hidden, past } = this.hidden(ids, opts);
     let h = hidden;
     if (opts.lastTokenOnly && hidden.shape[1] > 1) {
@@ -469,6 +480,11 @@ export class GPT2 extends Module {
    * (labels are the ids with -100 where no loss is wanted), mean over non-ignored targets.
    */
   loss(ids: IdsInput, labels: IdsInput, opts: LossOptions = {}): Tensor {
+    if (!this.transformer.recordsGraph(opts.past)) return tidy(() => this.#loss(ids, labels, opts));
+    return this.#loss(ids, labels, opts);
+  }
+
+  #loss(ids: IdsInput, labels: IdsInput, opts: LossOptions): Tensor {
     const { hidden } = this.hidden(ids, { ...opts, useCache: false });
     const [B, T] = hidden.shape;
     if (T < 2) throw new Error(`GPT2.loss: need at least 2 positions, got ${T}`);

@@ -512,3 +512,20 @@ Deno.test({
     }
   },
 });
+
+Deno.test("forward and loss without a graph leave no buffers behind", () => {
+  const cpu = new lf.CpuBackend();
+  const m = GPT2.random(
+    gpt2Config({ vocabSize: 11, nPositions: 8, nEmbd: 8, nHead: 2, nLayer: 1 }),
+    0,
+    {
+      backend: cpu,
+    },
+  ).freeze().eval();
+  const before = cpu.liveCount();
+  lf.noGrad(() => m.forward([[1, 2, 3]])).logits.dispose();
+  lf.noGrad(() => m.loss([[1, 2, 3]], [[1, 2, 3]])).dispose();
+  assert.equal(cpu.liveCount(), before);
+  m.dispose();
+  assert.equal(cpu.liveCount(), 0);
+});
