@@ -11,49 +11,14 @@
  */
 
 /** Label value the loss ignores (PyTorch's `ignore_index`). */
+import { Xoshiro128 } from "../autograd/random.ts";
+
 export const IGNORE_INDEX = -100;
 
-/** Any generator of uniform 32-bit unsigned integers (e.g. Mulberry32, or autograd's Xoshiro128). */
+/** Any generator of uniform 32-bit unsigned integers (e.g. autograd's Xoshiro128). */
 export interface Rng32 {
   /** Next uniform integer in [0, 2^32). */
   nextU32(): number;
-}
-
-/**
- * Mulberry32 (Tommy Ettinger): a tiny seeded 32-bit generator, period 2^32. Good enough for
- * shuffling; use a longer-period generator where many streams are drawn.
- */
-export class Mulberry32 implements Rng32 {
-  #state: number;
-
-  /** Starts from a 32-bit seed (other numbers are reduced modulo 2^32). */
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-
-  /** Next uniform integer in [0, 2^32). */
-  nextU32(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-
-  /** Next uniform float in [0, 1), on a 2^-32 grid. */
-  next(): number {
-    return this.nextU32() / 4294967296;
-  }
-
-  /** Uniform integer in [0, n), 1 ≤ n ≤ 2^32, without modulo bias. */
-  nextInt(n: number): number {
-    return uniformInt(this, n);
-  }
-
-  /** Shuffles `items` in place (Fisher–Yates) and returns it. */
-  shuffle<T>(items: T[]): T[] {
-    return shuffleInPlace(items, this);
-  }
 }
 
 /** Uniform integer in [0, n) from a 32-bit generator, by rejection (no modulo bias). */
@@ -163,7 +128,7 @@ export interface BatchOptions {
   bucketSize?: number;
   /** Drop a final batch smaller than `batchSize`. Default false. */
   dropLast?: boolean;
-  /** Generator to use instead of Mulberry32(epochSeed(seed, epoch)). */
+  /** Generator to use instead of Xoshiro128(epochSeed(seed, epoch)). */
   rng?: Rng32;
 }
 
@@ -182,7 +147,7 @@ export function batchIndices(lengths: readonly number[], options: BatchOptions):
       `bucketSize must be 0 or a positive multiple of batchSize ${batchSize}, got ${bucketSize}`,
     );
   }
-  const rng = options.rng ?? new Mulberry32(epochSeed(seed, epoch));
+  const rng = options.rng ?? new Xoshiro128(epochSeed(seed, epoch));
   const order = lengths.map((_, i) => i);
   if (shuffle) shuffleInPlace(order, rng);
   if (bucketSize > 0) {

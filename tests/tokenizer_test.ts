@@ -8,7 +8,7 @@ import {
   parseTokenizerJson,
   pretokenize,
 } from "../data/tokenizer.ts";
-import { Mulberry32 } from "../data/batching.ts";
+import { Xoshiro128 } from "../autograd/random.ts";
 
 // ../shared beside the repository root holds the E2E data and a real HF tokenizer directory.
 const SHARED = new URL("../../shared/", import.meta.url).pathname;
@@ -78,7 +78,7 @@ const HARD = [
 
 /** Random well-formed strings over many Unicode blocks, seeded. */
 function randomStrings(count: number, seed: number): string[] {
-  const rng = new Mulberry32(seed);
+  const rng = new Xoshiro128(seed);
   const blocks: [number, number][] = [
     [0x20, 0x7e],
     [0x09, 0x0d],
@@ -97,11 +97,11 @@ function randomStrings(count: number, seed: number): string[] {
   ];
   const out: string[] = [];
   for (let k = 0; k < count; k++) {
-    const len = 1 + rng.nextInt(40);
+    const len = 1 + rng.int(40);
     let s = "";
     for (let i = 0; i < len; i++) {
-      const [lo, hi] = blocks[rng.nextInt(blocks.length)];
-      s += String.fromCodePoint(lo + rng.nextInt(hi - lo + 1));
+      const [lo, hi] = blocks[rng.int(blocks.length)];
+      s += String.fromCodePoint(lo + rng.int(hi - lo + 1));
     }
     out.push(s);
   }
@@ -168,12 +168,12 @@ Deno.test("encode equals gpt-tokenizer r50k_base on hard strings and random Unic
 });
 
 Deno.test("encode: long words (heap merge path) equal gpt-tokenizer", () => {
-  const rng = new Mulberry32(11);
+  const rng = new Xoshiro128(11);
   const letters = "abcdefghijklmnopqrstuvwxyzéü";
   for (let k = 0; k < 50; k++) {
     let s = "";
-    const len = 48 + rng.nextInt(400);
-    for (let i = 0; i < len; i++) s += letters[rng.nextInt(letters.length)];
+    const len = 48 + rng.int(400);
+    for (let i = 0; i < len; i++) s += letters[rng.int(letters.length)];
     assert.deepEqual(tok.encode(s), reference(s), s);
     assert.deepEqual(tok.encode(" " + s), reference(" " + s), s);
   }
