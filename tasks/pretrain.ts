@@ -74,7 +74,7 @@ export interface PretrainConfig {
 
 /** Defaults (the miniature's choices; see configs/mini_pretrain.yaml). */
 export const PRETRAIN_DEFAULTS: PretrainConfig = {
-  n_layer: 4,
+  n_layer: 6,
   n_head: 4,
   n_embd: 128,
   n_positions: 256,
@@ -90,7 +90,7 @@ export const PRETRAIN_DEFAULTS: PretrainConfig = {
   seed: 101,
   backend: "auto",
   data: null,
-  out: "runs/mini/pretrain",
+  out: "results/mini/pretrain",
   save_every: 200,
   train_limit: 0,
 };

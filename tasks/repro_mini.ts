@@ -13,7 +13,7 @@
  * E2E text instead of GPT-2 Medium on WebText), and says so in its report.
  *
  * ```sh
- * deno task repro-mini [--results results/mini] [--pretrain-config FILE] [--ablation-config FILE]
+ * deno task repro-mini [--results results/mini] [--data DIR] [--pretrain-config FILE] [--ablation-config FILE]
  * ```
  *
  * @module
@@ -56,14 +56,19 @@ export async function reproMini(opts: {
   results: string;
   pretrainConfig: string;
   ablationConfig: string;
+  /** E2E data folder for every step (default: each config's, else the download). */
+  data?: string;
   log?: (s: string) => void;
 }): Promise<string> {
   const log = opts.log ?? ((s: string) => console.error(s));
   const t0 = performance.now();
-  const pcfg = await loadPretrainConfig(opts.pretrainConfig);
+  const pcfg = await loadPretrainConfig(opts.pretrainConfig, opts.data ? { data: opts.data } : {});
   const modelDir = await pretrain(pcfg, { resume: true, log });
   const pre = JSON.parse(await Deno.readTextFile(`${pcfg.out}/summary.json`));
-  const acfg = await loadAblationConfig(opts.ablationConfig, { model: modelDir });
+  const acfg = await loadAblationConfig(opts.ablationConfig, {
+    model: modelDir,
+    ...(opts.data ? { data: opts.data } : {}),
+  });
   const rows = await runAblation(acfg, log);
 
   // Trivial baseline on the same references.
@@ -86,7 +91,8 @@ export async function reproMini(opts: {
   for (const f of ["log.jsonl", "loss.svg", "summary.json"]) {
     await copyIfExists(`${pcfg.out}/${f}`, `${R}/pretrain/${f}`);
   }
-  for (const r of rows) {
+  // Runs kept inside the results folder already (configs/mini_ablation.yaml) are not copied.
+  for (const r of acfg.out.startsWith(`${R}/`) ? [] : rows) {
     const d = `${acfg.out}/${r.run}`;
     for (
       const f of [
@@ -189,6 +195,7 @@ export async function main(args: string[]): Promise<number> {
       results: { type: "string", default: "results/mini" },
       "pretrain-config": { type: "string" },
       "ablation-config": { type: "string" },
+      data: { type: "string" },
       help: { type: "boolean" },
     },
   });

@@ -71,5 +71,5 @@ Deno.test("pretrain config errors name the key", async () => {
   const shipped = await loadPretrainConfig(
     new URL("../configs/mini_pretrain.yaml", import.meta.url).pathname,
   );
-  assert.equal(shipped.n_layer, 4);
+  assert.equal(shipped.n_layer, 6);
 });
