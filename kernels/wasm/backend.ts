@@ -1,0 +1,1047 @@
+/**
+ * The fast CPU backend: WebAssembly SIMD kernels generated at run time (see `kernels.ts`), all
+ * buffers in one shared `WebAssembly.Memory`, and worker threads for the heavy primitives.
+ *
+ * Memory: 64-bit (memory64) when the runtime supports it, so a run may use up to 16 GiB (V8's
+ * limit); measured no slower than 32-bit memory for these kernels. Otherwise 32-bit memory with a
+ * 4 GiB limit. Running out gives "wasm backend: out of memory allocating N bytes for ...".
+ *
+ * Threads: the calling thread plus `threads − 1` workers share the memory. Calls stay synchronous:
+ * the caller posts jobs through `Atomics.notify`, runs its share, then `Atomics.wait`s (Deno
+ * allows that on the main thread). Work below a size threshold runs on the caller alone.
+ *
+ * @module
+ */
+
+import type {
+  AdamWParams,
+  Backend,
+  BinaryOp,
+  DType,
+  HostArray,
+  MatmulParams,
+  ReduceOp,
+  Storage,
+  UnaryOp,
+  View,
+} from "../backend.ts";
+import { detectFeatures, type WasmFeatures } from "./builder.ts";
+import { EW_MAX_RANK, EW_PARAM_BYTES } from "./gen_elementwise.ts";
+import { GEMV_MAX_M } from "./gen_gemv.ts";
+import { DEFAULT_MATMUL_CONFIG, type MatmulConfig, matmulScratchBytes } from "./gen_matmul.ts";
+import { type HeapStats, WasmHeap } from "./heap.ts";
+import { buildKernelModule, type KernelModule } from "./kernels.ts";
+import { REDUCE_CODES } from "./gen_rows.ts";
+import { SLOT_BYTES, ThreadPool } from "./threads.ts";
+import { checkView, collapseDims, contiguousStridesOf, sameShape, sizeOfShape } from "./views.ts";
+
+/** Options of {@link createWasmBackend}. */
+export interface WasmBackendOptions {
+  /** Threads to use, the caller's included (default: the number of cores, at most 8). */
+  threads?: number;
+  /** Force 64-bit (true) or 32-bit (false) memory; default: 64-bit when supported. */
+  memory64?: boolean;
+  /** Use relaxed-SIMD fused multiply-add when available (default true). */
+  relaxedSimd?: boolean;
+  /** Upper limit of the memory in bytes (default: 16 GiB with memory64, else 4 GiB). */
+  maxMemoryBytes?: number;
+  /** Matmul blocking (for tuning experiments). */
+  matmul?: Partial<MatmulConfig>;
+  /** Use the packed matmul even for m ≤ 4 rows (for measurements and tests). */
+  disableGemv?: boolean;
+  /**
+   * How two or more threads split a matmul: rows (true), columns (false), or by the smaller
+   * duplicated packing (default: rows when n < m). For measurements and tests.
+   */
+  matmulSplitM?: boolean;
+}
+
+/** A buffer of the wasm backend: a block of the shared memory. */
+export class WasmStorage implements Storage {
+  /** Set once disposed. */
+  disposed = false;
+  /** Creates a storage handle (the block is already allocated). */
+  constructor(
+    readonly backend: WasmBackend,
+    readonly dtype: DType,
+    readonly length: number,
+    /** Byte address of element 0. */
+    readonly ptr: number,
+    /** Bytes asked of the allocator. */
+    readonly bytes: number,
+  ) {}
+}
+
+const MAX_THREADS = 8;
+const SLOT_BASE = 1024;
+const PARAM_BASE = SLOT_BASE + MAX_THREADS * SLOT_BYTES;
+const PARAM_STRIDE = Math.ceil(EW_PARAM_BYTES / 64) * 64;
+const HEAP_BASE = PARAM_BASE + MAX_THREADS * PARAM_STRIDE;
+const PAGE = 65536;
+
+/** Work thresholds (elements, or flops for matmul) below which the caller's thread works alone. */
+const PAR_MATMUL_FLOPS = 2e6;
+const PAR_GEMV_FLOPS = 2e7;
+const PAR_CHEAP = 1 << 17;
+const PAR_HEAVY = 1 << 13;
+
+const HEAVY_UNARY = new Set(["exp", "log", "tanh", "gelu", "geluGrad", "powScalar"]);
+
+type Exports = Record<string, (...args: number[]) => void>;
+
+/** The WebAssembly SIMD backend. */
+export class WasmBackend implements Backend {
+  /** Backend name. */
+  readonly name = "wasm";
+  /** Whether the memory is 64-bit. */
+  readonly memory64: boolean;
+  /** Whether matmul uses relaxed-SIMD FMA. */
+  readonly relaxedSimd: boolean;
+  /** Features of the runtime. */
+  readonly features: WasmFeatures;
+  /** The matmul blocking in use. */
+  readonly matmulConfig: MatmulConfig;
+  #heap: WasmHeap;
+  #ex: Exports;
+  #slots: Map<string, number>;
+  #pool: ThreadPool | null;
+  #live = 0;
+  #noGemv: boolean;
+  /** Test hook: force (true) or forbid (false) splitting matmul rows between threads. */
+  #splitM: boolean | undefined;
+  #scratch: number[];
+  #finalizer: FinalizationRegistry<{ ptr: number; bytes: number; live: { v: boolean } }>;
+
+  private constructor(init: {
+    heap: WasmHeap;
+    exports: Exports;
+    km: KernelModule;
+    pool: ThreadPool | null;
+    threads: number;
+    memory64: boolean;
+    relaxed: boolean;
+    features: WasmFeatures;
+    noGemv: boolean;
+    splitM?: boolean;
+  }) {
+    this.#noGemv = init.noGemv;
+    this.#splitM = init.splitM;
+    this.#heap = init.heap;
+    this.#ex = init.exports;
+    this.#slots = init.km.slots;
+    this.#pool = init.pool;
+    this.memory64 = init.memory64;
+    this.relaxedSimd = init.relaxed;
+    this.features = init.features;
+    this.matmulConfig = init.km.matmul;
+    const sb = matmulScratchBytes(this.matmulConfig);
+    this.#scratch = [];
+    for (let t = 0; t < init.threads; t++) {
+      this.#scratch.push(this.#heap.alloc(sb, "matmul scratch"));
+    }
+    // Buffers dropped without dispose() return their memory when collected.
+    this.#finalizer = new FinalizationRegistry((h) => {
+      if (!h.live.v) return;
+      h.live.v = false;
+      this.#heap.free(h.ptr, h.bytes);
+      this.#live--;
+    });
+  }
+
+  /** Creates a backend (compiles the kernels, starts the workers). */
+  static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
+    const features = detectFeatures();
+    if (!features.simd) throw new Error("wasm backend: this runtime has no WebAssembly SIMD");
+    const memory64 = opts.memory64 ?? features.memory64;
+    if (memory64 && !features.memory64) {
+      throw new Error("wasm backend: memory64 requested but not supported by this runtime");
+    }
+    const relaxed = (opts.relaxedSimd ?? true) && features.relaxedSimd;
+    const cores = (globalThis.navigator?.hardwareConcurrency ?? 1) | 0;
+    let threads = Math.max(1, Math.min(MAX_THREADS, opts.threads ?? Math.min(cores, MAX_THREADS)));
+    if (!features.threads) threads = 1;
+    const hardMax = memory64 ? 2 ** 34 : 2 ** 32;
+    const limit = Math.min(hardMax, opts.maxMemoryBytes ?? hardMax);
+    const maxPages = Math.floor(limit / PAGE);
+    if (maxPages < 2) throw new Error(`wasm backend: maxMemoryBytes ${limit} is below 128 KiB`);
+    const shared = features.threads;
+    const km = buildKernelModule({
+      mem64: memory64,
+      relaxed,
+      shared,
+      maxPages,
+      matmul: { ...DEFAULT_MATMUL_CONFIG, ...opts.matmul },
+    });
+    const desc = memory64
+      ? { initial: 1n, maximum: BigInt(maxPages), shared, address: "i64" }
+      : { initial: 1, maximum: maxPages, shared };
+    const memory = new WebAssembly.Memory(desc as unknown as WebAssembly.MemoryDescriptor);
+    const module = await WebAssembly.compile(km.bytes as BufferSource);
+    const instance = await WebAssembly.instantiate(module, { env: { memory } });
+    const heap = new WasmHeap(memory, memory64, maxPages * PAGE, HEAP_BASE);
+    const pool = threads > 1
+      ? await ThreadPool.create(module, memory, SLOT_BASE, threads - 1, km.exports)
+      : null;
+    return new WasmBackend({
+      heap,
+      exports: instance.exports as unknown as Exports,
+      km,
+      pool,
+      threads,
+      memory64,
+      relaxed,
+      features,
+      noGemv: opts.disableGemv ?? false,
+      splitM: opts.matmulSplitM,
+    });
+  }
+
+  /** Stops the worker threads (the backend keeps working on one thread). */
+  close(): void {
+    this.#pool?.close();
+    this.#pool = null;
+  }
+
+  /** Threads used, the caller's included. */
+  get threads(): number {
+    return 1 + (this.#pool?.size ?? 0);
+  }
+
+  /** Allocator statistics. */
+  memoryStats(): HeapStats {
+    return this.#heap.stats();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // buffers
+
+  #alloc(dtype: DType, length: number, what: string): WasmStorage {
+    if (!Number.isInteger(length) || length < 0) {
+      throw new RangeError(`wasm backend: invalid buffer length ${length} for ${what}`);
+    }
+    const bytes = Math.max(4 * length, 16);
+    const ptr = this.#heap.alloc(bytes, `${what} (${length} × ${dtype})`);
+    const s = new WasmStorage(this, dtype, length, ptr, bytes);
+    const live = { v: true };
+    liveFlags.set(s, live);
+    this.#finalizer.register(s, { ptr, bytes, live }, s);
+    this.#live++;
+    return s;
+  }
+
+  #get(s: Storage, what: string): WasmStorage {
+    if (!(s instanceof WasmStorage) || s.backend !== this) {
+      throw new Error(`wasm backend: ${what} belongs to backend '${s?.backend?.name}'`);
+    }
+    if (s.disposed) throw new Error(`wasm backend: ${what} is a disposed buffer`);
+    return s;
+  }
+
+  #f32(s: Storage, what: string): WasmStorage {
+    const w = this.#get(s, what);
+    if (w.dtype !== "f32") throw new Error(`wasm backend: ${what} must be f32, got ${w.dtype}`);
+    return w;
+  }
+
+  #i32(s: Storage, what: string): WasmStorage {
+    const w = this.#get(s, what);
+    if (w.dtype !== "i32") throw new Error(`wasm backend: ${what} must be i32, got ${w.dtype}`);
+    return w;
+  }
+
+  #need(s: WasmStorage, n: number, what: string): void {
+    if (n > s.length) {
+      throw new RangeError(`wasm backend: ${what} needs ${n} elements, buffer has ${s.length}`);
+    }
+  }
+
+  fromHost(data: HostArray, dtype: DType): Storage {
+    const s = this.#alloc(dtype, data.length, "fromHost");
+    if (dtype === "f32") this.#heap.f32.set(data, s.ptr >>> 2);
+    else this.#heap.i32.set(data, s.ptr >>> 2);
+    return s;
+  }
+
+  full(length: number, value: number, dtype: DType): Storage {
+    const s = this.#alloc(dtype, length, "full");
+    const bits = dtype === "f32" ? new Int32Array(new Float32Array([value]).buffer)[0] : value | 0;
+    this.#flat("fill", length, PAR_CHEAP, (i0, i1) => [s.ptr, bits, i0, i1]);
+    return s;
+  }
+
+  read(s: Storage): Promise<Float32Array | Int32Array> {
+    const w = this.#get(s, "read()");
+    const start = w.ptr >>> 2;
+    const out = w.dtype === "f32" ? new Float32Array(w.length) : new Int32Array(w.length);
+    if (w.dtype === "f32") {
+      (out as Float32Array).set(this.#heap.f32.subarray(start, start + w.length));
+    } else (out as Int32Array).set(this.#heap.i32.subarray(start, start + w.length));
+    return Promise.resolve(out);
+  }
+
+  /** Synchronous read (tests, loaders). */
+  readSync(s: Storage): Float32Array | Int32Array {
+    const w = this.#get(s, "readSync()");
+    const start = w.ptr >>> 2;
+    return w.dtype === "f32"
+      ? this.#heap.f32.slice(start, start + w.length)
+      : this.#heap.i32.slice(start, start + w.length);
+  }
+
+  dispose(s: Storage): void {
+    if (!(s instanceof WasmStorage) || s.backend !== this) {
+      throw new Error(`wasm backend: dispose() of a buffer of backend '${s?.backend?.name}'`);
+    }
+    if (s.disposed) return;
+    s.disposed = true;
+    const live = liveFlags.get(s);
+    if (live?.v) {
+      live.v = false;
+      this.#finalizer.unregister(s);
+      this.#heap.free(s.ptr, s.bytes);
+      this.#live--;
+    }
+  }
+
+  liveCount(): number {
+    return this.#live;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // threading helpers
+
+  /** Runs `fn` over [0, total) split into per-thread ranges (multiples of 4 elements). */
+  #flat(
+    fn: string,
+    total: number,
+    minPer: number,
+    args: (i0: number, i1: number) => number[],
+  ): void {
+    const T = this.#threadsFor(total, minPer);
+    if (T <= 1) {
+      this.#ex[fn](...args(0, total));
+      return;
+    }
+    const bounds: number[] = [];
+    for (let t = 0; t <= T; t++) bounds.push(t === T ? total : Math.floor((total * t) / T / 4) * 4);
+    this.#run(fn, T, (t) => args(bounds[t], bounds[t + 1]));
+  }
+
+  /** Runs `fn` over rows [0, rows) split into per-thread ranges. */
+  #rows(
+    fn: string,
+    rows: number,
+    work: number,
+    minPer: number,
+    args: (r0: number, r1: number) => number[],
+  ): void {
+    const T = Math.min(this.#threadsFor(work, minPer), rows);
+    if (T <= 1) {
+      this.#ex[fn](...args(0, rows));
+      return;
+    }
+    this.#run(fn, T, (t) => args(Math.floor((rows * t) / T), Math.floor((rows * (t + 1)) / T)));
+  }
+
+  #threadsFor(work: number, minPer: number): number {
+    const workers = this.#pool?.size ?? 0; // 0 once closed (by close() or a lost worker)
+    if (workers === 0) return 1;
+    return Math.max(1, Math.min(workers + 1, Math.floor(work / minPer)));
+  }
+
+  /** Thread 0 (the caller) runs job 0; workers run jobs 1..T−1. */
+  #run(fn: string, T: number, job: (t: number) => number[]): void {
+    const jobs: number[][] = [];
+    for (let t = 1; t < T; t++) jobs.push(job(t));
+    this.#pool!.post(fn, jobs);
+    try {
+      this.#ex[fn](...job(0));
+    } finally {
+      this.#pool!.wait();
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // elementwise
+
+  #checkView(s: WasmStorage, v: View, what: string): void {
+    checkView(v, s.length, what);
+  }
+
+  /**
+   * Runs row kernel `slot` over `shape`, writing through `outView` into `out` and reading the
+   * inputs through their views. Dimensions of size 1 are dropped and dimensions contiguous for
+   * every operand merged, so most calls are one row.
+   */
+  #elementwise(
+    slot: string,
+    shape: readonly number[],
+    out: WasmStorage,
+    outStrides: readonly number[],
+    outOffset: number,
+    ins: { s: WasmStorage; v: View }[],
+    param: number,
+    heavy: boolean,
+  ): void {
+    let total = 1;
+    for (const d of shape) total *= d;
+    if (total === 0) return;
+    const ops = [
+      { strides: outStrides, ptr: out.ptr + 4 * outOffset },
+      ...ins.map((x) => ({
+        strides: x.v.strides,
+        ptr: x.s.ptr + 4 * x.v.offset,
+      })),
+    ];
+    const { dims, strides } = collapseDims(shape, ops.map((o) => o.strides));
+    const R = dims.length;
+    if (R > EW_MAX_RANK) {
+      throw new Error(`wasm backend: elementwise op on rank ${R} (after merging) > ${EW_MAX_RANK}`);
+    }
+    const rowLen = dims[R - 1];
+    const outer = total / rowLen;
+    const ptrs = [0, 1, 2, 3].map((k) => (k < ops.length ? ops[k].ptr : 0));
+    const writeParams = (pp: number, d: number[], st: number[][]) => {
+      const i32 = this.#heap.i32;
+      const b = pp >>> 2;
+      i32[b] = d.length;
+      for (let j = 0; j < d.length; j++) {
+        i32[b + 1 + j] = d[j];
+        for (let k = 0; k < 4; k++) {
+          i32[b + 1 + EW_MAX_RANK * (1 + k) + j] = k < st.length ? st[k][j] : 0;
+        }
+      }
+    };
+    const slotIdx = this.#slots.get(slot);
+    if (slotIdx === undefined) throw new Error(`wasm backend: no kernel ${slot}`);
+    const T = this.#threadsFor(total, heavy ? PAR_HEAVY : PAR_CHEAP);
+    if (T > 1 && outer >= T) {
+      // Split the outer rows; each thread has its own parameter block (counters are scratch).
+      for (let t = 0; t < T; t++) writeParams(PARAM_BASE + t * PARAM_STRIDE, dims, strides);
+      this.#run("ew", T, (t) => [
+        slotIdx,
+        PARAM_BASE + t * PARAM_STRIDE,
+        ...ptrs,
+        param,
+        Math.floor((outer * t) / T),
+        Math.floor((outer * (t + 1)) / T),
+      ]);
+    } else if (T > 1 && R === 1) {
+      // One long row: split it into T pieces.
+      const bounds: number[] = [];
+      for (let t = 0; t <= T; t++) {
+        bounds.push(t === T ? rowLen : Math.floor((rowLen * t) / T / 4) * 4);
+      }
+      for (let t = 0; t < T; t++) {
+        writeParams(PARAM_BASE + t * PARAM_STRIDE, [bounds[t + 1] - bounds[t]], strides);
+      }
+      this.#run("ew", T, (t) => [
+        slotIdx,
+        PARAM_BASE + t * PARAM_STRIDE,
+        ...ptrs.map((p, k) => (k < ops.length ? p + 4 * bounds[t] * strides[k][0] : 0)),
+        param,
+        0,
+        1,
+      ]);
+    } else {
+      writeParams(PARAM_BASE, dims, strides);
+      this.#ex.ew(slotIdx, PARAM_BASE, ...ptrs, param, 0, outer);
+    }
+  }
+
+  copy(src: Storage, srcView: View, dst: Storage, dstView: View): void {
+    const s = this.#get(src, "copy source");
+    const d = this.#get(dst, "copy destination");
+    if (s.dtype !== d.dtype) {
+      throw new Error(`wasm backend: copy from ${s.dtype} to ${d.dtype} (use cast)`);
+    }
+    if (!sameShape(srcView.shape, dstView.shape)) {
+      throw new Error(
+        `wasm backend: copy shapes differ: source [${srcView.shape}], destination [${dstView.shape}]`,
+      );
+    }
+    this.#checkView(s, srcView, "copy source");
+    this.#checkView(d, dstView, "copy destination");
+    this.#elementwise(
+      "copy",
+      dstView.shape,
+      d,
+      dstView.strides,
+      dstView.offset,
+      [{ s, v: srcView }],
+      0,
+      false,
+    );
+  }
+
+  unary(op: UnaryOp, x: Storage, xv: View, param = 0): Storage {
+    const xs = this.#f32(x, `unary ${op} input`);
+    this.#checkView(xs, xv, `unary ${op} input`);
+    let kernel: string = op;
+    if (op === "powScalar") {
+      // Exact special cases (and the reference's Math.pow(x, 0) = 1 for every x).
+      const special: Record<number, string> = {
+        1: "ident",
+        2: "sqr",
+        3: "cube",
+        0.5: "sqrt",
+        [-1]: "recip",
+        [-0.5]: "rsqrt",
+      };
+      if (param === 0) return this.full(sizeOfShape(xv.shape), 1, "f32");
+      kernel = special[param] ?? "powScalar";
+    }
+    const n = sizeOfShape(xv.shape);
+    const out = this.#alloc("f32", n, `unary ${op} output`);
+    this.#elementwise(
+      `unary:${kernel}`,
+      xv.shape,
+      out,
+      contiguousStridesOf(xv.shape),
+      0,
+      [{ s: xs, v: xv }],
+      param,
+      HEAVY_UNARY.has(kernel),
+    );
+    return out;
+  }
+
+  binary(op: BinaryOp, a: Storage, av: View, b: Storage, bv: View): Storage {
+    const as = this.#f32(a, `binary ${op} left input`);
+    const bs = this.#f32(b, `binary ${op} right input`);
+    if (!sameShape(av.shape, bv.shape)) {
+      throw new Error(`wasm backend: binary ${op} shapes differ: [${av.shape}] vs [${bv.shape}]`);
+    }
+    this.#checkView(as, av, `binary ${op} left input`);
+    this.#checkView(bs, bv, `binary ${op} right input`);
+    const out = this.#alloc("f32", sizeOfShape(av.shape), `binary ${op} output`);
+    this.#elementwise(
+      `binary:${op}`,
+      av.shape,
+      out,
+      contiguousStridesOf(av.shape),
+      0,
+      [{ s: as, v: av }, { s: bs, v: bv }],
+      0,
+      op === "pow",
+    );
+    return out;
+  }
+
+  where(cond: Storage, cv: View, a: Storage, av: View, b: Storage, bv: View): Storage {
+    const cs = this.#get(cond, "where condition");
+    const as = this.#f32(a, "where first input");
+    const bs = this.#f32(b, "where second input");
+    if (!sameShape(cv.shape, av.shape) || !sameShape(cv.shape, bv.shape)) {
+      throw new Error(
+        `wasm backend: where shapes differ: cond [${cv.shape}], a [${av.shape}], b [${bv.shape}]`,
+      );
+    }
+    this.#checkView(cs, cv, "where condition");
+    this.#checkView(as, av, "where first input");
+    this.#checkView(bs, bv, "where second input");
+    const out = this.#alloc("f32", sizeOfShape(cv.shape), "where output");
+    this.#elementwise(
+      `where:${cs.dtype}`,
+      cv.shape,
+      out,
+      contiguousStridesOf(cv.shape),
+      0,
+      [{ s: cs, v: cv }, { s: as, v: av }, { s: bs, v: bv }],
+      0,
+      false,
+    );
+    return out;
+  }
+
+  cast(x: Storage, dtype: DType): Storage {
+    const xs = this.#get(x, "cast input");
+    const out = this.#alloc(dtype, xs.length, "cast output");
+    if (xs.dtype === dtype) {
+      this.#heap.u8.copyWithin(out.ptr, xs.ptr, xs.ptr + 4 * xs.length);
+      return out;
+    }
+    this.#flat(
+      "cast",
+      xs.length,
+      PAR_CHEAP,
+      (i0, i1) => [xs.ptr, out.ptr, dtype === "i32" ? 1 : 0, i0, i1],
+    );
+    return out;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // reductions
+
+  reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage {
+    const xs = this.#f32(x, `reduce ${op} input`);
+    this.#need(xs, outer * size * inner, `reduce ${op} [${outer}, ${size}, ${inner}]`);
+    const out = this.#alloc("f32", outer * inner, `reduce ${op} output`);
+    const code = REDUCE_CODES[op];
+    if (code === undefined) throw new Error(`wasm backend: unknown reduction ${op}`);
+    if (outer * inner === 0) return out;
+    if (size === 0) {
+      this.#flat(
+        "fill",
+        outer * inner,
+        PAR_CHEAP,
+        (i0, i1) => [out.ptr, op === "sum" ? 0 : 0x7fc00000, i0, i1],
+      );
+      return out;
+    }
+    if (inner === 1) {
+      this.#rows("reduce_rows", outer, outer * size, PAR_CHEAP, (r0, r1) => [
+        code,
+        xs.ptr + 4 * r0 * size,
+        out.ptr + 4 * r0,
+        r1 - r0,
+        size,
+      ]);
+    } else {
+      this.#rows("reduce_cols", outer, outer * size * inner, PAR_CHEAP, (r0, r1) => [
+        code,
+        xs.ptr + 4 * r0 * size * inner,
+        out.ptr + 4 * r0 * inner,
+        r1 - r0,
+        size,
+        inner,
+      ]);
+    }
+    return out;
+  }
+
+  argmax(x: Storage, outer: number, size: number, inner: number): Storage {
+    const xs = this.#f32(x, "argmax input");
+    this.#need(xs, outer * size * inner, `argmax [${outer}, ${size}, ${inner}]`);
+    const out = this.#alloc("i32", outer * inner, "argmax output");
+    if (outer * inner === 0) return out;
+    if (size === 0) {
+      // As the reference: index 0 for an empty axis.
+      this.#flat("fill", outer * inner, PAR_CHEAP, (i0, i1) => [out.ptr, 0, i0, i1]);
+      return out;
+    }
+    this.#ex.argmax(xs.ptr, out.ptr, outer, size, inner);
+    return out;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // matmul
+
+  matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
+    const as = this.#f32(a, "matmul A");
+    const bs = this.#f32(b, "matmul B");
+    const { batch, m, n, k } = p;
+    for (const [key, v] of Object.entries({ batch, m, n, k })) {
+      if (!Number.isInteger(v) || v < 0) throw new Error(`wasm backend: matmul ${key}=${v}`);
+    }
+    const aOff = p.aOffset ?? 0, bOff = p.bOffset ?? 0;
+    const span = (off: number, stride: number, size: number) =>
+      batch === 0 || size === 0 ? 0 : off + (batch - 1) * stride + size;
+    if (span(aOff, p.aBatchStride, m * k) > as.length || aOff < 0 || p.aBatchStride < 0) {
+      throw new RangeError(
+        `wasm backend: matmul A (batch ${batch}, ${p.transA ? `[${k}, ${m}]` : `[${m}, ${k}]`}, ` +
+          `offset ${aOff}, batch stride ${p.aBatchStride}) exceeds its buffer of ${as.length}`,
+      );
+    }
+    if (span(bOff, p.bBatchStride, k * n) > bs.length || bOff < 0 || p.bBatchStride < 0) {
+      throw new RangeError(
+        `wasm backend: matmul B (batch ${batch}, ${p.transB ? `[${n}, ${k}]` : `[${k}, ${n}]`}, ` +
+          `offset ${bOff}, batch stride ${p.bBatchStride}) exceeds its buffer of ${bs.length}`,
+      );
+    }
+    const out = this.#alloc("f32", batch * m * n, `matmul output [${batch}, ${m}, ${n}]`);
+    if (batch * m * n === 0) return out;
+    if (k === 0) {
+      this.#flat("fill", batch * m * n, PAR_CHEAP, (i0, i1) => [out.ptr, 0, i0, i1]);
+      return out;
+    }
+    const rsA = p.transA ? 1 : k, csA = p.transA ? m : 1;
+    const rsB = p.transB ? 1 : n, csB = p.transB ? k : 1;
+    const aPtr = as.ptr + 4 * aOff, bPtr = bs.ptr + 4 * bOff;
+    const call = (t: number, b0: number, b1: number, n0: number, n1: number) => [
+      aPtr,
+      bPtr,
+      out.ptr,
+      this.#scratch[t],
+      m,
+      n,
+      k,
+      rsA,
+      csA,
+      rsB,
+      csB,
+      p.aBatchStride,
+      p.bBatchStride,
+      b0,
+      b1,
+      n0,
+      n1,
+    ];
+    const flops = 2 * batch * m * n * k;
+    if (m <= GEMV_MAX_M && !p.transA && !this.#noGemv) {
+      // Few rows (generation): products without packing, threads split the columns.
+      const fn = `gemv_${p.transB ? "t" : "n"}${m}`;
+      // Memory-bound: a second thread pays only for large B (768×50257 yes, 768×2304 no).
+      const Tg = Math.min(
+        this.#threadsFor(flops / batch, PAR_GEMV_FLOPS),
+        Math.floor(n / 64) || 1,
+      );
+      for (let t = 0; t < batch; t++) {
+        const args = (n0: number, n1: number) => [
+          aPtr + 4 * t * p.aBatchStride,
+          bPtr + 4 * t * p.bBatchStride,
+          out.ptr + 4 * t * m * n,
+          k,
+          n,
+          n0,
+          n1,
+        ];
+        if (Tg > 1) {
+          const nb = (i: number) => (i === Tg ? n : Math.floor((n * i) / Tg / 8) * 8);
+          this.#run(fn, Tg, (i) => args(nb(i), nb(i + 1)));
+        } else this.#ex[fn](...args(0, n));
+      }
+      return out;
+    }
+    let T = this.#threadsFor(flops, PAR_MATMUL_FLOPS);
+    const nr = this.matmulConfig.nr;
+    const nBlocks = Math.ceil(n / nr);
+    if (T > 1 && batch >= 2 * T) {
+      this.#run(
+        "matmul",
+        T,
+        (t) => call(t, Math.floor((batch * t) / T), Math.floor((batch * (t + 1)) / T), 0, n),
+      );
+      return out;
+    }
+    // Threads splitting n each pack A once per NC-wide column block they own (all of A when
+    // n ≤ NC); threads splitting m each pack all of B. Pick the split that packs less per thread.
+    const { mr, nc } = this.matmulConfig;
+    const packN = Math.ceil(n / T / nc) * m * k + (k * n) / T;
+    const packM = Math.ceil(n / nc) * (m / T) * k + k * n;
+    if (T > 1 && batch === 1 && (this.#splitM ?? packM < packN) && m >= 2 * T * mr) {
+      const mb = (t: number) => (t === T ? m : Math.floor((m * t) / T / mr) * mr);
+      this.#run("matmul", T, (t) => {
+        const args = call(t, 0, 1, 0, n);
+        args[0] = aPtr + 4 * mb(t) * rsA; // A rows from mb(t)
+        args[2] = out.ptr + 4 * mb(t) * n; // C rows from mb(t)
+        args[4] = mb(t + 1) - mb(t); // m
+        return args;
+      });
+      return out;
+    }
+    T = Math.min(T, nBlocks);
+    if (T > 1) {
+      const nb = (t: number) => Math.min(n, Math.floor((nBlocks * t) / T) * nr);
+      this.#run("matmul", T, (t) => call(t, 0, batch, nb(t), nb(t + 1)));
+      return out;
+    }
+    this.#ex.matmul(...call(0, 0, batch, 0, n));
+    return out;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // fused row ops
+
+  softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
+    const xs = this.#f32(x, "softmax input");
+    this.#need(xs, rows * cols, `softmax [${rows}, ${cols}]`);
+    const out = this.#alloc("f32", rows * cols, "softmax output");
+    if (rows * cols === 0) return out;
+    this.#rows(
+      "softmax",
+      rows,
+      rows * cols,
+      PAR_HEAVY,
+      (r0, r1) => [xs.ptr, out.ptr, cols, log ? 1 : 0, r0, r1],
+    );
+    return out;
+  }
+
+  softmaxBackward(y: Storage, gy: Storage, rows: number, cols: number, log: boolean): Storage {
+    const ys = this.#f32(y, "softmaxBackward y");
+    const gs = this.#f32(gy, "softmaxBackward gy");
+    this.#need(ys, rows * cols, `softmaxBackward y [${rows}, ${cols}]`);
+    this.#need(gs, rows * cols, `softmaxBackward gy [${rows}, ${cols}]`);
+    const out = this.#alloc("f32", rows * cols, "softmaxBackward output");
+    if (rows * cols === 0) return out;
+    this.#rows(
+      "softmax_bwd",
+      rows,
+      rows * cols,
+      log ? PAR_HEAVY : PAR_CHEAP,
+      (r0, r1) => [ys.ptr, gs.ptr, out.ptr, cols, log ? 1 : 0, r0, r1],
+    );
+    return out;
+  }
+
+  layerNorm(
+    x: Storage,
+    w: Storage,
+    b: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): { y: Storage; mean: Storage; rstd: Storage } {
+    const xs = this.#f32(x, "layerNorm x");
+    const ws = this.#f32(w, "layerNorm weight");
+    const bs = this.#f32(b, "layerNorm bias");
+    this.#need(xs, rows * cols, `layerNorm x [${rows}, ${cols}]`);
+    this.#need(ws, cols, `layerNorm weight [${cols}]`);
+    this.#need(bs, cols, `layerNorm bias [${cols}]`);
+    const y = this.#alloc("f32", rows * cols, "layerNorm y");
+    const mean = this.#alloc("f32", rows, "layerNorm mean");
+    const rstd = this.#alloc("f32", rows, "layerNorm rstd");
+    if (rows * cols > 0) {
+      this.#rows("layernorm", rows, rows * cols, PAR_CHEAP, (r0, r1) => [
+        xs.ptr,
+        ws.ptr,
+        bs.ptr,
+        y.ptr,
+        mean.ptr,
+        rstd.ptr,
+        cols,
+        eps,
+        r0,
+        r1,
+      ]);
+    }
+    return { y, mean, rstd };
+  }
+
+  layerNormBackward(
+    x: Storage,
+    w: Storage,
+    mean: Storage,
+    rstd: Storage,
+    gy: Storage,
+    rows: number,
+    cols: number,
+  ): { gx: Storage; gw: Storage; gb: Storage } {
+    const xs = this.#f32(x, "layerNormBackward x");
+    const ws = this.#f32(w, "layerNormBackward weight");
+    const ms = this.#f32(mean, "layerNormBackward mean");
+    const rs = this.#f32(rstd, "layerNormBackward rstd");
+    const gs = this.#f32(gy, "layerNormBackward gy");
+    this.#need(xs, rows * cols, `layerNormBackward x [${rows}, ${cols}]`);
+    this.#need(gs, rows * cols, `layerNormBackward gy [${rows}, ${cols}]`);
+    this.#need(ws, cols, `layerNormBackward weight [${cols}]`);
+    this.#need(ms, rows, `layerNormBackward mean [${rows}]`);
+    this.#need(rs, rows, `layerNormBackward rstd [${rows}]`);
+    const gx = this.#alloc("f32", rows * cols, "layerNormBackward gx");
+    const gw = this.#alloc("f32", cols, "layerNormBackward gw");
+    const gb = this.#alloc("f32", cols, "layerNormBackward gb");
+    if (cols === 0) return { gx, gw, gb };
+    const T = Math.max(1, Math.min(this.#threadsFor(rows * cols, PAR_CHEAP), rows));
+    // Per-thread f64 accumulators [gw | gb], summed in thread order afterwards.
+    const accBytes = 16 * cols;
+    const acc = this.#heap.alloc(T * accBytes, "layerNormBackward accumulators");
+    try {
+      this.#ex.zero(acc, T * accBytes);
+      const job = (t: number) => [
+        xs.ptr,
+        ws.ptr,
+        ms.ptr,
+        rs.ptr,
+        gs.ptr,
+        gx.ptr,
+        acc + t * accBytes,
+        cols,
+        Math.floor((rows * t) / T),
+        Math.floor((rows * (t + 1)) / T),
+      ];
+      if (T > 1) this.#run("layernorm_bwd", T, job);
+      else this.#ex.layernorm_bwd(...job(0));
+      this.#ex.acc_finish(acc, cols, T, 2 * cols, gw.ptr);
+      this.#ex.acc_finish(acc + 8 * cols, cols, T, 2 * cols, gb.ptr);
+    } finally {
+      this.#heap.free(acc, T * accBytes);
+    }
+    return { gx, gw, gb };
+  }
+
+  #checkTargets(
+    t: WasmStorage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+    what: string,
+  ): void {
+    this.#need(t, rows, `${what} targets [${rows}]`);
+    const ids = this.#heap.i32.subarray(t.ptr >>> 2, (t.ptr >>> 2) + rows);
+    for (let r = 0; r < rows; r++) {
+      const v = ids[r];
+      if (v !== ignoreIndex && (v < 0 || v >= cols)) {
+        throw new RangeError(`${what}: target ${v} at row ${r} is outside [0, ${cols})`);
+      }
+    }
+  }
+
+  crossEntropy(
+    logits: Storage,
+    targets: Storage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+  ): { loss: Storage; lse: Storage } {
+    const ls = this.#f32(logits, "crossEntropy logits");
+    const ts = this.#i32(targets, "crossEntropy targets");
+    this.#need(ls, rows * cols, `crossEntropy logits [${rows}, ${cols}]`);
+    this.#checkTargets(ts, rows, cols, ignoreIndex, "crossEntropy");
+    const loss = this.#alloc("f32", rows, "crossEntropy loss");
+    const lse = this.#alloc("f32", rows, "crossEntropy lse");
+    if (rows > 0 && cols > 0) {
+      this.#rows("xent", rows, rows * cols, PAR_HEAVY, (r0, r1) => [
+        ls.ptr,
+        ts.ptr,
+        loss.ptr,
+        lse.ptr,
+        cols,
+        ignoreIndex,
+        r0,
+        r1,
+      ]);
+    }
+    return { loss, lse };
+  }
+
+  crossEntropyBackward(
+    logits: Storage,
+    targets: Storage,
+    lse: Storage,
+    gLoss: Storage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+  ): Storage {
+    const ls = this.#f32(logits, "crossEntropyBackward logits");
+    const ts = this.#i32(targets, "crossEntropyBackward targets");
+    const ss = this.#f32(lse, "crossEntropyBackward lse");
+    const gs = this.#f32(gLoss, "crossEntropyBackward gLoss");
+    this.#need(ls, rows * cols, `crossEntropyBackward logits [${rows}, ${cols}]`);
+    this.#need(ss, rows, `crossEntropyBackward lse [${rows}]`);
+    this.#need(gs, rows, `crossEntropyBackward gLoss [${rows}]`);
+    this.#checkTargets(ts, rows, cols, ignoreIndex, "crossEntropyBackward");
+    const out = this.#alloc("f32", rows * cols, "crossEntropyBackward output");
+    if (rows > 0 && cols > 0) {
+      this.#rows("xent_bwd", rows, rows * cols, PAR_HEAVY, (r0, r1) => [
+        ls.ptr,
+        ts.ptr,
+        ss.ptr,
+        gs.ptr,
+        out.ptr,
+        cols,
+        ignoreIndex,
+        r0,
+        r1,
+      ]);
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // indexing
+
+  gather(table: Storage, ids: Storage, n: number, cols: number): Storage {
+    const tab = this.#f32(table, "gather table");
+    const is = this.#i32(ids, "gather ids");
+    this.#need(is, n, `gather ids [${n}]`);
+    const rowsInTable = cols > 0 ? Math.floor(tab.length / cols) : 0;
+    const idv = this.#heap.i32.subarray(is.ptr >>> 2, (is.ptr >>> 2) + n);
+    for (let i = 0; i < n; i++) {
+      const id = idv[i];
+      if (id < 0 || id >= rowsInTable) {
+        throw new RangeError(`gather: index ${id} at position ${i} is outside [0, ${rowsInTable})`);
+      }
+    }
+    const out = this.#alloc("f32", n * cols, "gather output");
+    if (n * cols > 0) {
+      this.#rows(
+        "gather",
+        n,
+        n * cols,
+        PAR_CHEAP,
+        (i0, i1) => [tab.ptr, is.ptr, out.ptr, cols, i0, i1],
+      );
+    }
+    return out;
+  }
+
+  scatterAdd(g: Storage, ids: Storage, n: number, cols: number, vocab: number): Storage {
+    const gs = this.#f32(g, "scatterAdd values");
+    const is = this.#i32(ids, "scatterAdd ids");
+    this.#need(gs, n * cols, `scatterAdd values [${n}, ${cols}]`);
+    this.#need(is, n, `scatterAdd ids [${n}]`);
+    const idv = this.#heap.i32.subarray(is.ptr >>> 2, (is.ptr >>> 2) + n);
+    for (let i = 0; i < n; i++) {
+      const id = idv[i];
+      if (id < 0 || id >= vocab) {
+        throw new RangeError(`scatterAdd: index ${id} at position ${i} is outside [0, ${vocab})`);
+      }
+    }
+    const out = this.#alloc("f32", vocab * cols, "scatterAdd output");
+    if (vocab * cols === 0) return out;
+    this.#ex.zero(out.ptr, 4 * vocab * cols);
+    // Threads split columns: every element is still summed in the order of i.
+    const T = Math.min(this.#threadsFor(n * cols, PAR_CHEAP), Math.floor(cols / 4));
+    if (T > 1) {
+      const c = (t: number) => (t === T ? cols : Math.floor((cols * t) / T / 4) * 4);
+      this.#run("scatter_add", T, (t) => [gs.ptr, is.ptr, out.ptr, n, cols, c(t), c(t + 1)]);
+    } else {
+      this.#ex.scatter_add(gs.ptr, is.ptr, out.ptr, n, cols, 0, cols);
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // random, optimizer
+
+  dropoutMask(length: number, p: number, seed: number): Storage {
+    const out = this.#alloc("f32", length, "dropout mask");
+    // hashUniform(seed, i) ≥ p  ⇔  (h >>> 8) ≥ ceil(p·2^24), exactly (h >>> 8 is an integer).
+    const thr = Number.isNaN(p)
+      ? 0x7fffffff
+      : Math.min(0x7fffffff, Math.max(0, Math.ceil(p * 16777216)));
+    const scale = 1 / (1 - p);
+    this.#flat("dropout", length, PAR_HEAVY, (i0, i1) => [out.ptr, thr, scale, seed, i0, i1]);
+    return out;
+  }
+
+  adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
+    const ps = this.#f32(param, "adamw param");
+    const gs = this.#f32(grad, "adamw grad");
+    const ms = this.#f32(m, "adamw m");
+    const vs = this.#f32(v, "adamw v");
+    const n = ps.length;
+    for (const [what, s] of [["grad", gs], ["m", ms], ["v", vs]] as const) {
+      if (s.length !== n) {
+        throw new Error(`wasm backend: adamw ${what} has ${s.length} elements, param has ${n}`);
+      }
+    }
+    const bc1 = 1 - Math.pow(p.beta1, p.step);
+    const bc2 = 1 - Math.pow(p.beta2, p.step);
+    const scalars = [
+      1 - p.lr * p.weightDecay,
+      p.beta1,
+      1 - p.beta1,
+      p.beta2,
+      1 - p.beta2,
+      p.lr / bc1,
+      1 / bc2,
+      p.eps,
+    ];
+    this.#flat(
+      "adamw",
+      n,
+      PAR_CHEAP,
+      (i0, i1) => [ps.ptr, gs.ptr, ms.ptr, vs.ptr, i0, i1, ...scalars],
+    );
+  }
+}
+
+const liveFlags = new WeakMap<WasmStorage, { v: boolean }>();
+
+/** Creates the WebAssembly backend (kernels compiled, worker threads started). */
+export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
+  return await WasmBackend.create(opts);
+}
