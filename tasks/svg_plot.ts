@@ -68,7 +68,11 @@ function fmtTick(v: number): string {
 /** Renders series as an SVG document string. */
 export function linePlot(series: Series[], opts: PlotOptions = {}): string {
   const W = opts.width ?? 640, H = opts.height ?? 400;
-  const m = { left: 64, right: 20, top: opts.title ? 36 : 16, bottom: 48 };
+  // The legend sits right of the plot area, so it never hides data.
+  const legendWidth = series.length
+    ? 18 + 7 * Math.max(...series.map((s) => s.name.length)) + 24
+    : 0;
+  const m = { left: 64, right: 20 + legendWidth, top: opts.title ? 36 : 16, bottom: 48 };
   const pts = series.flatMap((s) => s.points).filter(([x, y]) =>
     Number.isFinite(x) && Number.isFinite(y)
   );
@@ -150,10 +154,10 @@ export function linePlot(series: Series[], opts: PlotOptions = {}): string {
       }
     }
   });
-  // Legend (top right).
+  // Legend, right of the plot area.
   series.forEach((s, i) => {
     const color = s.color ?? PALETTE[i % PALETTE.length];
-    const y = m.top + 14 + i * 18, x = m.left + pw - 150;
+    const y = m.top + 14 + i * 18, x = m.left + pw + 16;
     out.push(
       `<line x1="${x}" x2="${x + 22}" y1="${y}" y2="${y}" stroke="${color}" stroke-width="2"${
         s.dashed ? ' stroke-dasharray="6 4"' : ""
