@@ -49,37 +49,49 @@ export interface View {
  * - `powScalar`: x^param; `addScalar`: x + param; `mulScalar`: x·param;
  * - `gelu`: GPT-2's `gelu_new`, 0.5x(1+tanh(√(2/π)(x+0.044715x³)));
  * - `geluGrad`: d gelu / dx; `step`: 1 if x > 0 else 0; `recip`: 1/x.
+ * The one list every backend implements and every parity test iterates over.
  */
-export type UnaryOp =
-  | "neg"
-  | "exp"
-  | "log"
-  | "sqrt"
-  | "tanh"
-  | "relu"
-  | "gelu"
-  | "geluGrad"
-  | "abs"
-  | "sign"
-  | "step"
-  | "recip"
-  | "powScalar"
-  | "addScalar"
-  | "mulScalar";
+export const UNARY_OPS = [
+  "neg",
+  "exp",
+  "log",
+  "sqrt",
+  "tanh",
+  "relu",
+  "gelu",
+  "geluGrad",
+  "abs",
+  "sign",
+  "step",
+  "recip",
+  "powScalar",
+  "addScalar",
+  "mulScalar",
+] as const;
 
-/** Binary elementwise ops; comparisons give 1 or 0. */
-export type BinaryOp =
-  | "add"
-  | "sub"
-  | "mul"
-  | "div"
-  | "max"
-  | "min"
-  | "pow"
-  | "gt"
-  | "ge"
-  | "lt"
-  | "eq";
+/** One of {@link UNARY_OPS}. */
+export type UnaryOp = (typeof UNARY_OPS)[number];
+
+/**
+ * Binary elementwise ops; comparisons give 1 or 0. The one list every backend implements and
+ * every parity test iterates over.
+ */
+export const BINARY_OPS = [
+  "add",
+  "sub",
+  "mul",
+  "div",
+  "max",
+  "min",
+  "pow",
+  "gt",
+  "ge",
+  "lt",
+  "eq",
+] as const;
+
+/** One of {@link BINARY_OPS}. */
+export type BinaryOp = (typeof BINARY_OPS)[number];
 
 /** Reductions over one axis. */
 export type ReduceOp = "sum" | "max" | "min";

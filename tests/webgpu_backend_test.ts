@@ -4,11 +4,13 @@
 import assert from "node:assert/strict";
 import {
   type Backend,
+  BINARY_OPS,
   type BinaryOp,
   contiguousStrides,
   contiguousView,
   hashUniform,
   type Storage,
+  UNARY_OPS,
   type UnaryOp,
   type View,
 } from "../kernels/backend.ts";
@@ -81,23 +83,7 @@ const ODD = [1, 7, 33, 65, 257];
 
 // ---------------------------------------------------------------- elementwise
 
-const UNARY: UnaryOp[] = [
-  "neg",
-  "exp",
-  "log",
-  "sqrt",
-  "tanh",
-  "relu",
-  "gelu",
-  "geluGrad",
-  "abs",
-  "sign",
-  "step",
-  "recip",
-  "powScalar",
-  "addScalar",
-  "mulScalar",
-];
+const UNARY: readonly UnaryOp[] = UNARY_OPS;
 
 /** Views of one shape over a buffer: contiguous, transposed, broadcast, offset slice. */
 function viewsOf(shape: [number, number]): { name: string; len: number; view: View }[] {
@@ -152,19 +138,7 @@ Deno.test("webgpu powScalar follows Math.pow on signs and special exponents", op
   }
 });
 
-const BINARY: BinaryOp[] = [
-  "add",
-  "sub",
-  "mul",
-  "div",
-  "max",
-  "min",
-  "pow",
-  "gt",
-  "ge",
-  "lt",
-  "eq",
-];
+const BINARY: readonly BinaryOp[] = BINARY_OPS;
 
 Deno.test("webgpu binary ops match the CPU with broadcasting", opts, async () => {
   for (const op of BINARY) {

@@ -36,6 +36,7 @@ import {
 } from "./builder.ts";
 import type { Gen } from "./gen.ts";
 import { expV, geluGradV, geluV, kf32, logV, type MathOptions, powV, tanhV } from "./gen_math.ts";
+import { BINARY_OPS, UNARY_OPS } from "../backend.ts";
 
 /** Maximum rank the driver handles after dimension merging. */
 export const EW_MAX_RANK = 16;
@@ -43,42 +44,10 @@ export const EW_MAX_RANK = 16;
 export const EW_PARAM_BYTES = 4 * (1 + EW_MAX_RANK * 6);
 
 /** Unary row kernels (the backend's ops plus a few that `powScalar` specialises to). */
-export const UNARY_KERNELS = [
-  "neg",
-  "exp",
-  "log",
-  "sqrt",
-  "tanh",
-  "relu",
-  "gelu",
-  "geluGrad",
-  "abs",
-  "sign",
-  "step",
-  "recip",
-  "powScalar",
-  "addScalar",
-  "mulScalar",
-  "ident",
-  "sqr",
-  "cube",
-  "rsqrt",
-] as const;
+export const UNARY_KERNELS = [...UNARY_OPS, "ident", "sqr", "cube", "rsqrt"] as const;
 
-/** Binary row kernels. */
-export const BINARY_KERNELS = [
-  "add",
-  "sub",
-  "mul",
-  "div",
-  "max",
-  "min",
-  "pow",
-  "gt",
-  "ge",
-  "lt",
-  "eq",
-] as const;
+/** Binary row kernels: exactly the backend's binary ops. */
+export const BINARY_KERNELS = BINARY_OPS;
 
 type VecFn = (f: FunctionBuilder, x: Local[], p: Local, o: MathOptions) => Expr;
 
