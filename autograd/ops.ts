@@ -5,6 +5,7 @@
  * @module
  */
 import {
+  type AttentionParams,
   type BinaryOp,
   contiguousStrides,
   type DType,
@@ -748,6 +749,91 @@ export function crossEntropy(
     total,
     compare("max", count, Tensor.fromStorage(logits.backend.full(1, 1, "f32"), [])),
   );
+}
+
+/** Options of {@link attention}. */
+export interface AttentionOptions {
+  /** Padding mask [B, S] (1 = attend, 0 = masked), f32; null or absent: none. */
+  mask?: Tensor | null;
+  /** Score scale (default 1/√d). */
+  scale?: number;
+  /** Dropout on the attention probabilities (default 0). */
+  dropout?: number;
+  /** Apply the dropout (training mode; default true). */
+  training?: boolean;
+}
+
+/**
+ * Fused causal attention: softmax(scale · q kᵀ, causal + padding mask) · v, with q [B, H, T, d]
+ * and k, v [B, H, S, d] where the first S − T keys are the past (KV cache or prefix): query i
+ * sees keys 0 .. S − T + i. Masked scores count as the most negative f32 (Hugging Face's rule;
+ * a row with nothing visible attends uniformly). Dropout on the probabilities uses the same
+ * mask as {@link dropout} over [B, H, T, S] with the next seed, so this equals the unfused
+ * sequence matmul → maskedFill → softmax → dropout → matmul. The [T, S] probabilities are never
+ * stored: the backward recomputes them from each row's log-sum-exp.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  const mask = opts.mask ?? null;
+  checkLive("attention", q, k, v, ...(mask ? [mask] : []));
+  for (const [n, t] of [["q", q], ["k", k], ["v", v]] as const) checkF32(`attention ${n}`, t);
+  if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4) {
+    throw new Error(
+      `attention: q ${fmt(q.shape)}, k ${fmt(k.shape)}, v ${fmt(v.shape)} must be 4-d [B, H, T, d]`,
+    );
+  }
+  const [B, H, T, D] = q.shape, S = k.shape[2];
+  if (
+    k.shape[0] !== B || k.shape[1] !== H || k.shape[3] !== D ||
+    v.shape.join() !== k.shape.join() || S < T
+  ) {
+    throw new Error(
+      `attention: q ${fmt(q.shape)}, k ${fmt(k.shape)}, v ${
+        fmt(v.shape)
+      } must be [B, H, T, d], [B, H, S, d], [B, H, S, d] with S ≥ T`,
+    );
+  }
+  if (mask && (mask.ndim !== 2 || mask.shape[0] !== B || mask.shape[1] !== S)) {
+    throw new Error(`attention: mask ${fmt(mask.shape)} must be [B, S] = [${B}, ${S}]`);
+  }
+  if (mask) checkF32("attention mask", mask);
+  const pDrop = opts.training === false ? 0 : opts.dropout ?? 0;
+  if (!(pDrop >= 0 && pDrop < 1)) {
+    throw new Error(`attention: dropout must be in [0, 1), got ${pDrop}`);
+  }
+  const p: AttentionParams = {
+    batch: B,
+    heads: H,
+    queries: T,
+    keys: S,
+    dim: D,
+    scale: opts.scale ?? 1 / Math.sqrt(D),
+    dropP: pDrop,
+    dropSeed: pDrop > 0 ? rng().nextU32() : 0,
+  };
+  const qc = contiguous(q), kc = contiguous(k), vc = contiguous(v);
+  const mc = mask ? contiguous(mask) : null;
+  const be = q.backend;
+  const r = be.attention(qc.storage, kc.storage, vc.storage, mc?.storage ?? null, p);
+  const lse = Tensor.fromStorage(r.lse, [B, H, T]);
+  const out = Tensor.fromStorage(r.out, [B, H, T, D]);
+  return record(out, "attention", [q, k, v], (g) => {
+    const gc = contiguous(g);
+    const gr = be.attentionBackward(
+      qc.storage,
+      kc.storage,
+      vc.storage,
+      mc?.storage ?? null,
+      out.storage,
+      lse.storage,
+      gc.storage,
+      p,
+    );
+    return [
+      Tensor.fromStorage(gr.gq, q.shape),
+      Tensor.fromStorage(gr.gk, k.shape),
+      Tensor.fromStorage(gr.gv, v.shape),
+    ];
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

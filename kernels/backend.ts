@@ -136,6 +136,37 @@ export interface AdamWParams {
   step: number;
 }
 
+/**
+ * Shape and options of fused causal attention over one batch of heads.
+ * q is [batch, heads, queries, dim]; k and v are [batch, heads, keys, dim] (past ++ current);
+ * all contiguous. Query i (0-based among the new ones) may see key j iff
+ * j ≤ keys − queries + i and the padding mask (if any) is non-zero at [b, j].
+ * Scores are `scale · q·k`; masked scores count as the most negative f32, as in Hugging Face,
+ * so a row with nothing visible attends uniformly to all keys instead of giving NaN.
+ */
+export interface AttentionParams {
+  /** Batch size B. */
+  batch: number;
+  /** Heads H. */
+  heads: number;
+  /** Query rows T (the new positions). */
+  queries: number;
+  /** Key/value rows S = past + T. */
+  keys: number;
+  /** Head size d. */
+  dim: number;
+  /** Score scale (1/√d in GPT-2). */
+  scale: number;
+  /**
+   * Dropout probability on the attention probabilities (0: none). The keep mask is
+   * `hashUniform(dropSeed, ((b·H + h)·T + i)·S + j) ≥ dropP`, exactly {@link Backend.dropoutMask}
+   * over [B, H, T, S], so fused and unfused attention agree for a seed.
+   */
+  dropP: number;
+  /** Seed of the dropout mask. */
+  dropSeed: number;
+}
+
 /** What every backend implements. */
 export interface Backend {
   /** Name used by `--backend` and in messages: `cpu`, `wasm`, `webgpu`. */
@@ -221,6 +252,34 @@ export interface Backend {
     ignoreIndex: number,
   ): Storage;
 
+  // ---- attention ----
+  /**
+   * Fused causal attention (see {@link AttentionParams}); `mask` is an optional f32 [B, S]
+   * padding mask (1 = attend). Returns out [B, H, T, d] and each row's log-sum-exp of its
+   * visible scores, [B, H, T] (the most negative f32 for a row with nothing visible).
+   */
+  attention(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    mask: Storage | null,
+    p: AttentionParams,
+  ): { out: Storage; lse: Storage };
+  /**
+   * Gradients of {@link Backend.attention} wrt q, k and v given the output's gradient `gOut`;
+   * probabilities are recomputed from `lse`, nothing [T, S]-sized is kept between the passes.
+   */
+  attentionBackward(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    mask: Storage | null,
+    out: Storage,
+    lse: Storage,
+    gOut: Storage,
+    p: AttentionParams,
+  ): { gq: Storage; gk: Storage; gv: Storage };
+
   // ---- indexing ----
   /** out[i, :] = table[ids[i], :]; ids i32 [n], table [vocab, cols]. Out of range is an error or zeros. */
   gather(table: Storage, ids: Storage, n: number, cols: number): Storage;
@@ -258,6 +317,12 @@ export function hash32(v: number): number {
   x ^= x >>> 16;
   return x >>> 0;
 }
+
+/** The value masked attention scores take (the most negative f32, Hugging Face's `finfo.min`). */
+export const ATTENTION_MASK_VALUE = -3.4028234663852886e38;
+
+/** Row log-sum-exps below this mark a row with no visible key (uniform attention). */
+export const ATTENTION_FULLY_MASKED_LSE = -1e38;
 
 /** Row-major contiguous strides of a shape. */
 export function contiguousStrides(shape: readonly number[]): number[] {

@@ -8,7 +8,12 @@
  * ```
  *
  * Documents are `" {reference} <|endoftext|>"` (exactly the reference part of a fine-tuning
- * example), shuffled each epoch and packed into rows of `seq_len` tokens. Writes a Hugging
+ * example), shuffled each epoch and packed into rows of `seq_len` tokens. With
+ * `documents: grouped` (the miniature's choice) the shuffle keeps the references of one MR
+ * together, so a row holds several descriptions of the same restaurant: the model sees names and
+ * attributes recur within its context and learns to copy them — what GPT-2 learned from WebText's
+ * long documents, and what prefix-tuning relies on to carry the MR's values into the output.
+ * No MR text is ever shown. Writes a Hugging
  * Face-format folder `out/model/` (config.json, model.safetensors, vocab.json, merges.txt) that
  * `GPT2.fromPretrained` loads, plus `log.jsonl`, `loss.svg`, `summary.json`; checkpoints every
  * `save_every` steps and stops cleanly at `max_minutes` (a later `--resume` continues).
@@ -70,6 +75,11 @@ export interface PretrainConfig {
   save_every: number;
   /** Use only the first N references (0: all; tests). */
   train_limit: number;
+  /**
+   * `shuffled`: every reference shuffled on its own; `grouped`: the references of one MR stay
+   * adjacent (groups shuffled, and the order inside each group).
+   */
+  documents: string;
 }
 
 /** Defaults (the miniature's choices; see configs/mini_pretrain.yaml). */
@@ -93,6 +103,7 @@ export const PRETRAIN_DEFAULTS: PretrainConfig = {
   out: "results/mini/pretrain",
   save_every: 200,
   train_limit: 0,
+  documents: "grouped",
 };
 
 /** Checks and merges `values` onto `base`, naming the key at fault. */
@@ -129,6 +140,11 @@ export function applyPretrainConfig(
     }
   }
   const c = out as unknown as PretrainConfig;
+  if (c.documents !== "shuffled" && c.documents !== "grouped") {
+    throw new ConfigError(
+      `${where}: 'documents' must be 'shuffled' or 'grouped', got ${JSON.stringify(c.documents)}`,
+    );
+  }
   if (c.n_embd % c.n_head !== 0) {
     throw new ConfigError(
       `${where}: 'n_embd' (${c.n_embd}) must be divisible by 'n_head' (${c.n_head})`,
@@ -145,6 +161,16 @@ export function applyPretrainConfig(
     }
   }
   return c;
+}
+
+/**
+ * Reference documents for one epoch: groups in a shuffled order, each group's documents shuffled
+ * too (a group is one MR's references, or a single reference).
+ */
+export function epochDocuments(groups: readonly number[][][], rng: lf.Xoshiro128): number[][] {
+  const out: number[][] = [];
+  for (const g of rng.shuffle(groups.slice())) out.push(...rng.shuffle(g.slice()));
+  return out;
 }
 
 /** Packs token documents into rows of `len` tokens (the tail that does not fill a row is dropped). */
@@ -189,17 +215,27 @@ export async function pretrain(
   const dataDir = cfg.data ?? (await downloadData("e2e"));
   let pairs = await readE2E(`${dataDir}/train.txt`);
   if (cfg.train_limit > 0) pairs = pairs.slice(0, cfg.train_limit);
-  // References only; each distinct reference once.
-  const refs = [...new Set(pairs.map((p) => p.ref))];
-  const docs = refs.map((r) => tok.encode(` ${r} <|endoftext|>`));
-  const totalTokens = docs.reduce((s, d) => s + d.length, 0);
+  // References only; each distinct reference once, grouped by MR when asked.
+  const byMR = new Map<string, string[]>();
+  const seen = new Set<string>();
+  for (const p of pairs) {
+    if (p.ref === "" || seen.has(p.ref)) continue;
+    seen.add(p.ref);
+    const key = cfg.documents === "grouped" ? p.mr : p.ref;
+    const g = byMR.get(key);
+    if (g) g.push(p.ref);
+    else byMR.set(key, [p.ref]);
+  }
+  const refs = [...seen];
+  const groups = [...byMR.values()].map((g) => g.map((r) => tok.encode(` ${r} <|endoftext|>`)));
+  const totalTokens = groups.flat().reduce((s, d) => s + d.length, 0);
   const rowsPerEpoch = Math.floor(totalTokens / cfg.seq_len);
   const stepsPerEpoch = Math.max(1, Math.floor(rowsPerEpoch / cfg.batch_size));
   const totalSteps = cfg.max_steps > 0
     ? Math.min(cfg.max_steps, cfg.epochs * stepsPerEpoch)
     : cfg.epochs * stepsPerEpoch;
   log(
-    `pretrain: ${refs.length} references, ${totalTokens} tokens, ${stepsPerEpoch} steps/epoch, ${totalSteps} steps`,
+    `pretrain: ${refs.length} references (${cfg.documents}: ${groups.length} groups), ${totalTokens} tokens, ${stepsPerEpoch} steps/epoch, ${totalSteps} steps`,
   );
 
   lf.manualSeed(cfg.seed);
@@ -274,7 +310,7 @@ export async function pretrain(
   try {
     outer: for (let epoch = state.epoch; epoch < cfg.epochs; epoch++) {
       const g = new lf.Xoshiro128((cfg.seed ^ Math.imul(epoch + 1, 0x9e3779b9)) >>> 0);
-      const rows = packRows(g.shuffle(docs.slice()), cfg.seq_len);
+      const rows = packRows(epochDocuments(groups, g), cfg.seq_len);
       for (let b = epoch === state.epoch ? state.batchInEpoch : 0; b < stepsPerEpoch; b++) {
         if (state.step >= totalSteps) break outer;
         const batch = rows.slice(b * cfg.batch_size, (b + 1) * cfg.batch_size);

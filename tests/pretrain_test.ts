@@ -2,10 +2,38 @@
 import assert from "node:assert/strict";
 import { GPT2 } from "../models/gpt2.ts";
 import { GPT2Tokenizer } from "../data/tokenizer.ts";
-import { loadPretrainConfig, packRows, pretrain, PRETRAIN_DEFAULTS } from "../tasks/pretrain.ts";
+import {
+  epochDocuments,
+  loadPretrainConfig,
+  packRows,
+  pretrain,
+  PRETRAIN_DEFAULTS,
+} from "../tasks/pretrain.ts";
+import { Xoshiro128 } from "../autograd/random.ts";
 
 Deno.test("packRows concatenates documents into full rows and drops the tail", () => {
   assert.deepEqual(packRows([[1, 2, 3], [4], [5, 6, 7, 8]], 3), [[1, 2, 3], [4, 5, 6]]);
+});
+
+Deno.test("epochDocuments keeps each group adjacent, shuffles groups and their members", () => {
+  const groups = [[[1], [2], [3]], [[10], [11]], [[20]], [[30], [31], [32], [33]]];
+  const orders = new Set<string>();
+  for (let seed = 1; seed <= 20; seed++) {
+    const docs = epochDocuments(groups, new Xoshiro128(seed)).map((d) => d[0]);
+    assert.deepEqual([...docs].sort((a, b) => a - b), groups.flat().map((d) => d[0]));
+    // Members of one group are contiguous.
+    const tens = docs.map((v) => Math.floor(v / 10));
+    for (let i = 1; i < tens.length; i++) {
+      if (tens[i] !== tens[i - 1]) assert.ok(!tens.slice(0, i - 1).includes(tens[i]), `${docs}`);
+    }
+    orders.add(docs.join(","));
+  }
+  assert.ok(orders.size > 10, `only ${orders.size} distinct orders`);
+  // Deterministic for a seed.
+  assert.deepEqual(
+    epochDocuments(groups, new Xoshiro128(7)),
+    epochDocuments(groups, new Xoshiro128(7)),
+  );
 });
 
 Deno.test("pretrain: a tiny GPT-2 on a few references learns and saves an HF folder", async () => {
@@ -68,6 +96,10 @@ Deno.test("pretrain config errors name the key", async () => {
     /'n_embd' \(100\) must be divisible by 'n_head' \(3\)/,
   );
   await assert.rejects(() => loadPretrainConfig(null, { layers: 2 }), /unknown key 'layers'/);
+  await assert.rejects(
+    () => loadPretrainConfig(null, { documents: "random" }),
+    /'documents' must be 'shuffled' or 'grouped'/,
+  );
   const shipped = await loadPretrainConfig(
     new URL("../configs/mini_pretrain.yaml", import.meta.url).pathname,
   );

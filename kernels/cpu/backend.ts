@@ -9,6 +9,9 @@
  */
 import {
   type AdamWParams,
+  ATTENTION_FULLY_MASKED_LSE,
+  ATTENTION_MASK_VALUE,
+  type AttentionParams,
   type Backend,
   type BinaryOp,
   type DType,
@@ -481,6 +484,109 @@ export class CpuBackend implements Backend {
     return this.#make("f32", out);
   }
 
+  attention(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    mask: Storage | null,
+    p: AttentionParams,
+  ): { out: Storage; lse: Storage } {
+    const Q = this.#f(q), K = this.#f(k), V = this.#f(v), M = mask ? this.#f(mask) : null;
+    const { batch: B, heads: H, queries: T, keys: S, dim: D, scale, dropP, dropSeed } = p;
+    const out = this.#floats(B * H * T * D), lse = this.#floats(B * H * T);
+    const prob = new Float64Array(S);
+    const keep = dropP > 0 ? 1 / (1 - dropP) : 1;
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const kv = (b * H + h) * S * D;
+        for (let i = 0; i < T; i++) {
+          const row = (b * H + h) * T + i, qo = row * D;
+          const { lse: l, visible } = attentionRow(
+            Q,
+            qo,
+            K,
+            kv,
+            M,
+            b * S,
+            S - T + i,
+            S,
+            D,
+            scale,
+            prob,
+          );
+          lse[row] = l;
+          for (let j = 0; j < S; j++) {
+            let pj = visible ? prob[j] : 1 / S;
+            if (dropP > 0) pj *= hashUniform(dropSeed, row * S + j) >= dropP ? keep : 0;
+            if (pj === 0) continue;
+            for (let c = 0; c < D; c++) out[qo + c] += pj * V[kv + j * D + c];
+          }
+        }
+      }
+    }
+    return { out: this.#make("f32", out), lse: this.#make("f32", lse) };
+  }
+
+  attentionBackward(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    mask: Storage | null,
+    out: Storage,
+    lse: Storage,
+    gOut: Storage,
+    p: AttentionParams,
+  ): { gq: Storage; gk: Storage; gv: Storage } {
+    const Q = this.#f(q), K = this.#f(k), V = this.#f(v), M = mask ? this.#f(mask) : null;
+    const O = this.#f(out), L = this.#f(lse), G = this.#f(gOut);
+    const { batch: B, heads: H, queries: T, keys: S, dim: D, scale, dropP, dropSeed } = p;
+    const gq = this.#floats(B * H * T * D), gk = this.#floats(B * H * S * D);
+    const gv = this.#floats(B * H * S * D);
+    const keep = dropP > 0 ? 1 / (1 - dropP) : 1;
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const kv = (b * H + h) * S * D;
+        for (let i = 0; i < T; i++) {
+          const row = (b * H + h) * T + i, qo = row * D;
+          const last = S - T + i;
+          const full = L[row] < ATTENTION_FULLY_MASKED_LSE;
+          // D_i = Σ_j P_ij dP_ij = dO_i · O_i (dropout included).
+          let di = 0;
+          for (let c = 0; c < D; c++) di += G[qo + c] * O[qo + c];
+          for (let j = 0; j < S; j++) {
+            const seen = j <= last && (M === null || M[b * S + j] !== 0);
+            let pj: number;
+            if (full) pj = 1 / S;
+            else if (!seen) continue;
+            else {
+              let s = 0;
+              for (let c = 0; c < D; c++) s += Q[qo + c] * K[kv + j * D + c];
+              pj = Math.exp(s * scale - L[row]);
+            }
+            const kf = dropP > 0 ? (hashUniform(dropSeed, row * S + j) >= dropP ? keep : 0) : 1;
+            // dV_j += P̃_ij dO_i;  dP̃_ij = dO_i·v_j;  dS_ij = P_ij (keep·dP̃_ij − D_i).
+            let dp = 0;
+            for (let c = 0; c < D; c++) {
+              gv[kv + j * D + c] += pj * kf * G[qo + c];
+              dp += G[qo + c] * V[kv + j * D + c];
+            }
+            if (full) continue; // masked scores are constants: no gradient to q or k
+            const ds = pj * (kf * dp - di) * scale;
+            for (let c = 0; c < D; c++) {
+              gq[qo + c] += ds * K[kv + j * D + c];
+              gk[kv + j * D + c] += ds * Q[qo + c];
+            }
+          }
+        }
+      }
+    }
+    return {
+      gq: this.#make("f32", gq),
+      gk: this.#make("f32", gk),
+      gv: this.#make("f32", gv),
+    };
+  }
+
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
     const P = this.#f(param), G = this.#f(grad), M = this.#f(m), V = this.#f(v);
     const bc1 = 1 - Math.pow(p.beta1, p.step), bc2 = 1 - Math.pow(p.beta2, p.step);
@@ -509,4 +615,42 @@ function sizeOf(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
+}
+
+/**
+ * Softmax of one attention row into `prob` (visible keys only); returns its log-sum-exp and
+ * whether any key was visible (else the caller attends uniformly).
+ */
+function attentionRow(
+  Q: ArrayLike<number>,
+  qo: number,
+  K: ArrayLike<number>,
+  kv: number,
+  M: ArrayLike<number> | null,
+  mo: number,
+  last: number,
+  S: number,
+  D: number,
+  scale: number,
+  prob: Float64Array,
+): { lse: number; visible: boolean } {
+  let mx = -Infinity;
+  for (let j = 0; j < S; j++) {
+    if (j > last || (M !== null && M[mo + j] === 0)) {
+      prob[j] = -Infinity;
+      continue;
+    }
+    let s = 0;
+    for (let c = 0; c < D; c++) s += Q[qo + c] * K[kv + j * D + c];
+    prob[j] = s * scale;
+    if (prob[j] > mx) mx = prob[j];
+  }
+  if (mx === -Infinity) return { lse: ATTENTION_MASK_VALUE, visible: false };
+  let sum = 0;
+  for (let j = 0; j < S; j++) {
+    prob[j] = prob[j] === -Infinity ? 0 : Math.exp(prob[j] - mx);
+    sum += prob[j];
+  }
+  for (let j = 0; j < S; j++) prob[j] /= sum;
+  return { lse: mx + Math.log(sum), visible: true };
 }

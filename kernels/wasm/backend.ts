@@ -15,6 +15,7 @@
 
 import type {
   AdamWParams,
+  AttentionParams,
   Backend,
   BinaryOp,
   DType,
@@ -73,6 +74,21 @@ export class WasmStorage implements Storage {
 }
 
 const MAX_THREADS = 8;
+
+/**
+ * `LF_WASM_THREADS=N` caps the worker threads of backends created without an explicit `threads`
+ * (e.g. one thread each when two trainings share a 2-core machine). Unset or invalid: ignored.
+ */
+function envThreads(): number | undefined {
+  let v: string | undefined;
+  try {
+    v = Deno.env.get("LF_WASM_THREADS");
+  } catch {
+    return undefined; // no env permission
+  }
+  const n = Number(v);
+  return v && Number.isInteger(n) && n >= 1 ? n : undefined;
+}
 const SLOT_BASE = 1024;
 const PARAM_BASE = SLOT_BASE + MAX_THREADS * SLOT_BYTES;
 const PARAM_STRIDE = Math.ceil(EW_PARAM_BYTES / 64) * 64;
@@ -158,7 +174,10 @@ export class WasmBackend implements Backend {
     }
     const relaxed = (opts.relaxedSimd ?? true) && features.relaxedSimd;
     const cores = (globalThis.navigator?.hardwareConcurrency ?? 1) | 0;
-    let threads = Math.max(1, Math.min(MAX_THREADS, opts.threads ?? Math.min(cores, MAX_THREADS)));
+    let threads = Math.max(
+      1,
+      Math.min(MAX_THREADS, opts.threads ?? envThreads() ?? Math.min(cores, MAX_THREADS)),
+    );
     if (!features.threads) threads = 1;
     const hardMax = memory64 ? 2 ** 34 : 2 ** 32;
     const limit = Math.min(hardMax, opts.maxMemoryBytes ?? hardMax);
@@ -1005,6 +1024,31 @@ export class WasmBackend implements Backend {
     const scale = 1 / (1 - p);
     this.#flat("dropout", length, PAR_HEAVY, (i0, i1) => [out.ptr, thr, scale, seed, i0, i1]);
     return out;
+  }
+
+  // TODO(fused attention): a stub until the generated kernel lands (same semantics as the CPU
+  // reference in kernels/cpu/backend.ts).
+  attention(
+    _q: Storage,
+    _k: Storage,
+    _v: Storage,
+    _mask: Storage | null,
+    _p: AttentionParams,
+  ): { out: Storage; lse: Storage } {
+    throw new Error(`${this.name}: fused attention is not implemented yet`);
+  }
+
+  attentionBackward(
+    _q: Storage,
+    _k: Storage,
+    _v: Storage,
+    _mask: Storage | null,
+    _out: Storage,
+    _lse: Storage,
+    _gOut: Storage,
+    _p: AttentionParams,
+  ): { gq: Storage; gk: Storage; gv: Storage } {
+    throw new Error(`${this.name}: fused attention is not implemented yet`);
   }
 
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {

@@ -14,6 +14,7 @@
  */
 import type {
   AdamWParams,
+  AttentionParams,
   Backend,
   BinaryOp,
   DType,
@@ -687,6 +688,31 @@ export class WebGPUBackend implements Backend {
   // ---- optimizer ----
 
   /** One AdamW step in place on param, m and v. */
+  // TODO(fused attention): a stub until the generated kernel lands (same semantics as the CPU
+  // reference in kernels/cpu/backend.ts).
+  attention(
+    _q: Storage,
+    _k: Storage,
+    _v: Storage,
+    _mask: Storage | null,
+    _p: AttentionParams,
+  ): { out: Storage; lse: Storage } {
+    throw new Error(`${this.name}: fused attention is not implemented yet`);
+  }
+
+  attentionBackward(
+    _q: Storage,
+    _k: Storage,
+    _v: Storage,
+    _mask: Storage | null,
+    _out: Storage,
+    _lse: Storage,
+    _gOut: Storage,
+    _p: AttentionParams,
+  ): { gq: Storage; gk: Storage; gv: Storage } {
+    throw new Error(`${this.name}: fused attention is not implemented yet`);
+  }
+
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
     const op = "adamw";
     const all = [param, grad, m, v];
