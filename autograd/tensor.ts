@@ -124,6 +124,23 @@ export class Tensor {
     return new Tensor(buf, view, this.dtype);
   }
 
+  /**
+   * Swaps this tensor's storage for `s` (same length; this tensor must be contiguous). Used to
+   * re-store frozen weights (e.g. as f16); views made earlier keep the old buffer.
+   */
+  replaceStorage(s: Storage): void {
+    const old = this.buffer;
+    if (s.length !== this.size || !this.isContiguous || this.offset !== 0) {
+      throw new Error(
+        `replaceStorage: tensor #${this.id} [${this.shape}] (contiguous ${this.isContiguous}) cannot take a storage of ${s.length} elements`,
+      );
+    }
+    finalizer.unregister(this);
+    this.#buf = new Buffer(s);
+    finalizer.register(this, this.#buf, this);
+    old.release();
+  }
+
   /** The shared buffer; throws if disposed. */
   get buffer(): Buffer {
     if (!this.#buf) throw new Error(`tensor #${this.id} [${this.shape}] was disposed`);

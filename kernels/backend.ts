@@ -175,6 +175,11 @@ export interface Backend {
   // ---- memory ----
   /** A new buffer holding a copy of `data`. */
   fromHost(data: HostArray, dtype: DType): Storage;
+  /**
+   * Optional: a read-only f32 buffer stored as f16 (frozen weights; kernels read it as f32).
+   * Present only where the backend can do it (WebGPU with `shader-f16`).
+   */
+  fromHostF16?(data: HostArray): Storage;
   /** A new buffer of `length` elements, all `value`. */
   full(length: number, value: number, dtype: DType): Storage;
   /** Reads a whole buffer back (waits for queued work). f32 buffers give Float32Array. */

@@ -17,7 +17,14 @@ registerBackend("wasm", async () => {
 });
 registerBackend("webgpu", async () => {
   const m = await import("./webgpu/backend.ts");
-  return await m.createWebGPUBackend();
+  // f16 storage for frozen weights where the adapter has shader-f16 (opt-in per model through
+  // Module.storeFrozenAsF16); otherwise a plain f32 backend.
+  try {
+    return await m.createWebGPUBackend({ f16Weights: true });
+  } catch (e) {
+    if (!/shader-f16/.test((e as Error).message)) throw e;
+    return await m.createWebGPUBackend();
+  }
 });
 
 /** Whether a hardware WebGPU adapter is present. */

@@ -26,6 +26,7 @@ import {
   Block,
   type BlockConfig,
   buildBlockedMask,
+  buildPadMask,
   type KV,
   type MaskInput,
 } from "../nn/attention.ts";
@@ -299,19 +300,24 @@ export class GPT2Model extends Module {
         );
       }
     }
-    const blocked = buildBlockedMask({
+    // Masks are built once for all layers: the padding mask for fused attention, the combined
+    // causal + padding mask for the unfused path.
+    const maskOpts = {
       batch: B,
       length: T,
       pastLength: P,
       attentionMask: opts.attentionMask,
       backend: be,
-    });
+    };
+    const fused = this.h.items.every((b) => b.attn.fused);
+    const padMask = fused ? buildPadMask(maskOpts) : undefined;
+    const blocked = fused ? undefined : buildBlockedMask(maskOpts);
     const useCache = opts.useCache ?? false;
     let h = this.drop.forward(this.wte.forward(x).add(this.wpe.forward(pos)));
     const presents: KV[] = [];
     this.h.items.forEach((block, i) => {
       const step = (): { out: Tensor; present?: KV } => {
-        const r = block.forward(h, { past: past?.[i], blocked });
+        const r = block.forward(h, { past: past?.[i], blocked, padMask });
         return useCache ? r : { out: r.out };
       };
       const r = free ? tidy(step) : step();
@@ -335,6 +341,15 @@ export class GPT2 extends Module {
   constructor(readonly config: GPT2Config, init: InitOptions = {}) {
     super();
     this.transformer = this.registerModule("transformer", new GPT2Model(config, init));
+  }
+
+  /**
+   * Fused attention primitive (default, true) or the unfused sequence of ops (false) in every
+   * layer; both compute the same function (tests/gpt2_test.ts checks it).
+   */
+  setFusedAttention(on: boolean): this {
+    for (const b of this.transformer.h.items) b.attn.fused = on;
+    return this;
   }
 
   /** The backend holding the weights. */

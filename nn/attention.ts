@@ -8,10 +8,15 @@
  * Masked scores are set to the most negative f32 (Hugging Face's `finfo.min`), so a fully
  * masked row gives a uniform distribution instead of NaN.
  *
+ * By default attention runs as one fused primitive ({@link attention} in autograd/ops.ts:
+ * scores, mask, softmax, dropout and the weighted sum in one kernel per backend, the [T, S]
+ * probabilities recomputed in the backward instead of stored). `fused = false` selects the
+ * unfused sequence of ops, kept as the readable definition and for parity tests.
+ *
  * @module
  */
 import { type Tensor, tensor } from "../autograd/tensor.ts";
-import { add, cast, compare, concat, reshape, sub } from "../autograd/ops.ts";
+import { add, attention, cast, compare, concat, reshape, sub } from "../autograd/ops.ts";
 import type { Backend } from "../kernels/backend.ts";
 import { Conv1D, Dropout, GELU, type InitOptions, LayerNorm } from "./layers.ts";
 import { Module } from "./module.ts";
@@ -104,6 +109,39 @@ export function buildBlockedMask(opts: {
   return causal ? compare("max", causal, padBlocked) : padBlocked;
 }
 
+/**
+ * The padding mask for fused attention: f32 [B, T_past + T] (1 = attend), or null without one
+ * (the causal rule is applied inside the kernel).
+ */
+export function buildPadMask(opts: {
+  batch: number;
+  length: number;
+  pastLength: number;
+  attentionMask?: MaskInput;
+  backend: Backend;
+}): Tensor | null {
+  const { batch, length: T, pastLength: P, attentionMask: am, backend } = opts;
+  if (am === undefined) return null;
+  const S = P + T;
+  const shape = am instanceof Array ? [am.length, am[0]?.length ?? 0] : am.shape;
+  if (shape.length !== 2 || shape[0] !== batch || shape[1] !== S) {
+    throw new Error(
+      `attention mask: shape [${
+        shape.join(", ")
+      }] must be [batch, past + current] = [${batch}, ${S}] (past ${P}, current ${T})`,
+    );
+  }
+  if (!(am instanceof Array)) return am.dtype === "f32" ? am : cast(am, "f32");
+  const d = new Float32Array(batch * S);
+  am.forEach((row, b) => {
+    if (row.length !== S) {
+      throw new Error(`attention mask: row ${b} has ${row.length} entries, expected ${S}`);
+    }
+    for (let j = 0; j < S; j++) d[b * S + j] = row[j] === 0 ? 0 : 1;
+  });
+  return tensor(d, { shape: [batch, S], backend });
+}
+
 /** Options of {@link CausalSelfAttention.forward} and {@link Block.forward}. */
 export interface AttentionForwardOptions {
   /** Past keys/values [B, n_head, T_past, head_dim] (cache or prefix). */
@@ -115,6 +153,11 @@ export interface AttentionForwardOptions {
    * it once for all layers. When undefined it is built from `attentionMask` and the causal rule.
    */
   blocked?: Tensor | null;
+  /**
+   * For fused attention: a prebuilt padding mask from {@link buildPadMask} (null = none). When
+   * undefined it is built from `attentionMask`.
+   */
+  padMask?: Tensor | null;
 }
 
 /** Output of attention and blocks: the result and this layer's keys/values including the past. */
@@ -139,6 +182,8 @@ export class CausalSelfAttention extends Module {
   readonly nHead: number;
   /** Size of each head. */
   readonly headDim: number;
+  /** Run as the fused attention primitive (default) or as the unfused sequence of ops. */
+  fused = true;
   #scale: boolean;
 
   /** A fresh attention layer. */
@@ -196,6 +241,24 @@ export class CausalSelfAttention extends Module {
     if (past) {
       k = concat([past.k, k], 2);
       v = concat([past.v, v], 2);
+    }
+    if (this.fused) {
+      const mask = opts.padMask !== undefined ? opts.padMask : buildPadMask({
+        batch: B,
+        length: T,
+        pastLength: P,
+        attentionMask: opts.attentionMask,
+        backend: x.backend,
+      });
+      const a = attention(q, k, v, {
+        mask,
+        scale: this.#scale ? 1 / Math.sqrt(d) : 1,
+        dropout: this.attn_dropout.p,
+        training: this.attn_dropout.training,
+      });
+      const o = a.permute(0, 2, 1, 3).reshape(B, T, C);
+      const out = this.resid_dropout.forward(this.c_proj.forward(o));
+      return { out, present: { k, v } };
     }
     // Scaling q (T·d values) instead of the scores (T·S values): the same product, cheaper.
     if (this.#scale) q = q.mul(1 / Math.sqrt(d));

@@ -169,6 +169,28 @@ export class Module {
     return this;
   }
 
+  /**
+   * Re-stores every frozen parameter (requiresGrad false) as f16 where the backend can
+   * (`fromHostF16`: WebGPU with `shader-f16`), halving their memory; kernels still compute in
+   * f32. Returns how many parameters and bytes were converted (0 where unsupported). The
+   * values are rounded to f16, so outputs change at the ~1e-3 relative level.
+   */
+  async storeFrozenAsF16(): Promise<{ parameters: number; bytesSaved: number }> {
+    let parameters = 0, bytesSaved = 0;
+    for (const p of this.parameters()) {
+      const be = p.backend;
+      // WebGPU has the method but enables it per backend (`f16Weights`): respect that.
+      const toF16 = be.fromHostF16?.bind(be);
+      const enabled = toF16 && (be as { f16Weights?: boolean }).f16Weights !== false;
+      if (p.requiresGrad || !enabled || p.storage.length !== p.size) continue;
+      const data = (await p.data()) as Float32Array;
+      p.replaceStorage(toF16(data));
+      parameters++;
+      bytesSaved += 2 * p.size;
+    }
+    return { parameters, bytesSaved };
+  }
+
   /** Freezes the subtree: no gradients for its parameters. */
   freeze(): this {
     return this.requiresGrad(false);

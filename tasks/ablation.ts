@@ -61,6 +61,11 @@ export interface AblationConfig {
   train: TrainConfig;
   /** Per-run training keys over the base (`prefix_L5: {max_minutes: 30}`, `finetune: {...}`). */
   run_overrides: Record<string, Record<string, unknown>>;
+  /**
+   * Run only these runs (`prefix_L5`, `finetune`, ...; empty: all), e.g. to train two runs in
+   * two processes at once; results files then list just those, until a full invocation.
+   */
+  only: string[];
 }
 
 /** One row of `results.csv`. */
@@ -87,12 +92,31 @@ export interface AblationRow {
   ROUGE_L: number;
   /** CIDEr. */
   CIDEr: number;
-  /** Seconds per epoch (mean). */
+  /** Optimizer steps run. */
+  steps: number;
+  /** Median wall time of one training step (seconds; validation and checkpoints excluded). */
+  sec_per_step: number;
+  /** Seconds per full epoch, estimated as the median step time × steps per epoch. */
   sec_per_epoch: number;
+  /** Wall time of beam-search decoding of the split (seconds; NaN where not recorded). */
+  gen_seconds: number;
+}
+
+/** Steps and median step time from a run's log.jsonl. */
+export async function stepStats(dir: string): Promise<{ steps: number; medianSec: number }> {
+  const ms: number[] = [];
+  for (const line of (await Deno.readTextFile(`${dir}/log.jsonl`)).split("\n")) {
+    if (!line.trim()) continue;
+    const r = JSON.parse(line);
+    if (typeof r.step === "number" && typeof r.ms === "number") ms.push(r.ms);
+  }
+  ms.sort((a, b) => a - b);
+  return { steps: ms.length, medianSec: ms.length ? ms[ms.length >> 1] / 1000 : NaN };
 }
 
 const ABLATION_KEYS = new Set([
   "run_overrides",
+  "only",
   "prefix_lens",
   "finetune",
   "finetune_lr",
@@ -167,7 +191,22 @@ export async function loadAblationConfig(
     meteor_dir: (get("meteor_dir", null) as string | null) ?? null,
     train: trainCfg,
     run_overrides: checkOverrides(doc.run_overrides, trainCfg, where),
+    only: checkOnly(get<unknown>("only", []), lens as number[], where),
   };
+}
+
+function checkOnly(v: unknown, lens: number[], where: string): string[] {
+  const names = typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : v;
+  if (!Array.isArray(names) || !names.every((n) => typeof n === "string")) {
+    throw new ConfigError(`${where}: 'only' must be a list of run names`);
+  }
+  const known = [...lens.map((L) => `prefix_L${L}`), "finetune"];
+  for (const n of names) {
+    if (!known.includes(n)) {
+      throw new ConfigError(`${where}: 'only': unknown run '${n}' (runs: ${known.join(", ")})`);
+    }
+  }
+  return names as string[];
 }
 
 function checkOverrides(
@@ -231,6 +270,13 @@ export async function runAblation(
     const o = cfg.run_overrides[run.name];
     if (o) run.cfg = applyConfig(run.cfg, o, `run_overrides.${run.name}`);
   }
+  if (cfg.only.length) {
+    runs.splice(
+      0,
+      runs.length,
+      ...runs.filter((r) => cfg.only.includes(r.name)),
+    );
+  }
   const rows: AblationRow[] = [];
   for (const run of runs) {
     const dir = run.cfg.out;
@@ -241,7 +287,9 @@ export async function runAblation(
       if (r.interrupted) throw new Error(`${run.name}: training was interrupted`);
     } else log(`${run.name}: trained (skipping)`);
     const outFile = `${dir}/outputs/${cfg.split}.txt`;
+    const genFile = `${dir}/outputs/${cfg.split}.generation.json`;
     if (!(await exists(outFile))) {
+      const tg = performance.now();
       const ck = await loadCheckpoint(dir, backend);
       const outputs = await generateForMRs(
         ck,
@@ -258,6 +306,16 @@ export async function runAblation(
       );
       ck.model.dispose();
       await writeOutputsAndRefs(outFile, outputs, groups);
+      await atomicWriteText(
+        genFile,
+        JSON.stringify({
+          mrs: groups.length,
+          beams: run.cfg.num_beams,
+          batch_size: cfg.gen_batch_size,
+          backend: backend.name,
+          seconds: (performance.now() - tg) / 1000,
+        }) + "\n",
+      );
     } else log(`${run.name}: outputs exist (skipping generation)`);
     const scoresFile = `${dir}/scores.json`;
     let scores: Record<string, number>;
@@ -279,7 +337,8 @@ export async function runAblation(
     const summary = JSON.parse(await Deno.readTextFile(`${dir}/summary.json`));
     const L = run.cfg.tuner === "prefix" ? run.cfg.prefix_len : null;
     const stored = L === null ? summary.model_params : 2 * L * (await modelShape(dir)).perToken;
-    const spe: number[] = summary.seconds_per_epoch ?? [];
+    const st = await stepStats(dir);
+    const gen = (await exists(genFile)) ? JSON.parse(await Deno.readTextFile(genFile)) : null;
     rows.push({
       run: run.name,
       tuner: run.cfg.tuner,
@@ -292,7 +351,10 @@ export async function runAblation(
       METEOR: scores.METEOR,
       ROUGE_L: scores.ROUGE_L,
       CIDEr: scores.CIDEr,
-      sec_per_epoch: spe.length ? spe.reduce((a, b) => a + b, 0) / spe.length : NaN,
+      steps: st.steps,
+      sec_per_step: st.medianSec,
+      sec_per_epoch: st.medianSec * (summary.steps_per_epoch ?? NaN),
+      gen_seconds: gen?.seconds ?? NaN,
     });
     log(
       `${run.name}: BLEU ${scores.BLEU.toFixed(4)} NIST ${scores.NIST.toFixed(4)} METEOR ${
@@ -333,7 +395,10 @@ export async function writeResults(
     "METEOR",
     "ROUGE_L",
     "CIDEr",
+    "steps",
+    "sec_per_step",
     "sec_per_epoch",
+    "gen_seconds",
   ];
   const csv =
     [cols.join(","), ...rows.map((r) => cols.map((c) => r[c] ?? "").join(","))].join("\n") + "\n";
@@ -341,20 +406,24 @@ export async function writeResults(
   const md = [
     `# E2E ${cfg.split} set — ${cfg.train.model}`,
     "",
-    "| Method | Trainable | Stored | BLEU | NIST | METEOR | ROUGE-L | CIDEr | s/epoch |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| Method | Trainable | Stored | BLEU | NIST | METEOR | ROUGE-L | CIDEr | steps | s/step | s/epoch (est.) | decode s |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...rows.map((r) =>
       `| ${r.tuner === "fine" ? "Fine-tune" : `Prefix (L=${r.prefix_len})`} | ${
         pct(r.trainable, r.model_params)
       } | ${pct(r.stored, r.model_params)} | ` +
       `${(100 * r.BLEU).toFixed(1)} | ${r.NIST.toFixed(2)} | ${(100 * r.METEOR).toFixed(1)} | ${
         (100 * r.ROUGE_L).toFixed(1)
-      } | ${r.CIDEr.toFixed(2)} | ${r.sec_per_epoch.toFixed(0)} |`
+      } | ${r.CIDEr.toFixed(2)} | ${r.steps} | ${r.sec_per_step.toFixed(3)} | ${
+        r.sec_per_epoch.toFixed(0)
+      } | ${r.gen_seconds.toFixed(0)} |`
     ),
     "",
     "Scores on the official script's scale ×100 (BLEU, METEOR, ROUGE-L), as in the paper's Table 1.",
     "Trainable: share of GPT-2's parameters that are trained; stored: what must be kept per task",
-    "(the computed prefix, 2·n_layer·L·n_embd values, or the whole model).",
+    "(the computed prefix, 2·n_layer·L·n_embd values, or the whole model). s/step: median wall",
+    "time of a training step; s/epoch (est.): that × steps per epoch (runs with a time budget may",
+    "stop before an epoch ends); decode s: beam-search decoding of the whole split.",
     "",
   ].join("\n");
   await atomicWriteText(`${out}/results.md`, md);
@@ -410,7 +479,7 @@ export async function writeResults(
 
 const USAGE =
   `usage: deno task ablation [--config FILE.yaml] [--out DIR] [--prefix-lens 1,5,10,20,40] [--no-finetune]
-       [--split test|valid] [--gen-limit N] [--meteor-dir DIR] [--KEY VALUE for any training key]`;
+       [--only RUN,...] [--split test|valid] [--gen-limit N] [--meteor-dir DIR] [--KEY VALUE for any training key]`;
 
 /** CLI entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -418,6 +487,7 @@ export async function main(args: string[]): Promise<number> {
     config: { type: "string" },
     "no-finetune": { type: "boolean" },
     "prefix-lens": { type: "string" },
+    only: { type: "string" },
     split: { type: "string" },
     "gen-limit": { type: "string" },
     "gen-batch-size": { type: "string" },
@@ -439,6 +509,7 @@ export async function main(args: string[]): Promise<number> {
     }
     if (v["prefix-lens"]) overrides.prefix_lens = v["prefix-lens"];
     if (v["no-finetune"]) overrides.finetune = false;
+    if (v.only) overrides.only = v.only;
     for (const k of ["split", "gen-limit", "gen-batch-size", "meteor-dir", "finetune-lr"]) {
       if (v[k] !== undefined) overrides[k.replaceAll("-", "_")] = v[k];
     }

@@ -60,6 +60,11 @@ export interface TrainConfig {
   max_new_tokens: number;
   /** Minimum generated length. */
   min_length: number;
+  /**
+   * Prefix-tuning: store the frozen GPT-2 weights as f16 where the backend can (WebGPU with
+   * `shader-f16`; computation stays f32). Halves the model's memory; ignored elsewhere.
+   */
+  f16_frozen: boolean;
 }
 
 type Kind = "string" | "number" | "integer" | "boolean" | "string?";
@@ -91,6 +96,7 @@ export const CONFIG_SCHEMA: Readonly<Record<keyof TrainConfig, Kind>> = {
   num_beams: "integer",
   max_new_tokens: "integer",
   min_length: "integer",
+  f16_frozen: "boolean",
 };
 
 /** Defaults: the paper's prefix-tuning values. */
@@ -120,6 +126,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   num_beams: 5,
   max_new_tokens: 100,
   min_length: 5,
+  f16_frozen: false,
 };
 
 /** A bad configuration value; the message names the key and its source. */

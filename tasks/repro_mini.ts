@@ -51,6 +51,42 @@ async function copyIfExists(from: string, to: string): Promise<void> {
 
 const f1 = (x: number) => (100 * x).toFixed(1);
 
+/** "0.412 s/step, 1733 s/epoch (est.), decode 312 s" for a run. */
+function timing(r: AblationRow): string {
+  return `${r.sec_per_step.toFixed(3)} s/step, ${r.sec_per_epoch.toFixed(0)} s/epoch, decode ${
+    r.gen_seconds.toFixed(0)
+  } s`;
+}
+
+/** The issue's targets as a checklist computed from the scores (✓ met, ✗ missed). */
+export function targets(
+  ft: AblationRow | undefined,
+  pre: AblationRow | undefined,
+  base: { BLEU: number },
+): string[] {
+  const mark = (ok: boolean) => (ok ? "✓" : "✗");
+  const out: string[] = [];
+  if (ft) out.push(`- ${mark(ft.BLEU >= 0.6)} fine-tuning ≥ 60 BLEU: ${f1(ft.BLEU)}`);
+  if (pre) out.push(`- ${mark(pre.BLEU >= 0.55)} prefix-tuning ≥ 55 BLEU: ${f1(pre.BLEU)}`);
+  if (ft && pre) {
+    out.push(
+      `- ${mark(pre.sec_per_step < ft.sec_per_step)} prefix step faster than fine-tuning step: ${
+        pre.sec_per_step.toFixed(3)
+      } s vs ${ft.sec_per_step.toFixed(3)} s (${(pre.sec_per_step / ft.sec_per_step).toFixed(2)}×)`,
+    );
+  }
+  for (const [name, r] of [["fine-tuning", ft], ["prefix-tuning", pre]] as const) {
+    if (r) {
+      out.push(
+        `- ${mark(r.BLEU > base.BLEU)} ${name} above the MR-values baseline: ${f1(r.BLEU)} vs ${
+          f1(base.BLEU)
+        } BLEU`,
+      );
+    }
+  }
+  return out;
+}
+
 /** Runs everything; returns the report text. */
 export async function reproMini(opts: {
   results: string;
@@ -149,14 +185,14 @@ export async function reproMini(opts: {
     "",
     "Command: `deno task repro-mini` (resumable; finished steps are skipped).",
     "",
-    "| Method | BLEU | NIST | METEOR | ROUGE-L | CIDEr | trainable / stored parameters, s per epoch |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    "| Method | BLEU | NIST | METEOR | ROUGE-L | CIDEr | trainable / stored parameters | s/step, s/epoch (est.), decode |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ...(ft
       ? [
         row(
           "Fine-tune (ours, miniature)",
           ft,
-          `${params(ft)} / ${stored(ft)}, ${ft.sec_per_epoch.toFixed(0)} s`,
+          `${params(ft)} / ${stored(ft)} | ${timing(ft)}`,
         ),
       ]
       : []),
@@ -165,13 +201,17 @@ export async function reproMini(opts: {
         row(
           `Prefix L=${main.prefix_len} (ours, miniature)`,
           main,
-          `${params(main)} / ${stored(main)}, ${main.sec_per_epoch.toFixed(0)} s`,
+          `${params(main)} / ${stored(main)} | ${timing(main)}`,
         ),
       ]
       : []),
-    row("MR values (trivial baseline)", base, "–"),
-    `| Fine-tune (paper, GPT-2 Medium) | ${PAPER_E2E_MEDIUM.fine.BLEU} | ${PAPER_E2E_MEDIUM.fine.NIST} | ${PAPER_E2E_MEDIUM.fine.METEOR} | ${PAPER_E2E_MEDIUM.fine.ROUGE_L} | ${PAPER_E2E_MEDIUM.fine.CIDEr} | 100% |`,
-    `| Prefix (paper, GPT-2 Medium) | ${PAPER_E2E_MEDIUM.prefix.BLEU} | ${PAPER_E2E_MEDIUM.prefix.NIST} | ${PAPER_E2E_MEDIUM.prefix.METEOR} | ${PAPER_E2E_MEDIUM.prefix.ROUGE_L} | ${PAPER_E2E_MEDIUM.prefix.CIDEr} | 0.1% |`,
+    row("MR values (trivial baseline)", base, "– | –"),
+    `| Fine-tune (paper, GPT-2 Medium) | ${PAPER_E2E_MEDIUM.fine.BLEU} | ${PAPER_E2E_MEDIUM.fine.NIST} | ${PAPER_E2E_MEDIUM.fine.METEOR} | ${PAPER_E2E_MEDIUM.fine.ROUGE_L} | ${PAPER_E2E_MEDIUM.fine.CIDEr} | 100% | – |`,
+    `| Prefix (paper, GPT-2 Medium) | ${PAPER_E2E_MEDIUM.prefix.BLEU} | ${PAPER_E2E_MEDIUM.prefix.NIST} | ${PAPER_E2E_MEDIUM.prefix.METEOR} | ${PAPER_E2E_MEDIUM.prefix.ROUGE_L} | ${PAPER_E2E_MEDIUM.prefix.CIDEr} | 0.1% | – |`,
+    "",
+    "## Targets (from the issue), checked on the numbers above",
+    "",
+    ...targets(ft, main, base),
     "",
     "## Prefix-length ablation",
     "",
@@ -180,6 +220,7 @@ export async function reproMini(opts: {
     (await Deno.readTextFile(`${acfg.out}/results.md`)).replace(/^# .*\n/, ""),
     `Total wall time of this invocation: ${((performance.now() - t0) / 60000).toFixed(1)} min.`,
     "",
+    ...(await Deno.readTextFile(`${R}/NOTES.md`).then((t) => [t], () => [])),
   ];
   const report = lines.join("\n");
   await atomicWriteText(`${R}/REPORT.md`, report);
@@ -201,13 +242,14 @@ export async function main(args: string[]): Promise<number> {
   });
   if (values.help) {
     console.log(
-      "usage: deno task repro-mini [--results DIR] [--pretrain-config FILE] [--ablation-config FILE]",
+      "usage: deno task repro-mini [--results DIR] [--data DIR] [--pretrain-config FILE] [--ablation-config FILE]",
     );
     return 0;
   }
   try {
     const report = await reproMini({
       results: values.results!,
+      data: values.data,
       pretrainConfig: values["pretrain-config"] ??
         new URL("../configs/mini_pretrain.yaml", import.meta.url).pathname,
       ablationConfig: values["ablation-config"] ??

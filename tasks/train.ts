@@ -123,6 +123,16 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   if (cfg.tuner === "prefix") {
     model.freeze();
     model.eval(); // as in the paper's code: the frozen GPT-2 runs without dropout
+    if (cfg.f16_frozen) {
+      const r = await model.storeFrozenAsF16();
+      log(
+        r.parameters > 0
+          ? `f16_frozen: ${r.parameters} frozen tensors stored as f16 (${
+            (r.bytesSaved / 2 ** 20).toFixed(1)
+          } MiB saved)`
+          : `f16_frozen: backend ${backend.name} cannot store f16 weights; they stay f32`,
+      );
+    }
     prefix = new PrefixTuning({
       prefixLen: cfg.prefix_len,
       nLayer: dims.nLayer,
@@ -299,6 +309,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
       model_params: modelParams,
       trainable_percent: 100 * trainable / modelParams,
       steps: state.step,
+      steps_per_epoch: batchesPerEpoch,
       epochs_run: epochTimes.length,
       time_budget_hit: budgetHit,
       seconds_total: elapsed(),

@@ -56,9 +56,18 @@ Deno.test("ablation: prefix lengths and fine-tuning, results.csv/md/svg, resumab
       ].join("\n") + "\n",
     );
     const cfg = await loadAblationConfig(`${tmp}/ablation.yaml`);
+    // `only` runs a subset (as a second process would); the full run then skips it.
+    const some = await runAblation({ ...cfg, only: ["prefix_L2"] }, () => {});
+    assert.deepEqual(some.map((r) => r.run), ["prefix_L2"]);
     const lines: string[] = [];
     const rows = await runAblation(cfg, (s) => lines.push(s));
     assert.deepEqual(rows.map((r) => r.run), ["prefix_L1", "prefix_L2", "finetune"]);
+    assert.ok(lines.includes("prefix_L2: trained (skipping)"), lines.join("\n"));
+    assert.deepEqual(rows[1], some[0]);
+    for (const r of rows) {
+      assert.ok(r.steps > 0 && r.sec_per_step > 0 && r.gen_seconds > 0, JSON.stringify(r));
+      assert.ok(Number.isFinite(r.sec_per_epoch), `${r.run}: s/epoch ${r.sec_per_epoch}`);
+    }
     for (const r of rows) {
       for (const k of ["BLEU", "NIST", "ROUGE_L", "CIDEr"] as const) {
         assert.ok(Number.isFinite(r[k]), `${r.run} ${k}`);
@@ -97,6 +106,12 @@ Deno.test("ablation config: bad keys and values are named", async () => {
     );
     await Deno.writeTextFile(tmp, "train:\n  epochs: x\n");
     await assert.rejects(() => loadAblationConfig(tmp), /'epochs' must be a number/);
+    await Deno.writeTextFile(tmp, "prefix_lens: [1, 5]\n");
+    await assert.rejects(
+      () => loadAblationConfig(tmp, { only: "prefix_L5,prefix_L7" }),
+      /'only': unknown run 'prefix_L7' \(runs: prefix_L1, prefix_L5, finetune\)/,
+    );
+    assert.deepEqual((await loadAblationConfig(tmp, { only: "finetune" })).only, ["finetune"]);
   } finally {
     await Deno.remove(tmp);
   }

@@ -513,6 +513,51 @@ Deno.test({
   },
 });
 
+Deno.test("fused and unfused attention: same logits (padding, past) and same gradients with dropout (f64)", () => {
+  const cfg = gpt2Config({
+    nLayer: 2,
+    nEmbd: 16,
+    nHead: 2,
+    vocabSize: 23,
+    nPositions: 16,
+    attnPdrop: 0.2,
+    residPdrop: 0.1,
+    embdPdrop: 0.1,
+  });
+  const g = new lf.Xoshiro128(8);
+  const past = [0, 1].map(() => ({
+    k: lf.randn([2, 2, 3, 8], { backend: f64, generator: g }),
+    v: lf.randn([2, 2, 3, 8], { backend: f64, generator: g }),
+  }));
+  for (const p of past) p.k.requiresGrad = p.v.requiresGrad = true;
+  const ids = [[0, 0, 7, 1, 19], [3, 3, 12, 5, 16]];
+  const attentionMask = [[1, 1, 1, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1]];
+  const run = (fused: boolean, train: boolean) => {
+    const m = tiny64(21, cfg).setFusedAttention(fused);
+    if (train) m.train();
+    lf.manualSeed(77);
+    for (const p of past) p.k.zeroGrad(), p.v.zeroGrad();
+    const logits = vals(m.forward(ids, { past, attentionMask }).logits);
+    lf.manualSeed(78);
+    m.loss(ids, ids, { past, attentionMask }).backward();
+    const grads = [
+      past[0].k.grad!,
+      past[1].v.grad!,
+      m.stateDict().get("transformer.h.0.attn.c_attn.weight")!.grad!,
+      m.stateDict().get("transformer.wte.weight")!.grad!,
+    ].map(vals);
+    m.dispose();
+    return { logits, grads };
+  };
+  for (const train of [false, true]) {
+    const a = run(true, train), b = run(false, train);
+    close(a.logits, b.logits, 1e-12, `logits (train ${train})`);
+    a.grads.forEach((ga, i) => close(ga, b.grads[i], 1e-10, `grad ${i} (train ${train})`));
+  }
+  // Dropout really acts in training mode (the comparison above is not vacuous).
+  assert.ok(run(true, true).logits.some((v, i) => Math.abs(v - run(true, false).logits[i]) > 1e-6));
+});
+
 Deno.test("forward and loss without a graph leave no buffers behind", () => {
   const cpu = new lf.CpuBackend();
   const m = GPT2.random(

@@ -1,6 +1,7 @@
 /** `deno task repro-mini` end to end with tiny settings: pretrain → runs → baseline → report. */
 import assert from "node:assert/strict";
-import { mrValues, reproMini } from "../tasks/repro_mini.ts";
+import { mrValues, reproMini, targets } from "../tasks/repro_mini.ts";
+import type { AblationRow } from "../tasks/ablation.ts";
 
 const LINES = [
   "name : The Vaults | Type : pub | near : Café Adriatic||The Vaults pub is near Café Adriatic . ",
@@ -13,6 +14,16 @@ Deno.test("mrValues: the trivial baseline keeps the values in order", () => {
     mrValues("name : The Vaults | Type : pub | price : more than £ 30"),
     "The Vaults pub more than £ 30",
   );
+});
+
+Deno.test("targets: each line is computed from the scores and step times", () => {
+  const row = (BLEU: number, sec: number) => ({ BLEU, sec_per_step: sec }) as AblationRow;
+  const lines = targets(row(0.61, 0.5), row(0.54, 0.3), { BLEU: 0.2 });
+  assert.deepEqual(lines.map((l) => l.slice(2, 3)), ["✓", "✗", "✓", "✓", "✓"]);
+  assert.match(lines[1], /prefix-tuning ≥ 55 BLEU: 54\.0/);
+  assert.match(lines[2], /0\.300 s vs 0\.500 s \(0\.60×\)/);
+  const worse = targets(row(0.1, 0.2), row(0.1, 0.3), { BLEU: 0.2 });
+  assert.deepEqual(worse.map((l) => l.slice(2, 3)), ["✗", "✗", "✗", "✗", "✗"]);
 });
 
 Deno.test("repro-mini: every step runs and the results folder is complete", async () => {

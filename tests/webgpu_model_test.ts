@@ -229,9 +229,16 @@ function tinyBatch(vocab: number): Batch {
 }
 
 /** Loss and prefix gradients of one step on a backend, dropout on (same seed ⇒ same masks). */
-async function prefixStep(be: Backend, cfg: GPT2Config) {
+async function prefixStep(be: Backend, cfg: GPT2Config, f16 = false) {
   const model = GPT2.random(cfg, 5, { backend: be });
   model.freeze();
+  if (f16) {
+    const live = be.liveCount();
+    const r = await model.storeFrozenAsF16();
+    assert.equal(r.parameters, model.parameters().length, "every frozen tensor converted");
+    assert.equal(r.bytesSaved, 2 * model.numParameters());
+    assert.equal(be.liveCount(), live, "conversion keeps the buffer count");
+  }
   const prefix = new PrefixTuning(
     {
       prefixLen: 3,
@@ -283,6 +290,47 @@ Deno.test(
       const worst = assertClose(g.grads[i][1], e, `gradient of ${name}`, 1e-4, 1e-5);
       console.log(`  grad ${name}: max |Δ| / max |g| = ${worst.toExponential(2)}`);
     });
+  },
+);
+
+Deno.test(
+  "webgpu prefix-tuning with the frozen model stored as f16: close to the f32 CPU step",
+  opts,
+  async () => {
+    const be = await createWebGPUBackend({ f16Weights: true }).catch(() => null);
+    if (!be) {
+      console.log("  skipped: this adapter has no shader-f16");
+      return;
+    }
+    const cfg = { ...TINY, embdPdrop: 0.1, attnPdrop: 0.1, residPdrop: 0.1 };
+    const g = await prefixStep(be, cfg, true);
+    const c = await prefixStep(cpu, cfg);
+    assert.equal(be.liveCount(), 0, "buffers left alive");
+    // Weights rounded to f16 (relative error ≤ 2⁻¹¹): the step agrees to about 1e-3.
+    assertClose([g.loss], [c.loss], "loss (f16 weights)", 2e-3, 0);
+    c.grads.forEach(([name, e], i) => {
+      const worst = assertClose(g.grads[i][1], e, `f16: gradient of ${name}`, 2e-2, 2e-3);
+      console.log(`  f16 grad ${name}: max |Δ| / max |g| = ${worst.toExponential(2)}`);
+    });
+    // Unfreezing and training an f16 weight is refused with a clear message.
+    const m = GPT2.random(TINY, 5, { backend: be }).freeze();
+    await m.storeFrozenAsF16();
+    const w = m.stateDict().get("transformer.ln_f.weight")!;
+    const [gw, mw, vw] = [0, 1, 2].map(() => be.full(w.size, 0, "f32"));
+    assert.throws(
+      () =>
+        be.adamw(w.storage, gw, mw, vw, {
+          lr: 1,
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          weightDecay: 0,
+          step: 1,
+        }),
+      /read-only f16 weight buffer/,
+    );
+    for (const b of [gw, mw, vw]) be.dispose(b);
+    m.dispose();
   },
 );
 

@@ -1026,29 +1026,146 @@ export class WasmBackend implements Backend {
     return out;
   }
 
-  // TODO(fused attention): a stub until the generated kernel lands (same semantics as the CPU
-  // reference in kernels/cpu/backend.ts).
+  /** Checks the operands of fused attention; returns their storages. */
+  #attentionInputs(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    mask: Storage | null,
+    p: AttentionParams,
+    what: string,
+  ): { qs: WasmStorage; ks: WasmStorage; vs: WasmStorage; ms: WasmStorage | null } {
+    const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
+    for (const [name, n] of [["batch", B], ["heads", H], ["queries", T], ["keys", S], ["dim", D]]) {
+      if (!Number.isInteger(n) || (n as number) < 0) {
+        throw new RangeError(`wasm backend: ${what} ${name} must be a non-negative integer`);
+      }
+    }
+    if (S < T) throw new RangeError(`wasm backend: ${what} needs keys S ≥ queries T`);
+    const qs = this.#f32(q, `${what} q`), ks = this.#f32(k, `${what} k`);
+    const vs = this.#f32(v, `${what} v`);
+    this.#need(qs, B * H * T * D, `${what} q [${B}, ${H}, ${T}, ${D}]`);
+    this.#need(ks, B * H * S * D, `${what} k [${B}, ${H}, ${S}, ${D}]`);
+    this.#need(vs, B * H * S * D, `${what} v [${B}, ${H}, ${S}, ${D}]`);
+    const ms = mask ? this.#f32(mask, `${what} mask`) : null;
+    if (ms) this.#need(ms, B * S, `${what} mask [${B}, ${S}]`);
+    return { qs, ks, vs, ms };
+  }
+
+  /** The kernels' dropout arguments: threshold on the hash's top 24 bits, keep scale, seed. */
+  #attentionDropout(p: AttentionParams): [number, number, number] {
+    if (!(p.dropP > 0)) return [0, 1, 0];
+    // hashUniform ≥ p  ⇔  (h >>> 8) ≥ ceil(p·2^24), as in dropoutMask.
+    return [Math.min(0x7fffffff, Math.ceil(p.dropP * 16777216)), 1 / (1 - p.dropP), p.dropSeed | 0];
+  }
+
   attention(
-    _q: Storage,
-    _k: Storage,
-    _v: Storage,
-    _mask: Storage | null,
-    _p: AttentionParams,
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    mask: Storage | null,
+    p: AttentionParams,
   ): { out: Storage; lse: Storage } {
-    throw new Error(`${this.name}: fused attention is not implemented yet`);
+    const { qs, ks, vs, ms } = this.#attentionInputs(q, k, v, mask, p, "attention");
+    const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
+    const rows = B * H * T;
+    const out = this.#alloc("f32", rows * D, `attention output [${B}, ${H}, ${T}, ${D}]`);
+    const lse = this.#alloc("f32", rows, `attention lse [${B}, ${H}, ${T}]`);
+    if (rows === 0) return { out, lse };
+    const [thr, keep, seed] = this.#attentionDropout(p);
+    // Query rows split between threads; each thread softmaxes in its own scratch row.
+    const Tn = Math.min(this.#threadsFor(4 * rows * S * D, PAR_MATMUL_FLOPS), rows);
+    const rowBytes = 16 * Math.ceil(S / 4);
+    const scratch = this.#heap.alloc(Tn * rowBytes, "attention scratch");
+    try {
+      const job = (t: number) => [
+        qs.ptr,
+        ks.ptr,
+        vs.ptr,
+        ms?.ptr ?? 0,
+        out.ptr,
+        lse.ptr,
+        scratch + t * rowBytes,
+        H,
+        T,
+        S,
+        D,
+        p.scale,
+        thr,
+        keep,
+        seed,
+        ms ? 1 : 0,
+        Math.floor((rows * t) / Tn),
+        Math.floor((rows * (t + 1)) / Tn),
+      ];
+      if (Tn > 1) this.#run("attn_fwd", Tn, job);
+      else this.#ex.attn_fwd(...job(0));
+    } finally {
+      this.#heap.free(scratch, Tn * rowBytes);
+    }
+    return { out, lse };
   }
 
   attentionBackward(
-    _q: Storage,
-    _k: Storage,
-    _v: Storage,
-    _mask: Storage | null,
-    _out: Storage,
-    _lse: Storage,
-    _gOut: Storage,
-    _p: AttentionParams,
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    mask: Storage | null,
+    out: Storage,
+    lse: Storage,
+    gOut: Storage,
+    p: AttentionParams,
   ): { gq: Storage; gk: Storage; gv: Storage } {
-    throw new Error(`${this.name}: fused attention is not implemented yet`);
+    const what = "attentionBackward";
+    const { qs, ks, vs, ms } = this.#attentionInputs(q, k, v, mask, p, what);
+    const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
+    const os = this.#f32(out, `${what} out`), ls = this.#f32(lse, `${what} lse`);
+    const gs = this.#f32(gOut, `${what} gOut`);
+    this.#need(os, B * H * T * D, `${what} out [${B}, ${H}, ${T}, ${D}]`);
+    this.#need(gs, B * H * T * D, `${what} gOut [${B}, ${H}, ${T}, ${D}]`);
+    this.#need(ls, B * H * T, `${what} lse [${B}, ${H}, ${T}]`);
+    const gq = this.#alloc("f32", B * H * T * D, `${what} gq [${B}, ${H}, ${T}, ${D}]`);
+    const gk = this.#alloc("f32", B * H * S * D, `${what} gk [${B}, ${H}, ${S}, ${D}]`);
+    const gv = this.#alloc("f32", B * H * S * D, `${what} gv [${B}, ${H}, ${S}, ${D}]`);
+    const heads = B * H;
+    if (heads * S * D === 0) return { gq, gk, gv };
+    const [thr, keep, seed] = this.#attentionDropout(p);
+    // Heads split between threads: a head's query pass fills its thread's scratch [2, T, S],
+    // which the head's key pass reads, so each gradient element has one writer.
+    const Tn = Math.min(this.#threadsFor(10 * heads * T * S * D, PAR_MATMUL_FLOPS), heads);
+    const scrBytes = Math.max(16, 2 * T * 16 * Math.ceil(S / 4));
+    const scratch = this.#heap.alloc(Tn * scrBytes, `${what} scratch`);
+    try {
+      const job = (t: number) => [
+        qs.ptr,
+        ks.ptr,
+        vs.ptr,
+        ms?.ptr ?? 0,
+        os.ptr,
+        ls.ptr,
+        gs.ptr,
+        gq.ptr,
+        gk.ptr,
+        gv.ptr,
+        scratch + t * scrBytes,
+        H,
+        T,
+        S,
+        D,
+        p.scale,
+        thr,
+        keep,
+        seed,
+        ms ? 1 : 0,
+        Math.floor((heads * t) / Tn),
+        Math.floor((heads * (t + 1)) / Tn),
+      ];
+      if (Tn > 1) this.#run("attn_bwd", Tn, job);
+      else this.#ex.attn_bwd(...job(0));
+    } finally {
+      this.#heap.free(scratch, Tn * scrBytes);
+    }
+    return { gq, gk, gv };
   }
 
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {

@@ -50,6 +50,28 @@ function hash32x4(f: FunctionBuilder, x: Local): void {
   f.set(x, op("v128.xor", x, op("i32x4.shr_u", x, i32(16))));
 }
 
+/**
+ * The dropout keep factor of four i32 counters `idx` (`hashUniform` bit for bit): `scalev`'s lane
+ * where `(h(seed, i) >>> 8) ≥ thrv`, else 0. Emits the hash into the current function (through
+ * the scratch local `x`) and returns the f32x4 expression. Shared by the dropout mask and the
+ * fused attention kernels, so both draw the same mask for a seed.
+ */
+export function dropoutKeepV(
+  f: FunctionBuilder,
+  x: Local,
+  idx: Expr,
+  seedv: Local,
+  thrv: Local,
+  scalev: Local,
+): Expr {
+  // x = imul(i, φ) ^ seed; x = h(x); x = h(x + seed); keep (x >>> 8) ≥ threshold.
+  f.set(x, op("v128.xor", op("i32x4.mul", idx, ki32(f, 0x9e3779b9)), seedv));
+  hash32x4(f, x);
+  f.set(x, op("i32x4.add", x, seedv));
+  hash32x4(f, x);
+  return op("v128.and", op("i32x4.ge_u", op("i32x4.shr_u", x, i32(8)), thrv), scalev);
+}
+
 /** Adds the misc kernels to the module. */
 export function addMiscKernels(mod: ModuleBuilder, g: Gen): void {
   const P = g.ptrParam;
@@ -205,14 +227,7 @@ export function addMiscKernels(mod: ModuleBuilder, g: Gen): void {
     f.set(sv, op("f32x4.splat", scale));
     f.set(tv, op("i32x4.splat", thr));
     f.set(seedv, op("i32x4.splat", seed));
-    const maskOf = (idx: Expr): Expr => {
-      // x = imul(i, φ) ^ seed; x = h(x); x = h(x + seed); keep (x >>> 8) ≥ threshold.
-      f.set(x, op("v128.xor", op("i32x4.mul", idx, ki32(f, 0x9e3779b9)), seedv));
-      hash32x4(f, x);
-      f.set(x, op("i32x4.add", x, seedv));
-      hash32x4(f, x);
-      return op("v128.and", op("i32x4.ge_u", op("i32x4.shr_u", x, i32(8)), tv), sv);
-    };
+    const maskOf = (idx: Expr): Expr => dropoutKeepV(f, x, idx, seedv, tv, sv);
     flat(
       f,
       i,

@@ -7,6 +7,7 @@
 
 import { ModuleBuilder } from "./builder.ts";
 import { Gen } from "./gen.ts";
+import { addAttentionKernels } from "./gen_attention.ts";
 import { addElementwise } from "./gen_elementwise.ts";
 import { addGemv } from "./gen_gemv.ts";
 import { addMatmul, DEFAULT_MATMUL_CONFIG, type MatmulConfig } from "./gen_matmul.ts";
@@ -57,6 +58,7 @@ export function buildKernelModule(o: KernelModuleOptions): KernelModule {
   addMatmul(mod, g, cfg, "matmul");
   addRowKernels(mod, g);
   addMiscKernels(mod, g);
+  addAttentionKernels(mod, g);
   const gemv = addGemv(mod, g);
   const exports = [
     ...gemv,
@@ -79,6 +81,8 @@ export function buildKernelModule(o: KernelModuleOptions): KernelModule {
     "zero",
     "dropout",
     "adamw",
+    "attn_fwd",
+    "attn_bwd",
   ];
   return { bytes: mod.toBytes(), slots: ew.slots, exports, matmul: cfg };
 }

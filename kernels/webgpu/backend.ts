@@ -52,6 +52,7 @@ import {
 } from "./rows.ts";
 import { gatherCall, scatterLinksCall, scatterSumCall } from "./indexing.ts";
 import { adamwCall } from "./optim.ts";
+import { attentionBackwardCalls, attentionCall } from "./attention.ts";
 
 /** Options of {@link createWebGPUBackend}. */
 export interface WebGPUBackendOptions {
@@ -685,34 +686,106 @@ export class WebGPUBackend implements Backend {
     return out;
   }
 
+  // ---- attention ----
+
+  #attentionShape(p: AttentionParams, op: string): void {
+    for (const k of ["batch", "heads", "queries", "keys", "dim"] as const) {
+      if (!Number.isInteger(p[k]) || p[k] < 0) {
+        throw new Error(`webgpu ${op}: ${k} must be a non-negative integer, got ${p[k]}`);
+      }
+    }
+  }
+
+  /** Fused causal attention: out [B, H, T, d] and the row log-sum-exps [B, H, T]. */
+  attention(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    mask: Storage | null,
+    p: AttentionParams,
+  ): { out: Storage; lse: Storage } {
+    const op = "attention";
+    this.#attentionShape(p, op);
+    const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
+    const qa = this.#f32(q, op, "q"), ka = this.#f32(k, op, "k"), va = this.#f32(v, op, "v");
+    this.#need(q, B * H * T * D, op, `q [${B}, ${H}, ${T}, ${D}]`);
+    this.#need(k, B * H * S * D, op, `k [${B}, ${H}, ${S}, ${D}]`);
+    this.#need(v, B * H * S * D, op, `v [${B}, ${H}, ${S}, ${D}]`);
+    let ma: BufferArg | null = null;
+    if (mask !== null) {
+      ma = this.#f32(mask, op, "msk");
+      this.#need(mask, B * S, op, `mask [${B}, ${S}]`);
+    }
+    const out = this.#alloc(B * H * T * D, "f32", "attention out");
+    const lse = this.#alloc(B * H * T, "f32", "attention lse");
+    this.#run(attentionCall(
+      { q: qa, k: ka, v: va, msk: ma, out: this.#out(out), lse: this.#out(lse, "lse") },
+      p,
+      this.#ctx.limits.maxComputeWorkgroupStorageSize,
+      this.#maxDim,
+    ));
+    return { out, lse };
+  }
+
+  /** Gradients of {@link attention} wrt q, k and v (deterministic: no atomics). */
+  attentionBackward(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    mask: Storage | null,
+    out: Storage,
+    lse: Storage,
+    gOut: Storage,
+    p: AttentionParams,
+  ): { gq: Storage; gk: Storage; gv: Storage } {
+    const op = "attentionBackward";
+    this.#attentionShape(p, op);
+    const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
+    const qa = this.#f32(q, op, "q"), ka = this.#f32(k, op, "k"), va = this.#f32(v, op, "v");
+    const oa = this.#f32(out, op, "o"), la = this.#f32(lse, op, "lse");
+    const ga = this.#f32(gOut, op, "g");
+    this.#need(q, B * H * T * D, op, `q [${B}, ${H}, ${T}, ${D}]`);
+    this.#need(k, B * H * S * D, op, `k [${B}, ${H}, ${S}, ${D}]`);
+    this.#need(v, B * H * S * D, op, `v [${B}, ${H}, ${S}, ${D}]`);
+    this.#need(out, B * H * T * D, op, `out [${B}, ${H}, ${T}, ${D}]`);
+    this.#need(gOut, B * H * T * D, op, `gOut [${B}, ${H}, ${T}, ${D}]`);
+    this.#need(lse, B * H * T, op, `lse [${B}, ${H}, ${T}]`);
+    let ma: BufferArg | null = null;
+    if (mask !== null) {
+      ma = this.#f32(mask, op, "msk");
+      this.#need(mask, B * S, op, `mask [${B}, ${S}]`);
+    }
+    const gq = this.#alloc(B * H * T * D, "f32", "attentionBackward gq");
+    const gk = this.#alloc(B * H * S * D, "f32", "attentionBackward gk");
+    const gv = this.#alloc(B * H * S * D, "f32", "attentionBackward gv");
+    const dd = this.#temp(B * H * T, "f32", "attentionBackward D", "dd");
+    for (
+      const call of attentionBackwardCalls(
+        {
+          q: qa,
+          k: ka,
+          v: va,
+          msk: ma,
+          o: oa,
+          lse: la,
+          g: ga,
+          gq: this.#out(gq, "gq"),
+          gk: this.#out(gk, "gk"),
+          gv: this.#out(gv, "gv"),
+          dd,
+        },
+        p,
+        this.#ctx.limits.maxComputeWorkgroupStorageSize,
+        this.#maxDim,
+      )
+    ) this.#run(call);
+    this.#pool.release(dd.buf);
+    return { gq, gk, gv };
+  }
+
   // ---- optimizer ----
 
   /** One AdamW step in place on param, m and v. */
-  // TODO(fused attention): a stub until the generated kernel lands (same semantics as the CPU
-  // reference in kernels/cpu/backend.ts).
-  attention(
-    _q: Storage,
-    _k: Storage,
-    _v: Storage,
-    _mask: Storage | null,
-    _p: AttentionParams,
-  ): { out: Storage; lse: Storage } {
-    throw new Error(`${this.name}: fused attention is not implemented yet`);
-  }
-
-  attentionBackward(
-    _q: Storage,
-    _k: Storage,
-    _v: Storage,
-    _mask: Storage | null,
-    _out: Storage,
-    _lse: Storage,
-    _gOut: Storage,
-    _p: AttentionParams,
-  ): { gq: Storage; gk: Storage; gv: Storage } {
-    throw new Error(`${this.name}: fused attention is not implemented yet`);
-  }
-
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
     const op = "adamw";
     const all = [param, grad, m, v];

@@ -251,10 +251,38 @@ export function fillCall(
 }
 
 /**
+ * WGSL of {@link hashUniform}'s integer core: `hash24_(seed, i)` is `hashUniform(seed, i)·2²⁴`
+ * (the top 24 bits of the hash), bit-identical to `kernels/backend.ts` (u32 arithmetic wraps
+ * like Math.imul and `>>> 0`). Shared by the dropout mask and the fused attention kernels.
+ */
+export const HASH_WGSL = `
+fn hash32_(v: u32) -> u32 {
+  var x = v;
+  x ^= x >> 16u;
+  x *= 0x7feb352du;
+  x ^= x >> 15u;
+  x *= 0x846ca68bu;
+  x ^= x >> 16u;
+  return x;
+}
+fn hash24_(seed: u32, i: u32) -> u32 {
+  var x = (i * 0x9e3779b9u) ^ seed;
+  x = hash32_(x);
+  x = hash32_(x + seed);
+  return x >> 8u;
+}`;
+
+/**
+ * The integer form of `hashUniform(seed, i) ≥ p`: `hash24_(seed, i) ≥ ceil(p·2²⁴)`, computed
+ * on the host in f64, so rounding p to f32 cannot flip an element.
+ */
+export function dropoutThreshold(p: number): number {
+  return Math.min(Math.max(Math.ceil(p * 16777216), 0), 16777216);
+}
+
+/**
  * The dropout mask kernel: `hashUniform(seed, i) ≥ p ? scale : 0`, bit-identical to
- * `hashUniform` in `kernels/backend.ts` (u32 arithmetic wraps like Math.imul and `>>> 0`). The
- * comparison is done on the 24-bit integer `x >> 8` against `ceil(p·2²⁴)`, computed on the host
- * in f64, so rounding p to f32 cannot flip an element.
+ * `hashUniform` in `kernels/backend.ts` (see {@link HASH_WGSL} and {@link dropoutThreshold}).
  */
 export function dropoutCall(
   out: BufferArg,
@@ -266,31 +294,17 @@ export function dropoutCall(
   if (!Number.isInteger(seed)) {
     throw new Error(`webgpu dropoutMask: seed ${seed} is not an integer`);
   }
-  const threshold = Math.min(Math.max(Math.ceil(p * 16777216), 0), 16777216);
   const scale = Math.fround(1 / (1 - p));
-  const body = `
-fn hash32_(v: u32) -> u32 {
-  var x = v;
-  x ^= x >> 16u;
-  x *= 0x7feb352du;
-  x ^= x >> 15u;
-  x *= 0x846ca68bu;
-  x ^= x >> 16u;
-  return x;
-}
+  const body = `${HASH_WGSL}
 ${entry1d(WG)}
   if (gid >= prm(0u)) { return; }
-  let seed = prm(1u);
-  var x = (gid * 0x9e3779b9u) ^ seed;
-  x = hash32_(x);
-  x = hash32_(x + seed);
-  out_st(gid, select(0.0, prmf(3u), (x >> 8u) >= prm(2u)));
+  out_st(gid, select(0.0, prmf(3u), hash24_(prm(1u), gid) >= prm(2u)));
 }`;
   return {
     label: "dropoutMask",
     body,
     buffers: [out],
-    params: [length, seed >>> 0, threshold, f32Bits(p >= 1 ? 0 : scale)],
+    params: [length, seed >>> 0, dropoutThreshold(p), f32Bits(p >= 1 ? 0 : scale)],
     grid: grid(Math.ceil(length / WG), maxDim),
   };
 }

@@ -95,4 +95,24 @@ for (const { be, wait } of backends) {
     block.zeroGrad();
     xg.zeroGrad();
   });
+
+  if (be.name === "webgpu") {
+    // The fused attention primitive alone at the block's shape (causal self-attention, T = S).
+    const D = C / H;
+    const ap = { batch: B, heads: H, queries: T, keys: T, dim: D, scale: 1 / Math.sqrt(D) };
+    const [aq, ak, av, ag] = [0, 1, 2, 3].map(() =>
+      be.fromHost(Float32Array.from({ length: B * H * T * D }, () => g.normal()), "f32")
+    );
+    Deno.bench(`fused attention forward+backward ${H}x${T}x${D} (${be.name})`, {
+      group: "attention",
+      n: 10,
+      warmup: 2,
+    }, async () => {
+      const p = { ...ap, dropP: 0, dropSeed: 0 };
+      const { out, lse } = be.attention(aq, ak, av, null, p);
+      const r = be.attentionBackward(aq, ak, av, null, out, lse, ag, p);
+      await wait();
+      for (const s of [out, lse, r.gq, r.gk, r.gv]) be.dispose(s);
+    });
+  }
 }
