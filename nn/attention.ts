@@ -57,6 +57,34 @@ export interface BlockConfig {
 /** An attention mask as host rows or a tensor [B, T_past + T] (1 = attend, 0 = masked). */
 export type MaskInput = Tensor | number[][];
 
+/** What the mask builders need: batch, new length, past length, the mask and the backend. */
+export interface MaskOptions {
+  /** Batch size B. */
+  batch: number;
+  /** New positions T. */
+  length: number;
+  /** Past positions (KV cache or prefix). */
+  pastLength: number;
+  /** The padding mask [B, past + T] (1 = attend), if any. */
+  attentionMask?: MaskInput;
+  /** Where the mask tensor is created. */
+  backend: Backend;
+}
+
+/** Throws, naming both shapes, unless the attention mask is [batch, past + current]. */
+function checkMaskShape(o: MaskOptions): void {
+  const am = o.attentionMask, S = o.pastLength + o.length;
+  if (am === undefined) return;
+  const shape = am instanceof Array ? [am.length, am[0]?.length ?? 0] : am.shape;
+  if (shape.length !== 2 || shape[0] !== o.batch || shape[1] !== S) {
+    throw new Error(
+      `attention mask: shape [${
+        shape.join(", ")
+      }] must be [batch, past + current] = [${o.batch}, ${S}] (past ${o.pastLength}, current ${o.length})`,
+    );
+  }
+}
+
 /**
  * The combined causal + padding mask, 1 where a score must be masked, shaped to broadcast
  * against scores [B, n_head, T, T_past + T]: [1, 1, T, S] without a padding mask, [B, 1, T, S]
@@ -64,25 +92,10 @@ export type MaskInput = Tensor | number[][];
  * incremental decoding step skips masking entirely. Query i (0-based among the T new ones)
  * may see keys 0 .. T_past + i.
  */
-export function buildBlockedMask(opts: {
-  batch: number;
-  length: number;
-  pastLength: number;
-  attentionMask?: MaskInput;
-  backend: Backend;
-}): Tensor | null {
+export function buildBlockedMask(opts: MaskOptions): Tensor | null {
   const { batch, length: T, pastLength: P, attentionMask: am, backend } = opts;
   const S = P + T;
-  if (am !== undefined) {
-    const shape = am instanceof Array ? [am.length, am[0]?.length ?? 0] : am.shape;
-    if (shape.length !== 2 || shape[0] !== batch || shape[1] !== S) {
-      throw new Error(
-        `attention mask: shape [${
-          shape.join(", ")
-        }] must be [batch, past + current] = [${batch}, ${S}] (past ${P}, current ${T})`,
-      );
-    }
-  }
+  checkMaskShape(opts);
   if (am instanceof Array) {
     const d = new Float32Array(batch * T * S);
     for (let b = 0; b < batch; b++) {
@@ -113,24 +126,11 @@ export function buildBlockedMask(opts: {
  * The padding mask for fused attention: f32 [B, T_past + T] (1 = attend), or null without one
  * (the causal rule is applied inside the kernel).
  */
-export function buildPadMask(opts: {
-  batch: number;
-  length: number;
-  pastLength: number;
-  attentionMask?: MaskInput;
-  backend: Backend;
-}): Tensor | null {
+export function buildPadMask(opts: MaskOptions): Tensor | null {
   const { batch, length: T, pastLength: P, attentionMask: am, backend } = opts;
   if (am === undefined) return null;
   const S = P + T;
-  const shape = am instanceof Array ? [am.length, am[0]?.length ?? 0] : am.shape;
-  if (shape.length !== 2 || shape[0] !== batch || shape[1] !== S) {
-    throw new Error(
-      `attention mask: shape [${
-        shape.join(", ")
-      }] must be [batch, past + current] = [${batch}, ${S}] (past ${P}, current ${T})`,
-    );
-  }
+  checkMaskShape(opts);
   if (!(am instanceof Array)) return am.dtype === "f32" ? am : cast(am, "f32");
   const d = new Float32Array(batch * S);
   am.forEach((row, b) => {
