@@ -3,6 +3,7 @@
  *
  * ```sh
  * deno task bench [--backend cpu,wasm,webgpu|all] [--json] [--quick] [--skip matmul,train,generate]
+ *                  [--compare-attention]   # train steps also with the unfused attention ops
  * ```
  *
  * - matmul GFLOP/s (f32) at 256³, 512³, 1024³ and GPT-2's shapes 640×768×2304 (the fused q/k/v
@@ -138,13 +139,23 @@ function gpt2Small(be: Backend): GPT2 {
   return GPT2.random(gpt2Config({ nLayer: 12, nHead: 12, nEmbd: 768 }), 0, { backend: be });
 }
 
-async function benchTrain(be: Backend, quick: boolean): Promise<BenchRow[]> {
+async function benchTrain(
+  be: Backend,
+  quick: boolean,
+  compareAttention: boolean,
+): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const B = 10, T = 64;
   const g = new lf.Xoshiro128(5);
   const ids = Array.from({ length: B }, () => Array.from({ length: T }, () => g.int(50257)));
-  for (const mode of ["prefix", "fine"] as const) {
-    const model = gpt2Small(be);
+  const variants = compareAttention ? [true, false] : [true];
+  for (
+    const [mode, fused] of (["prefix", "fine"] as const).flatMap((m) =>
+      variants.map((f) => [m, f] as const)
+    )
+  ) {
+    const model = gpt2Small(be).setFusedAttention(fused);
+    const label = fused ? mode : `${mode}, unfused attention`;
     let params: lf.Tensor[];
     let prefix: PrefixTuning | null = null;
     if (mode === "prefix") {
@@ -185,19 +196,21 @@ async function benchTrain(be: Backend, quick: boolean): Promise<BenchRow[]> {
     const trainable = params.reduce((s, p) => s + p.size, 0);
     rows.push({
       backend: be.name,
-      name: `GPT-2 124M train step (${mode}), 10×64`,
+      name: `GPT-2 124M train step (${label}), 10×64`,
       value: ms / 1000,
       unit: "s/step",
       note: `${(B * T / (ms / 1000)).toFixed(0)} tokens/s`,
     });
-    rows.push({
-      backend: be.name,
-      name: `GPT-2 124M trainable state (${mode})`,
-      value: (trainable * 4 * 4) / 2 ** 20,
-      unit: "MiB",
-      note: `${trainable.toLocaleString("en")} trainable values × (weight, grad, m, v)`,
-    });
-    say(`  ${be.name} train step ${mode}: ${(ms / 1000).toFixed(2)} s`);
+    if (fused) {
+      rows.push({
+        backend: be.name,
+        name: `GPT-2 124M trainable state (${mode})`,
+        value: (trainable * 4 * 4) / 2 ** 20,
+        unit: "MiB",
+        note: `${trainable.toLocaleString("en")} trainable values × (weight, grad, m, v)`,
+      });
+    }
+    say(`  ${be.name} train step ${label}: ${(ms / 1000).toFixed(2)} s`);
     idsT.dispose();
     mask.dispose();
     opt.dispose();
@@ -254,12 +267,13 @@ export async function main(args: string[]): Promise<number> {
       quick: { type: "boolean" },
       full: { type: "boolean" },
       skip: { type: "string", default: "" },
+      "compare-attention": { type: "boolean" },
       help: { type: "boolean" },
     },
   });
   if (values.help) {
     console.log(
-      "usage: deno task bench [--backend cpu,wasm,webgpu|all] [--json] [--quick] [--full] [--skip matmul,train,generate]",
+      "usage: deno task bench [--backend cpu,wasm,webgpu|all] [--json] [--quick] [--full] [--skip matmul,train,generate] [--compare-attention]",
     );
     return 0;
   }
@@ -293,7 +307,9 @@ export async function main(args: string[]): Promise<number> {
           unit: "s/step",
           note: "skipped (reference backend; --full)",
         });
-      } else rows.push(...await benchTrain(be, !!values.quick));
+      } else {
+        rows.push(...await benchTrain(be, !!values.quick, !!values["compare-attention"]));
+      }
     }
     if (!skip.has("generate")) {
       if (slow) {
