@@ -40,6 +40,40 @@ export function mrValues(mr: string): string {
   );
 }
 
+/**
+ * How often outputs contain the MR's `name` and `near` values verbatim (proper nouns that must be
+ * copied from the input), as fractions of the MRs that have the field: a direct check of whether a
+ * model copies from its prompt.
+ */
+export function copyRates(mrs: string[], outputs: string[]): { name: number; near: number } {
+  const count = { name: [0, 0], near: [0, 0] };
+  mrs.forEach((mr, i) => {
+    for (const f of mr.split("|")) {
+      const [k, ...v] = f.split(" : ");
+      const key = k.trim() as "name" | "near";
+      if (key !== "name" && key !== "near") continue;
+      count[key][1]++;
+      if ((outputs[i] ?? "").includes(v.join(" : ").trim())) count[key][0]++;
+    }
+  });
+  const frac = ([a, b]: number[]) => (b ? a / b : NaN);
+  return { name: frac(count.name), near: frac(count.near) };
+}
+
+/** Whether two folder paths name the same place (after resolving `.`/`..` and slashes). */
+function sameDir(a: string, b: string): boolean {
+  const norm = (p: string) => {
+    const out: string[] = [];
+    for (const part of (p.startsWith("/") ? p : `${Deno.cwd()}/${p}`).split("/")) {
+      if (part === "" || part === ".") continue;
+      if (part === "..") out.pop();
+      else out.push(part);
+    }
+    return out.join("/");
+  };
+  return norm(a) === norm(b);
+}
+
 async function copyIfExists(from: string, to: string): Promise<void> {
   try {
     await Deno.mkdir(to.slice(0, to.lastIndexOf("/")), { recursive: true });
@@ -124,8 +158,11 @@ export async function reproMini(opts: {
     await atomicWriteText(`${R}/configs/pretrain.yaml`, toYaml(pcfg));
   });
   await atomicWriteText(`${R}/configs/ablation.yaml`, toYaml({ ...acfg }));
-  for (const f of ["log.jsonl", "loss.svg", "summary.json"]) {
-    await copyIfExists(`${pcfg.out}/${f}`, `${R}/pretrain/${f}`);
+  // Pretraining kept inside the results folder already (the default) is not copied.
+  if (!sameDir(pcfg.out, `${R}/pretrain`)) {
+    for (const f of ["log.jsonl", "loss.svg", "summary.json"]) {
+      await copyIfExists(`${pcfg.out}/${f}`, `${R}/pretrain/${f}`);
+    }
   }
   // Runs kept inside the results folder already (configs/mini_ablation.yaml) are not copied.
   for (const r of acfg.out.startsWith(`${R}/`) ? [] : rows) {
@@ -155,6 +192,15 @@ export async function reproMini(opts: {
   }
 
   const main = rows.find((r) => r.run === "prefix_L5") ?? rows.find((r) => r.tuner === "prefix");
+  const mrs = groups.map((g) => g.mr);
+  const copyLines: string[] = [];
+  for (const r of rows) {
+    const outs = (await Deno.readTextFile(`${acfg.out}/${r.run}/outputs/${acfg.split}.txt`)).split(
+      "\n",
+    );
+    const c = copyRates(mrs, outs);
+    copyLines.push(`| ${r.run} | ${f1(c.name)}% | ${f1(c.near)}% |`);
+  }
   const ft = rows.find((r) => r.tuner === "fine");
   const row = (
     name: string,
@@ -212,6 +258,14 @@ export async function reproMini(opts: {
     "## Targets (from the issue), checked on the numbers above",
     "",
     ...targets(ft, main, base),
+    "",
+    "## Does the model copy from the MR?",
+    "",
+    "Share of test outputs containing the MR's `name` / `near` value verbatim:",
+    "",
+    "| run | name | near |",
+    "| --- | ---: | ---: |",
+    ...copyLines,
     "",
     "## Prefix-length ablation",
     "",

@@ -1,6 +1,6 @@
 /** `deno task repro-mini` end to end with tiny settings: pretrain → runs → baseline → report. */
 import assert from "node:assert/strict";
-import { mrValues, reproMini, targets } from "../tasks/repro_mini.ts";
+import { copyRates, mrValues, reproMini, targets } from "../tasks/repro_mini.ts";
 import type { AblationRow } from "../tasks/ablation.ts";
 
 const LINES = [
@@ -14,6 +14,21 @@ Deno.test("mrValues: the trivial baseline keeps the values in order", () => {
     mrValues("name : The Vaults | Type : pub | price : more than £ 30"),
     "The Vaults pub more than £ 30",
   );
+});
+
+Deno.test("copyRates: verbatim name / near values over the MRs that have them", () => {
+  const mrs = [
+    "name : The Vaults | near : Café Brazil",
+    "name : Zizzi | area : riverside",
+    "name : The Eagle | near : Burger King",
+  ];
+  const outs = [
+    "The Vaults is near Café Brazil .",
+    "Zizzi is by the river .",
+    "A pub near Burger King .",
+  ];
+  assert.deepEqual(copyRates(mrs, outs), { name: 2 / 3, near: 1 });
+  assert.deepEqual(copyRates(mrs, []), { name: 0, near: 0 });
 });
 
 Deno.test("targets: each line is computed from the scores and step times", () => {
