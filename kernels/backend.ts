@@ -326,6 +326,21 @@ export function hash32(v: number): number {
 /** The value masked attention scores take (the most negative f32, Hugging Face's `finfo.min`). */
 export const ATTENTION_MASK_VALUE = -3.4028234663852886e38;
 
+/**
+ * Throws, naming `where` (e.g. "wasm attention"), unless the sizes of `p` are non-negative
+ * integers with keys ≥ queries. Backends call it before touching buffers.
+ */
+export function checkAttentionParams(p: AttentionParams, where: string): void {
+  for (const k of ["batch", "heads", "queries", "keys", "dim"] as const) {
+    if (!Number.isInteger(p[k]) || p[k] < 0) {
+      throw new RangeError(`${where}: ${k} must be a non-negative integer, got ${p[k]}`);
+    }
+  }
+  if (p.keys < p.queries) {
+    throw new RangeError(`${where}: needs keys S ≥ queries T, got S ${p.keys}, T ${p.queries}`);
+  }
+}
+
 /** Row log-sum-exps below this mark a row with no visible key (uniform attention). */
 export const ATTENTION_FULLY_MASKED_LSE = -1e38;
 

@@ -221,5 +221,9 @@ Deno.test("webgpu attention: argument errors", opts, () => {
     /mask \[1, 2\] has 1 elements, needs 2/,
   );
   assert.throws(() => be.attention(q, q, q, null, { ...p, dim: 1.5 }), /dim must be/);
+  assert.throws(
+    () => be.attention(q, q, q, null, { ...p, keys: 1 }),
+    /webgpu attention: needs keys S ≥ queries T, got S 1, T 2/,
+  );
   for (const s of [q, k, m]) be.dispose(s);
 });

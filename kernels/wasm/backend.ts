@@ -26,6 +26,7 @@ import type {
   UnaryOp,
   View,
 } from "../backend.ts";
+import { checkAttentionParams } from "../backend.ts";
 import { detectFeatures, type WasmFeatures } from "./builder.ts";
 import { EW_MAX_RANK, EW_PARAM_BYTES } from "./gen_elementwise.ts";
 import { GEMV_MAX_M } from "./gen_gemv.ts";
@@ -1036,12 +1037,7 @@ export class WasmBackend implements Backend {
     what: string,
   ): { qs: WasmStorage; ks: WasmStorage; vs: WasmStorage; ms: WasmStorage | null } {
     const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
-    for (const [name, n] of [["batch", B], ["heads", H], ["queries", T], ["keys", S], ["dim", D]]) {
-      if (!Number.isInteger(n) || (n as number) < 0) {
-        throw new RangeError(`wasm backend: ${what} ${name} must be a non-negative integer`);
-      }
-    }
-    if (S < T) throw new RangeError(`wasm backend: ${what} needs keys S ≥ queries T`);
+    checkAttentionParams(p, `wasm backend: ${what}`);
     const qs = this.#f32(q, `${what} q`), ks = this.#f32(k, `${what} k`);
     const vs = this.#f32(v, `${what} v`);
     this.#need(qs, B * H * T * D, `${what} q [${B}, ${H}, ${T}, ${D}]`);

@@ -25,7 +25,7 @@ import type {
   UnaryOp,
   View,
 } from "../backend.ts";
-import { contiguousView } from "../backend.ts";
+import { checkAttentionParams, contiguousView } from "../backend.ts";
 import { type AdapterDescription, type GpuContext, openDevice } from "./device.ts";
 export { adapterInfo, hardwareAdapterAvailable } from "./device.ts";
 import { type BufferArg, Dispatcher, type ElemFormat, type KernelCall } from "./dispatch.ts";
@@ -688,14 +688,6 @@ export class WebGPUBackend implements Backend {
 
   // ---- attention ----
 
-  #attentionShape(p: AttentionParams, op: string): void {
-    for (const k of ["batch", "heads", "queries", "keys", "dim"] as const) {
-      if (!Number.isInteger(p[k]) || p[k] < 0) {
-        throw new Error(`webgpu ${op}: ${k} must be a non-negative integer, got ${p[k]}`);
-      }
-    }
-  }
-
   /** Fused causal attention: out [B, H, T, d] and the row log-sum-exps [B, H, T]. */
   attention(
     q: Storage,
@@ -705,7 +697,7 @@ export class WebGPUBackend implements Backend {
     p: AttentionParams,
   ): { out: Storage; lse: Storage } {
     const op = "attention";
-    this.#attentionShape(p, op);
+    checkAttentionParams(p, `webgpu ${op}`);
     const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
     const qa = this.#f32(q, op, "q"), ka = this.#f32(k, op, "k"), va = this.#f32(v, op, "v");
     this.#need(q, B * H * T * D, op, `q [${B}, ${H}, ${T}, ${D}]`);
@@ -739,7 +731,7 @@ export class WebGPUBackend implements Backend {
     p: AttentionParams,
   ): { gq: Storage; gk: Storage; gv: Storage } {
     const op = "attentionBackward";
-    this.#attentionShape(p, op);
+    checkAttentionParams(p, `webgpu ${op}`);
     const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
     const qa = this.#f32(q, op, "q"), ka = this.#f32(k, op, "k"), va = this.#f32(v, op, "v");
     const oa = this.#f32(out, op, "o"), la = this.#f32(lse, op, "lse");
