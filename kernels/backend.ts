@@ -175,9 +175,11 @@ export interface Backend {
   // ---- memory ----
   /** A new buffer holding a copy of `data`. */
   fromHost(data: HostArray, dtype: DType): Storage;
+  /** Whether {@link Backend.fromHostF16} may be called (WebGPU created with `f16Weights`). */
+  readonly f16Weights?: boolean;
   /**
    * Optional: a read-only f32 buffer stored as f16 (frozen weights; kernels read it as f32).
-   * Present only where the backend can do it (WebGPU with `shader-f16`).
+   * Usable only where {@link Backend.f16Weights} is true.
    */
   fromHostF16?(data: HostArray): Storage;
   /** A new buffer of `length` elements, all `value`. */

@@ -179,12 +179,9 @@ export class Module {
     let parameters = 0, bytesSaved = 0;
     for (const p of this.parameters()) {
       const be = p.backend;
-      // WebGPU has the method but enables it per backend (`f16Weights`): respect that.
-      const toF16 = be.fromHostF16?.bind(be);
-      const enabled = toF16 && (be as { f16Weights?: boolean }).f16Weights !== false;
-      if (p.requiresGrad || !enabled || p.storage.length !== p.size) continue;
-      const data = (await p.data()) as Float32Array;
-      p.replaceStorage(toF16(data));
+      if (p.requiresGrad || !be.f16Weights || !be.fromHostF16) continue;
+      if (p.storage.length !== p.size) continue; // a view into a larger buffer: leave it
+      p.replaceStorage(be.fromHostF16((await p.data()) as Float32Array));
       parameters++;
       bytesSaved += 2 * p.size;
     }

@@ -62,6 +62,15 @@ Deno.test("Module: dotted names, parameters, state dict, modes, freezing", () =>
   assert.ok(m.a.weight.disposed);
 });
 
+Deno.test("Module.storeFrozenAsF16: nothing changes on a backend without f16 storage", async () => {
+  const cpu = new lf.CpuBackend();
+  const m = new Linear(3, 2, { backend: cpu }).freeze();
+  const before = await m.weight.data();
+  assert.deepEqual(await m.storeFrozenAsF16(), { parameters: 0, bytesSaved: 0 });
+  assert.deepEqual(await m.weight.data(), before);
+  assert.equal(cpu.liveCount(), 2);
+});
+
 Deno.test("Module.loadStateDict: in place, all problems in one error, non-strict", async () => {
   const m = new Toy();
   const w = m.a.weight;
