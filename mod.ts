@@ -27,8 +27,43 @@ export { CpuBackend } from "./kernels/cpu/backend.ts";
 export * as nn from "./nn/mod.ts";
 export { AdamW, clipGradNorm, linearWarmupDecay } from "./nn/optim.ts";
 export { GPT2, type GPT2Config, gpt2Config } from "./models/gpt2.ts";
-export { generate, generateWithScores } from "./models/generate.ts";
-export { prefixToPast, PrefixTuning } from "./models/prefix.ts";
+export {
+  generate,
+  type GenerateOptions,
+  generateWithScores,
+  type GenerationModel,
+  type GenerationResult,
+} from "./models/generate.ts";
+export {
+  type ComputedPrefix,
+  type LayerPast,
+  loadComputedPrefix,
+  loadPeftPrefix,
+  loadPrefix,
+  PREFIX_DEFAULTS,
+  type PrefixConfig,
+  type PrefixModelDims,
+  type PrefixOptions,
+  prefixPast,
+  type PrefixSource,
+  prefixToPast,
+  PrefixTuning,
+  type PrefixTuningOptions,
+  saveComputedPrefix,
+  savePeftPrefix,
+} from "./models/prefix.ts";
+export {
+  type DecodeOptions,
+  E2E_DECODING,
+  generateForMRs,
+  generateTexts,
+  loadCheckpoint,
+  type LoadCheckpointOptions,
+  type LoadedCheckpoint,
+  NEWLINE_IDS,
+  writeOutputsAndRefs,
+} from "./models/checkpoint.ts";
+export * as hub from "./hub/mod.ts";
 export { loadSafetensors, writeSafetensors } from "./models/safetensors.ts";
 export { GPT2Tokenizer } from "./data/tokenizer.ts";
 export { bleu, cider, meteor, nist, rougeL, scoreAll } from "./data/metrics/mod.ts";

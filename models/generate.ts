@@ -39,6 +39,7 @@ import { noGrad, type Tensor, tidy } from "../autograd/tensor.ts";
 import type { Backend } from "../kernels/backend.ts";
 import type { KV } from "../nn/attention.ts";
 import type { ForwardOptions, GPT2Output } from "./gpt2.ts";
+import { prefixPast, type PrefixSource } from "./prefix.ts";
 
 /** What generation needs from a model (GPT2 satisfies it). */
 export interface GenerationModel {
@@ -86,6 +87,12 @@ export interface GenerateOptions {
    * Positions of the prompt start at L.
    */
   prefixPast?: KV[];
+  /**
+   * A prefix steering every prompt, or one per prompt (a mixed-task batch: rows may use different
+   * prefixes of the same length). Turned into `prefixPast` on the model's backend and freed after.
+   * Give `prefix` or `prefixPast`, not both.
+   */
+  prefix?: PrefixSource | readonly PrefixSource[];
 }
 
 /** One result of {@link generateWithScores}. */
@@ -116,6 +123,20 @@ export async function generateWithScores(
   prompts: number[][],
   opts: GenerateOptions,
 ): Promise<GenerationResult[]> {
+  if (opts.prefix !== undefined) {
+    if (opts.prefixPast) throw new Error("generate: give prefix or prefixPast, not both");
+    if (!Array.isArray(prompts) || prompts.length === 0) throw new Error("generate: no prompts");
+    const past = await prefixPast(opts.prefix, prompts.length, model.backend);
+    try {
+      return await generateWithScores(model, prompts, {
+        ...opts,
+        prefix: undefined,
+        prefixPast: past,
+      });
+    } finally {
+      for (const l of past) disposeKV(l);
+    }
+  }
   const s = setup(model, prompts, opts);
   const strategy = opts.strategy ?? (s.numBeams === 1 ? "greedy" : "beam");
   if (strategy === "greedy" && s.numBeams !== 1) {

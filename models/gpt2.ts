@@ -33,6 +33,8 @@ import {
 import { Dropout, Embedding, type InitOptions, LayerNorm } from "../nn/layers.ts";
 import { Module, ModuleList, type StateEntry } from "../nn/module.ts";
 import { loadSafetensors, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
+import { type HubOptions, resolveModel } from "../hub/hub.ts";
+import { atomicWriteText } from "../io/atomic.ts";
 
 /** GPT-2 hyperparameters (Hugging Face's `GPT2Config`, in camelCase). */
 export interface GPT2Config extends BlockConfig {
@@ -370,11 +372,18 @@ export class GPT2 extends Module {
   }
 
   /**
-   * Loads a Hugging Face GPT-2 folder: `config.json` and `model.safetensors` (keys with or
-   * without the `transformer.` prefix; `attn.bias` / `attn.masked_bias` buffers ignored;
-   * `lm_head.weight`, if present, must equal `wte`). Errors name the file and the keys at fault.
+   * Loads a Hugging Face GPT-2 from a folder or a hub id (`"gpt2-medium"`, `"org/name"`: read
+   * from Hugging Face's cache, downloaded into it when missing; see `hub/`): `config.json` (which
+   * must state n_embd, n_layer and n_head) and `model.safetensors` (keys with or without the
+   * `transformer.` prefix; `attn.bias` / `attn.masked_bias` buffers ignored; `lm_head.weight`, if
+   * present, must equal `wte`). Errors name the file and the keys at fault. Like Hugging Face,
+   * the model is returned in evaluation mode (dropout off); call `train()` to fine-tune.
    */
-  static async fromPretrained(dir: string, opts: { backend?: Backend } = {}): Promise<GPT2> {
+  static async fromPretrained(
+    idOrDir: string,
+    opts: { backend?: Backend } & HubOptions = {},
+  ): Promise<GPT2> {
+    const dir = await resolveModel(idOrDir, opts);
     const cfgPath = `${dir}/config.json`;
     let text: string;
     try {
@@ -387,6 +396,11 @@ export class GPT2 extends Module {
       json = JSON.parse(text);
     } catch (e) {
       throw new Error(`${cfgPath}: invalid JSON: ${(e as Error).message}`);
+    }
+    for (const key of ["n_embd", "n_layer", "n_head"]) {
+      if (!(key in (json as Record<string, unknown>))) {
+        throw new Error(`${cfgPath}: "${key}" is missing (a GPT-2 config.json states its sizes)`);
+      }
     }
     const config = parseGPT2Config(json, cfgPath);
     const stPath = `${dir}/model.safetensors`;
@@ -439,7 +453,7 @@ export class GPT2 extends Module {
       st.tensors.delete(lmHead);
     }
     model.loadStateDict(entries, { source: stPath });
-    return model;
+    return model.eval();
   }
 
   /**
@@ -454,9 +468,7 @@ export class GPT2 extends Module {
     }
     await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt" });
     const cfg = JSON.stringify(gpt2ConfigToJSON(this.config, this.extraConfig), null, 2) + "\n";
-    const tmp = `${dir}/config.json.${crypto.randomUUID().slice(0, 8)}.tmp`;
-    await Deno.writeTextFile(tmp, cfg);
-    await Deno.rename(tmp, `${dir}/config.json`);
+    await atomicWriteText(`${dir}/config.json`, cfg);
   }
 
   /** Final hidden states (after ln_f) [B, T, n_embd], and the new past with `useCache`. */

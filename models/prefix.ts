@@ -12,12 +12,14 @@
  *
  * @module
  */
-import { Tensor } from "../autograd/tensor.ts";
-import { concat, dropout, expand, matmul, reshape, tanh } from "../autograd/ops.ts";
-import { keep, noGrad, tidy } from "../autograd/tensor.ts";
+import { noGrad, Tensor, tidy } from "../autograd/tensor.ts";
+import { concat, dropout, expand, reshape } from "../autograd/ops.ts";
 import { Xoshiro128 } from "../autograd/random.ts";
 import type { Backend } from "../kernels/backend.ts";
 import { getBackend } from "../kernels/registry.ts";
+import { Module } from "../nn/module.ts";
+import { Embedding, initNormal, Linear, Sequential, Tanh } from "../nn/layers.ts";
+import { atomicWriteText } from "../io/atomic.ts";
 import { loadSafetensors, writeSafetensors } from "./safetensors.ts";
 
 /** Per-layer past keys and values, each [B, n_head, T, head_dim]. */
@@ -54,33 +56,48 @@ export const PREFIX_DEFAULTS: Pick<PrefixConfig, "prefixLen" | "mid" | "mlp" | "
   dropout: 0,
 };
 
-function uniform(shape: number[], bound: number, g: Xoshiro128, backend: Backend): Tensor {
-  const n = shape.reduce((p, d) => p * d, 1);
-  const d = new Float32Array(n);
-  for (let i = 0; i < n; i++) d[i] = (2 * g.uniform() - 1) * bound;
-  return Tensor.fromStorage(backend.fromHost(d, "f32"), shape, true);
+/** Options of the {@link PrefixTuning} constructor. */
+export interface PrefixTuningOptions {
+  /** Seed of the initial values (default 0). */
+  seed?: number;
+  /** Backend of the parameters (default: the current one). */
+  backend?: Backend;
 }
 
-function normal(shape: number[], g: Xoshiro128, backend: Backend): Tensor {
-  const n = shape.reduce((p, d) => p * d, 1);
-  const d = new Float32Array(n);
-  for (let i = 0; i < n; i++) d[i] = g.normal();
-  return Tensor.fromStorage(backend.fromHost(d, "f32"), shape, true);
+/** What {@link PrefixTuning.forModel} needs to know about the model. */
+export interface PrefixModelDims {
+  /** GPT-2 layers. */
+  nLayer: number;
+  /** GPT-2 heads. */
+  nHead: number;
+  /** GPT-2 width. */
+  nEmbd: number;
 }
 
-/** The trainable prefix. Parameter names follow the paper's code. */
-export class PrefixTuning {
+/**
+ * The trainable prefix, an nn {@link Module}: `wte` (Embedding [L, n_embd]) and `control_trans`
+ * (Sequential Linear → Tanh → Linear), or the single parameter `control_trans`
+ * [L, 2·n_layer·n_embd] without the MLP. Parameter names follow the paper's code, so
+ * `stateDict()` keys are its keys. Dropout on the prefix runs only in training mode
+ * ({@link Module.train} / {@link Module.eval}).
+ */
+export class PrefixTuning extends Module {
   /** Configuration. */
   readonly config: PrefixConfig;
-  /** Whether dropout is active. */
-  training = true;
-  #params: Map<string, Tensor>;
+  /** The prefix embedding [L, n_embd] (MLP variant), else null. */
+  readonly wte: Embedding | null;
+  /** Linear(n_embd, mid) → tanh → Linear(mid, 2·n_layer·n_embd) (MLP variant), else null. */
+  readonly controlTrans: Sequential | null;
+  /** The directly trained matrix [L, 2·n_layer·n_embd] (no-MLP variant), else null. */
+  readonly matrix: Tensor | null;
 
   /**
    * A fresh prefix. Initialisation is PyTorch's default for the paper's modules:
-   * embedding N(0, 1), Linear weight and bias U(±1/√fan_in).
+   * embedding N(0, 1), Linear weight and bias U(±1/√fan_in), drawn from a generator seeded
+   * with `opts.seed` in the order wte, first Linear, second Linear.
    */
-  constructor(config: PrefixConfig, opts: { seed?: number; backend?: Backend } = {}) {
+  constructor(config: PrefixConfig, opts: PrefixTuningOptions = {}) {
+    super();
     if (config.nEmbd % config.nHead !== 0) {
       throw new Error(
         `PrefixTuning: n_embd ${config.nEmbd} is not divisible by n_head ${config.nHead}`,
@@ -91,54 +108,71 @@ export class PrefixTuning {
         `PrefixTuning: prefix length must be a positive integer, got ${config.prefixLen}`,
       );
     }
-    this.config = config;
-    const be = opts.backend ?? getBackend();
-    const g = new Xoshiro128(opts.seed ?? 0);
-    const out = 2 * config.nLayer * config.nEmbd;
-    this.#params = new Map();
-    if (config.mlp) {
-      this.#params.set("wte.weight", normal([config.prefixLen, config.nEmbd], g, be));
-      const b1 = 1 / Math.sqrt(config.nEmbd), b2 = 1 / Math.sqrt(config.mid);
-      this.#params.set("control_trans.0.weight", uniform([config.mid, config.nEmbd], b1, g, be));
-      this.#params.set("control_trans.0.bias", uniform([config.mid], b1, g, be));
-      this.#params.set("control_trans.2.weight", uniform([out, config.mid], b2, g, be));
-      this.#params.set("control_trans.2.bias", uniform([out], b2, g, be));
-    } else {
-      this.#params.set("control_trans", normal([config.prefixLen, out], g, be));
+    if (!(config.dropout >= 0 && config.dropout < 1)) {
+      throw new Error(`PrefixTuning: dropout must be in [0, 1), got ${config.dropout}`);
     }
-    for (const p of this.#params.values()) keep(p);
+    this.config = { ...config };
+    const init = {
+      backend: opts.backend ?? getBackend(),
+      generator: new Xoshiro128(opts.seed ?? 0),
+    };
+    const out = 2 * config.nLayer * config.nEmbd;
+    if (config.mlp) {
+      this.wte = this.registerModule(
+        "wte",
+        new Embedding(config.prefixLen, config.nEmbd, { ...init, std: 1 }),
+      );
+      this.controlTrans = this.registerModule(
+        "control_trans",
+        new Sequential(
+          new Linear(config.nEmbd, config.mid, init),
+          new Tanh(),
+          new Linear(config.mid, out, init),
+        ),
+      );
+      this.matrix = null;
+    } else {
+      this.wte = null;
+      this.controlTrans = null;
+      this.matrix = this.registerParameter(
+        "control_trans",
+        initNormal([config.prefixLen, out], 1, init),
+      );
+    }
   }
 
-  /** Trainable parameters by name. */
-  namedParameters(): [string, Tensor][] {
-    return [...this.#params.entries()];
-  }
-
-  /** Trainable parameters. */
-  parameters(): Tensor[] {
-    return [...this.#params.values()];
-  }
-
-  /** Number of trainable values. */
-  numParameters(): number {
-    return this.parameters().reduce((s, p) => s + p.size, 0);
+  /**
+   * A prefix for `model` (a GPT-2, its config, or just its sizes) with the paper's defaults
+   * ({@link PREFIX_DEFAULTS}: L = 5, MLP width 512, MLP on, no dropout) for whatever `opts`
+   * leaves out. Parameters go to the model's backend.
+   */
+  static forModel(
+    model: PrefixModelDims | { readonly config: PrefixModelDims; readonly backend?: Backend },
+    opts: PrefixOptions = {},
+  ): PrefixTuning {
+    const dims = "config" in model ? model.config : model;
+    const backend = opts.backend ?? ("config" in model ? model.backend : undefined);
+    return new PrefixTuning({
+      prefixLen: opts.prefixLen ?? PREFIX_DEFAULTS.prefixLen,
+      nLayer: dims.nLayer,
+      nHead: dims.nHead,
+      nEmbd: dims.nEmbd,
+      mid: opts.mid ?? PREFIX_DEFAULTS.mid,
+      mlp: opts.mlp ?? PREFIX_DEFAULTS.mlp,
+      dropout: opts.dropout ?? PREFIX_DEFAULTS.dropout,
+    }, { seed: opts.seed, backend });
   }
 
   /** The prefix activations [L, 2·n_layer·n_embd] (differentiable). */
   computed(): Tensor {
-    const p = this.#params;
-    if (!this.config.mlp) return p.get("control_trans")!;
-    const h = tanh(
-      linear(
-        p.get("wte.weight")!,
-        p.get("control_trans.0.weight")!,
-        p.get("control_trans.0.bias")!,
-      ),
-    );
-    return linear(h, p.get("control_trans.2.weight")!, p.get("control_trans.2.bias")!);
+    if (this.matrix) return this.matrix;
+    return this.controlTrans!.forward(this.wte!.weight);
   }
 
-  /** Per-layer past keys/values for a batch of `batch` rows (all rows share the prefix). */
+  /**
+   * Per-layer past keys/values for a batch of `batch` rows (all rows share the prefix), with
+   * the prefix dropout in training mode.
+   */
   past(batch: number): LayerPast[] {
     return prefixToPast(
       this.computed(),
@@ -148,52 +182,48 @@ export class PrefixTuning {
     );
   }
 
-  /** Frees the parameters. */
-  dispose(): void {
-    for (const p of this.#params.values()) p.dispose();
+  /** Same as {@link PrefixTuning.past}. */
+  forward(batch: number): LayerPast[] {
+    return this.past(batch);
   }
 
-  /** Writes the computed prefix as a small safetensors file plus `prefix_config.json`. */
+  /** A host copy of the computed prefix: what generation and the saved files need. */
+  async toComputed(): Promise<ComputedPrefix> {
+    const t = noGrad(() => tidy(() => this.computed().detach().contiguous()));
+    try {
+      const data = new Float32Array(await t.data() as Float32Array);
+      const { prefixLen, nLayer, nHead, nEmbd } = this.config;
+      return { config: { prefixLen, nLayer, nHead, nEmbd }, data };
+    } finally {
+      if (t !== this.matrix) t.dispose();
+    }
+  }
+
+  /**
+   * Writes the computed prefix as `prefix.safetensors` plus `prefix_config.json` into `dir`
+   * (read back by {@link loadPrefix}); `meta` is stored in both (e.g. `base_model`).
+   */
   async export(dir: string, meta: Record<string, string> = {}): Promise<void> {
-    const data = await noGrad(() => tidy(() => this.computed().detach())).data() as Float32Array;
-    await saveComputedPrefix(dir, data, this.config, meta);
+    const p = await this.toComputed();
+    await saveComputedPrefix(dir, p.data, this.config, meta);
   }
 
-  /** Writes a resumable checkpoint of the trainable parameters. */
-  async saveParameters(path: string): Promise<void> {
-    const tensors: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
-    for (const [name, t] of this.#params) {
-      tensors[name] = { dtype: "F32", shape: [...t.shape], data: (await t.data()) as Float32Array };
-    }
-    await writeSafetensors(path, tensors, {
-      format: "pt",
-      prefix_config: JSON.stringify(this.config),
-    });
-  }
-
-  /** Loads parameters written by {@link saveParameters} (shapes must match). */
-  async loadParameters(path: string): Promise<void> {
-    const st = await loadSafetensors(path);
-    for (const [name, t] of this.#params) {
-      const s = st.tensors.get(name);
-      if (!s) throw new Error(`${path}: missing prefix parameter '${name}'`);
-      if (s.shape.join() !== t.shape.join()) {
-        throw new Error(`${path}: '${name}' has shape [${s.shape}], expected [${t.shape}]`);
-      }
-      const fresh = Tensor.fromStorage(
-        t.backend.fromHost(s.data as Float32Array, "f32"),
-        t.shape,
-        true,
-      );
-      t.dispose();
-      this.#params.set(name, keep(fresh));
-    }
+  /** Writes the computed prefix in Hugging Face peft's format ({@link savePeftPrefix}). */
+  async savePeft(dir: string, baseModel: string): Promise<void> {
+    await savePeftPrefix(dir, await this.toComputed(), baseModel, this.config.mid);
   }
 }
 
-/** y = x·Wᵀ + b with torch's Linear layout (W [out, in]). */
-function linear(x: Tensor, w: Tensor, b: Tensor): Tensor {
-  return matmul(x, w.transpose(0, 1)).add(b);
+/** Options of {@link PrefixTuning.forModel}: any of the paper's defaults, seed and backend. */
+export interface PrefixOptions extends PrefixTuningOptions {
+  /** Prefix length L (default 5). */
+  prefixLen?: number;
+  /** Hidden width of the reparameterisation MLP (default 512). */
+  mid?: number;
+  /** Train through the MLP (default true). */
+  mlp?: boolean;
+  /** Dropout on the prefix activations (default 0). */
+  dropout?: number;
 }
 
 /**
@@ -227,11 +257,6 @@ export function prefixToPast(
     });
   }
   return out;
-}
-
-/** Stacks several computed prefixes [L, D] into one [B, L, D] for a mixed-task batch. */
-export function stackPrefixes(prefixes: Tensor[], rows: number[]): Tensor {
-  return concat(rows.map((r) => reshape(prefixes[r], [1, ...prefixes[r].shape])), 0);
 }
 
 /** A computed prefix read back from disk. */
@@ -368,6 +393,20 @@ export async function loadPeftPrefix(dir: string): Promise<ComputedPrefix> {
   return { config, data: t.data as Float32Array };
 }
 
+/**
+ * Reads a saved prefix in either format: our `prefix.safetensors` + `prefix_config.json`
+ * ({@link PrefixTuning.export}) or a peft `adapter_model.safetensors` + `adapter_config.json`
+ * ({@link savePeftPrefix}).
+ */
+export async function loadPrefix(dir: string): Promise<ComputedPrefix> {
+  const has = (f: string) => Deno.stat(`${dir}/${f}`).then(() => true, () => false);
+  if (await has("prefix_config.json")) return await loadComputedPrefix(dir);
+  if (await has("adapter_config.json")) return await loadPeftPrefix(dir);
+  throw new Error(
+    `${dir}: not a prefix folder (no prefix_config.json and no peft adapter_config.json)`,
+  );
+}
+
 /** A computed prefix as a (frozen) tensor on a backend. */
 export function prefixTensor(p: ComputedPrefix, backend: Backend = getBackend()): Tensor {
   return Tensor.fromStorage(backend.fromHost(p.data, "f32"), [
@@ -376,9 +415,62 @@ export function prefixTensor(p: ComputedPrefix, backend: Backend = getBackend())
   ]);
 }
 
-/** Writes text to a temp file and renames it into place. */
-export async function atomicWriteText(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, path);
+/** Atomic text write, kept here for existing importers; see `io/atomic.ts`. */
+export { atomicWriteText };
+
+/** A prefix generation can use: a trained module or one read from disk. */
+export type PrefixSource = PrefixTuning | ComputedPrefix;
+
+/**
+ * Past keys/values for a batch of `batch` rows from one prefix (shared by every row) or one
+ * prefix per row (a mixed-task batch: each row is steered by its own prefix). Prefixes of one
+ * batch must have the same length and model sizes. Modules are evaluated without gradient and
+ * without dropout. The caller disposes the returned tensors.
+ */
+export async function prefixPast(
+  prefix: PrefixSource | readonly PrefixSource[],
+  batch: number,
+  backend: Backend = getBackend(),
+): Promise<LayerPast[]> {
+  const list = Array.isArray(prefix) ? prefix as readonly PrefixSource[] : [prefix as PrefixSource];
+  if (Array.isArray(prefix) && list.length !== batch) {
+    throw new Error(`prefix: ${list.length} prefixes for a batch of ${batch} rows`);
+  }
+  const conf = (p: PrefixSource) => p.config;
+  const first = conf(list[0]);
+  list.forEach((p, i) => {
+    const c = conf(p);
+    if (
+      c.prefixLen !== first.prefixLen || c.nLayer !== first.nLayer || c.nHead !== first.nHead ||
+      c.nEmbd !== first.nEmbd
+    ) {
+      throw new Error(
+        `prefix: row ${i} has a prefix of length ${c.prefixLen} for n_layer ${c.nLayer}, n_embd ${c.nEmbd}; ` +
+          `row 0 has length ${first.prefixLen} for n_layer ${first.nLayer}, n_embd ${first.nEmbd}`,
+      );
+    }
+  });
+  // Modules on another backend are copied through the host; the rest stays on the device.
+  const host = new Map<PrefixSource, ComputedPrefix>();
+  for (const p of list) {
+    if (p instanceof PrefixTuning && p.parameters()[0].backend !== backend && !host.has(p)) {
+      host.set(p, await p.toComputed());
+    }
+  }
+  const { prefixLen: L, nLayer, nEmbd } = first;
+  return noGrad(() =>
+    tidy(() => {
+      const tensorOf = (p: PrefixSource): Tensor =>
+        p instanceof PrefixTuning && !host.has(p)
+          ? p.computed()
+          : prefixTensor(host.get(p) ?? p as ComputedPrefix, backend);
+      if (!Array.isArray(prefix)) return prefixToPast(tensorOf(list[0]), batch, first);
+      const made = new Map<PrefixSource, Tensor>();
+      const rows = list.map((p) => {
+        if (!made.has(p)) made.set(p, reshape(tensorOf(p), [1, L, 2 * nLayer * nEmbd]));
+        return made.get(p)!;
+      });
+      return prefixToPast(concat(rows, 0), batch, first);
+    })
+  );
 }

@@ -1,6 +1,6 @@
 /**
  * Basic layers: Linear (torch layout), GPT-2's Conv1D (transposed layout), Embedding,
- * LayerNorm, Dropout and GELU. Parameter names match PyTorch / Hugging Face (`weight`, `bias`).
+ * LayerNorm, Dropout, GELU, Tanh and Sequential. Parameter names match PyTorch / Hugging Face (`weight`, `bias`).
  *
  * Every constructor takes {@link InitOptions}: the backend to allocate on and a seeded
  * generator, so a seed fixes the initial weights.
@@ -8,7 +8,16 @@
  * @module
  */
 import { full, randn } from "../autograd/creation.ts";
-import { add, dropout, embedding, gelu, layerNorm, matmul, transpose } from "../autograd/ops.ts";
+import {
+  add,
+  dropout,
+  embedding,
+  gelu,
+  layerNorm,
+  matmul,
+  tanh,
+  transpose,
+} from "../autograd/ops.ts";
 import { rng, type Xoshiro128 } from "../autograd/random.ts";
 import { Tensor } from "../autograd/tensor.ts";
 import type { Backend } from "../kernels/backend.ts";
@@ -207,5 +216,41 @@ export class GELU extends Module {
   /** Applies 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))). */
   forward(x: Tensor): Tensor {
     return gelu(x);
+  }
+}
+
+/** Elementwise tanh, as `torch.nn.Tanh`. */
+export class Tanh extends Module {
+  /** Applies tanh. */
+  forward(x: Tensor): Tensor {
+    return tanh(x);
+  }
+}
+
+/** A module that maps one tensor to one tensor (what {@link Sequential} chains). */
+export interface TensorLayer extends Module {
+  /** Applies the layer. */
+  forward(x: Tensor): Tensor;
+}
+
+/**
+ * Layers applied in order, registered as children "0", "1", ... like `torch.nn.Sequential`, so
+ * parameter names are `0.weight`, `2.bias`, ...
+ */
+export class Sequential extends Module {
+  /** The layers, in order. */
+  readonly layers: readonly TensorLayer[];
+
+  /** Chains `layers`. */
+  constructor(...layers: TensorLayer[]) {
+    super();
+    layers.forEach((m, i) => this.registerModule(String(i), m));
+    this.layers = layers;
+  }
+
+  /** Feeds x through every layer. */
+  forward(x: Tensor): Tensor {
+    for (const m of this.layers) x = m.forward(x);
+    return x;
   }
 }

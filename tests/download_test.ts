@@ -7,17 +7,32 @@ import {
   formatProgress,
   gitBlobSha1File,
   sha256File,
-} from "../data/download.ts";
+} from "../hub/download.ts";
 import {
   cacheRoot,
   DATASETS,
   downloadData,
-  ensureModel,
   hubFileInfo,
-  main,
   MODEL_FILES,
-} from "../tasks/download.ts";
+  resolveModel,
+  TOKENIZER_FILES,
+} from "../hub/mod.ts";
+import { main } from "../tasks/download.ts";
 import { encodeSafetensors, loadSafetensors } from "../models/safetensors.ts";
+import { GPT2 } from "../models/gpt2.ts";
+import { GPT2Tokenizer } from "../data/tokenizer.ts";
+import { hubCacheDir, hubEndpoint, hubOffline } from "../hub/hub.ts";
+
+const FAKE_GPT2 = new URL("../../shared/models/fake-gpt2/", import.meta.url).pathname;
+const haveFakeGpt2 = (() => {
+  try {
+    Deno.statSync(join(FAKE_GPT2, "model.safetensors"));
+    return true;
+  } catch {
+    console.log(`skipping the hand-made Hugging Face cache test: ${FAKE_GPT2} is absent`);
+    return false;
+  }
+})();
 
 const SHARED_E2E = new URL("../../shared/e2e/", import.meta.url).pathname;
 const haveSharedE2E = (() => {
@@ -443,7 +458,7 @@ async function fakeHub(files: Record<string, Bytes>, lfs: string[]) {
   return serve((req, url) => {
     const cdn = url.pathname.match(/^\/cdn\/(.+)$/);
     if (cdn) return rangeResponse(req, files[cdn[1]]);
-    const m = url.pathname.match(/^\/openai-community\/gpt2\/resolve\/main\/(.+)$/);
+    const m = url.pathname.match(/^\/openai-community\/gpt2\/resolve\/[^/]+\/(.+)$/);
     if (!m || !files[m[1]]) {
       return new Response("Entry not found", { status: 404, statusText: "Not Found" });
     }
@@ -455,13 +470,14 @@ async function fakeHub(files: Record<string, Bytes>, lfs: string[]) {
           location: `/cdn/${name}`,
           "x-linked-size": String(files[name].length),
           "x-linked-etag": `"${sha[name]}"`,
+          "x-repo-commit": COMMIT,
           etag: `W/"not-the-hash"`,
         },
       });
     }
     // (Deno.serve drops the body of a HEAD answer but keeps its length, as the hub does)
     return new Response(files[name], {
-      headers: { etag: `W/"${git[name]}"`, "content-type": "text/plain" },
+      headers: { etag: `W/"${git[name]}"`, "content-type": "text/plain", "x-repo-commit": COMMIT },
     });
   });
 }
@@ -477,6 +493,7 @@ Deno.test("hubFileInfo reads size and sha256 of LFS files, the git blob id of ot
     assert.deepEqual(await hubFileInfo(`${base}/model.safetensors`), {
       size: 5000,
       sha256: await webSha256(files["model.safetensors"]),
+      commit: COMMIT,
     });
     const info = await hubFileInfo(`${base}/config.json`);
     assert.equal(info.gitSha1, await webGitSha1(files["config.json"]));
@@ -491,50 +508,61 @@ Deno.test("hubFileInfo reads size and sha256 of LFS files, the git blob id of ot
   }
 });
 
-Deno.test("ensureModel downloads a named model once, then works offline from the cache", async () => {
+const COMMIT = "0123456789abcdef0123456789abcdef01234567";
+
+Deno.test("a hub id downloads once into Hugging Face's cache layout, then works offline", async () => {
   const st = encodeSafetensors({
     "transformer.wte.weight": { dtype: "F32", shape: [3, 2], data: [1, 2, 3, 4, 5, 6] },
   });
   const files: Record<string, Bytes> = {};
-  for (const f of MODEL_FILES) {
+  for (const f of [...MODEL_FILES, ...TOKENIZER_FILES]) {
     files[f] = f === "model.safetensors" ? st : new TextEncoder().encode(`{"file": "${f}"}`);
   }
   const server = await fakeHub(files, ["model.safetensors"]);
   try {
     await withTempDir(async (root) => {
-      const opts = { cacheRoot: root, hfEndpoint: server.base + "/", progress: "none" as const };
-      const dir = await ensureModel("gpt2", opts);
-      assert.equal(dir, join(root, "models", "gpt2"));
-      assert.deepEqual(listDir(dir), [...MODEL_FILES].sort());
-      for (const f of MODEL_FILES) assert.deepEqual(await Deno.readFile(join(dir, f)), files[f], f);
+      const opts = { hubCache: root, hfEndpoint: server.base + "/", progress: "none" as const };
+      const dir = await resolveModel("gpt2", opts);
+      const repo = join(root, "models--openai-community--gpt2");
+      assert.equal(dir, join(repo, "snapshots", COMMIT));
+      assert.equal(Deno.readTextFileSync(join(repo, "refs", "main")), COMMIT);
+      assert.deepEqual(listDir(dir), [...MODEL_FILES, ...TOKENIZER_FILES].sort());
+      for (const f of Object.keys(files)) {
+        assert.deepEqual(await Deno.readFile(join(dir, f)), files[f], f);
+      }
+      // snapshot files are links into blobs/, named by their hash
+      assert.ok(Deno.lstatSync(join(dir, "model.safetensors")).isSymlink);
+      assert.equal(listDir(join(repo, "blobs")).length, Object.keys(files).length);
       const loaded = await loadSafetensors(join(dir, "model.safetensors"));
-      assert.deepEqual(Array.from(loaded.tensors.get("transformer.wte.weight")!.data), [
-        1,
-        2,
-        3,
-        4,
-        5,
-        6,
-      ]);
-
-      const count = server.requests.length;
-      assert.equal(await ensureModel("gpt2", { ...opts, hfEndpoint: "http://127.0.0.1:9/" }), dir);
-      assert.equal(server.requests.length, count, "a cached model must not touch the network");
-      assert.equal(await ensureModel(dir, opts), dir, "an existing path is used as is");
-      await assert.rejects(
-        ensureModel(join(root, "nope"), opts),
-        /neither an existing path nor a known model/,
+      assert.deepEqual(
+        Array.from(loaded.tensors.get("transformer.wte.weight")!.data),
+        [1, 2, 3, 4, 5, 6],
       );
 
-      // the CLI fetches only what is missing
-      await Deno.remove(join(dir, "vocab.json"));
+      const count = server.requests.length;
+      const dead = { ...opts, hfEndpoint: "http://127.0.0.1:9/" };
+      assert.equal(await resolveModel("gpt2", dead), dir);
+      assert.equal(await resolveModel("openai-community/gpt2", dead), dir);
+      assert.equal(server.requests.length, count, "a cached model must not touch the network");
+      assert.equal(await resolveModel(dir, opts), dir, "an existing folder is used as is");
+      await assert.rejects(
+        resolveModel(join(root, "nope"), opts),
+        /neither an existing folder nor a hub id/,
+      );
+      await assert.rejects(
+        resolveModel("openai-community/gpt2-xl", { ...opts, offline: true }),
+        /not in the hub cache .* HF_HUB_OFFLINE/,
+      );
+
+      // the CLI fetches only what is missing, at the cached commit; a blob still present is
+      // only linked again (one HEAD, no GET)
+      await Deno.remove(join(dir, "config.json"));
       assert.equal(await main(["--model", "gpt2", "--cache", root], opts), 0);
-      assert.deepEqual(await Deno.readFile(join(dir, "vocab.json")), files["vocab.json"]);
+      assert.deepEqual(await Deno.readFile(join(dir, "config.json")), files["config.json"]);
       assert.deepEqual(
         server.requests.slice(count).map((r) => `${r.method} ${r.path}`),
         [
-          "HEAD /openai-community/gpt2/resolve/main/vocab.json",
-          "GET /openai-community/gpt2/resolve/main/vocab.json",
+          `HEAD /openai-community/gpt2/resolve/${COMMIT}/config.json`,
         ],
       );
     });
@@ -548,11 +576,12 @@ Deno.test("a file missing on the hub fails with a 404 naming it", async () => {
   try {
     await withTempDir(async (root) => {
       await assert.rejects(
-        ensureModel("gpt2", { cacheRoot: root, hfEndpoint: server.base, progress: "none" }),
+        resolveModel("gpt2", { hubCache: root, hfEndpoint: server.base, progress: "none" }),
         (e: unknown) =>
           e instanceof DownloadError && e.status === 404 && e.message.includes("model.safetensors"),
       );
-      assert.deepEqual(listDir(join(root, "models", "gpt2")), ["config.json"]);
+      const snap = join(root, "models--openai-community--gpt2", "snapshots", COMMIT);
+      assert.deepEqual(listDir(snap), ["config.json"]);
     });
   } finally {
     await server.close();
@@ -560,7 +589,7 @@ Deno.test("a file missing on the hub fails with a 404 naming it", async () => {
 });
 
 Deno.test("CLI argument errors exit with 2; cache root precedence", async () => {
-  assert.equal(await main(["--model", "gpt5"]), 2);
+  assert.equal(await main(["--model", "../gpt5"]), 2);
   assert.equal(await main(["--data", "imagenet"]), 2);
   assert.equal(await main([]), 2);
   assert.equal(await main(["--bogus"]), 2);
@@ -570,7 +599,8 @@ Deno.test("CLI argument errors exit with 2; cache root precedence", async () => 
     Deno.env.set("LF_CACHE", "/from/env");
     assert.equal(cacheRoot(), "/from/env");
     Deno.env.delete("LF_CACHE");
-    assert.equal(cacheRoot(), join(Deno.env.get("HOME")!, ".cache", "lf"));
+    const xdg = Deno.env.get("XDG_CACHE_HOME");
+    assert.equal(cacheRoot(), join(xdg ?? join(Deno.env.get("HOME")!, ".cache"), "lf"));
   } finally {
     if (saved !== undefined) Deno.env.set("LF_CACHE", saved);
   }
@@ -624,4 +654,68 @@ Deno.test({
       await server.close();
     }
   },
+});
+
+Deno.test({
+  name: "GPT2 and GPT2Tokenizer.fromPretrained read a Hugging Face cache laid out by hand, offline",
+  ignore: !haveFakeGpt2,
+  fn: async () => {
+    await withTempDir(async (home) => {
+      // What huggingface_hub leaves after from_pretrained("gpt2-medium"): blobs, links, refs/main.
+      const repo = join(home, "hub", "models--gpt2-medium");
+      const snap = join(repo, "snapshots", COMMIT);
+      await Deno.mkdir(snap, { recursive: true });
+      await Deno.mkdir(join(repo, "blobs"));
+      await Deno.mkdir(join(repo, "refs"));
+      await Deno.writeTextFile(join(repo, "refs", "main"), COMMIT);
+      for (const f of ["config.json", "model.safetensors", "vocab.json", "merges.txt"]) {
+        await Deno.copyFile(join(FAKE_GPT2, f), join(repo, "blobs", `blob-${f}`));
+        await Deno.symlink(join("..", "..", "blobs", `blob-${f}`), join(snap, f));
+      }
+      const saved = ["HF_HOME", "HF_HUB_OFFLINE", "HF_ENDPOINT"].map((k) => [k, Deno.env.get(k)]);
+      try {
+        Deno.env.set("HF_HOME", home);
+        Deno.env.set("HF_HUB_OFFLINE", "1");
+        Deno.env.set("HF_ENDPOINT", "http://127.0.0.1:9");
+        assert.equal(hubCacheDir(), join(home, "hub"));
+        assert.equal(hubOffline(), true);
+        assert.equal(hubEndpoint(), "http://127.0.0.1:9");
+        const model = await GPT2.fromPretrained("gpt2-medium");
+        const direct = await GPT2.fromPretrained(FAKE_GPT2);
+        assert.deepEqual(
+          await model.stateDict().get("transformer.wte.weight")!.data(),
+          await direct.stateDict().get("transformer.wte.weight")!.data(),
+        );
+        const tok = await GPT2Tokenizer.fromPretrained("gpt2-medium");
+        assert.deepEqual(tok.encode(" The Eagle"), [383, 18456]);
+        // Not in the cache and offline: an error that says so, no download attempted.
+        await assert.rejects(
+          () => GPT2.fromPretrained("openai-community/gpt2-large"),
+          /not in the hub cache .* HF_HUB_OFFLINE/,
+        );
+        model.dispose();
+        direct.dispose();
+      } finally {
+        for (const [k, v] of saved) v === undefined ? Deno.env.delete(k!) : Deno.env.set(k!, v);
+      }
+    });
+  },
+});
+
+Deno.test("hub cache folder: HF_HUB_CACHE, then HF_HOME/hub, then XDG_CACHE_HOME", () => {
+  const keys = ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"];
+  const saved = keys.map((k) => [k, Deno.env.get(k)] as const);
+  try {
+    for (const k of keys) Deno.env.delete(k);
+    Deno.env.set("XDG_CACHE_HOME", "/xdg");
+    assert.equal(hubCacheDir(), "/xdg/huggingface/hub");
+    assert.equal(cacheRoot(), "/xdg/lf");
+    Deno.env.set("HF_HOME", "/hfhome");
+    assert.equal(hubCacheDir(), "/hfhome/hub");
+    Deno.env.set("HF_HUB_CACHE", "/hubcache");
+    assert.equal(hubCacheDir(), "/hubcache");
+    assert.equal(hubCacheDir({ hubCache: "/opt" }), "/opt");
+  } finally {
+    for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+  }
 });

@@ -424,20 +424,31 @@ Deno.test("fromPretrained: keys without prefix, buffers, tied lm_head; errors na
     );
     await Deno.writeTextFile(
       `${dir}/bad/config.json`,
-      JSON.stringify({ activation_function: "relu" }),
+      JSON.stringify({ n_embd: 16, n_layer: 2, n_head: 2, activation_function: "relu" }),
     );
     await assert.rejects(
       GPT2.fromPretrained(`${dir}/bad`),
       /bad\/config\.json: activation_function "relu" is not supported/,
     );
-    await Deno.writeTextFile(`${dir}/bad/config.json`, JSON.stringify({ n_embd: 10, n_head: 3 }));
+    await Deno.writeTextFile(`${dir}/bad/config.json`, JSON.stringify({ n_embd: 10, n_layer: 1, n_head: 3 }));
     await assert.rejects(
       GPT2.fromPretrained(`${dir}/bad`),
       /n_embd 10 is not divisible by n_head 3/,
     );
+    // A config without its sizes is an error, not GPT-2 small.
+    await Deno.writeTextFile(`${dir}/bad/config.json`, JSON.stringify({ n_layer: 2, n_head: 2 }));
+    await assert.rejects(
+      GPT2.fromPretrained(`${dir}/bad`),
+      /bad\/config\.json: "n_embd" is missing/,
+    );
     await assert.rejects(
       GPT2.fromPretrained(`${dir}/nothing`),
-      /cannot read .*nothing\/config\.json/,
+      /nothing" is neither an existing folder nor a hub id/,
+    );
+    await Deno.mkdir(`${dir}/empty`);
+    await assert.rejects(
+      GPT2.fromPretrained(`${dir}/empty`),
+      /cannot read .*empty\/config\.json/,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -4,11 +4,16 @@ import * as lf from "../mod.ts";
 import {
   loadComputedPrefix,
   loadPeftPrefix,
+  loadPrefix,
   prefixTensor,
   prefixToPast,
   PrefixTuning,
   savePeftPrefix,
 } from "../models/prefix.ts";
+import { GPT2, gpt2Config } from "../models/gpt2.ts";
+import { generateWithScores } from "../models/generate.ts";
+import { Module } from "../nn/module.ts";
+import { f64 } from "./gradcheck.ts";
 
 const cfg = { prefixLen: 3, nLayer: 2, nHead: 2, nEmbd: 4, mid: 8, mlp: true, dropout: 0 };
 
@@ -80,4 +85,111 @@ Deno.test("export: own format size, peft format round trip", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("PrefixTuning is an nn Module: paper's names, stateDict round trip, eval turns dropout off", async () => {
+  const p = new PrefixTuning({ ...cfg, dropout: 0.5 }, { seed: 3 });
+  assert.ok(p instanceof Module);
+  assert.deepEqual([...p.stateDict().keys()], [
+    "wte.weight",
+    "control_trans.0.weight",
+    "control_trans.0.bias",
+    "control_trans.2.weight",
+    "control_trans.2.bias",
+  ]);
+  const want = await lf.noGrad(() => p.computed()).data();
+  const q = new PrefixTuning({ ...cfg, dropout: 0.5 }, { seed: 4 });
+  assert.notDeepEqual(await lf.noGrad(() => q.computed()).data(), want);
+  q.loadStateDict(p.stateDict());
+  assert.deepEqual(await lf.noGrad(() => q.computed()).data(), want);
+  // Training mode: the prefix dropout changes the keys; eval mode: exactly the computed prefix.
+  const keys = async () => await lf.noGrad(() => q.past(1)[0].k).data();
+  assert.equal(q.training, true);
+  const base = await lf.noGrad(() => prefixToPast(q.computed(), 1, cfg)[0].k).data();
+  assert.notDeepEqual(await keys(), base);
+  q.eval();
+  assert.deepEqual(await keys(), base);
+  // The same seed gives the same values; no-MLP: one parameter named as in the paper's code.
+  assert.deepEqual(
+    await lf.noGrad(() => new PrefixTuning(cfg, { seed: 3 }).computed()).data(),
+    want,
+  );
+  assert.deepEqual([...new PrefixTuning({ ...cfg, mlp: false }).stateDict().keys()], [
+    "control_trans",
+  ]);
+});
+
+Deno.test("PrefixTuning.forModel: the paper's defaults, the model's sizes and backend", () => {
+  const model = GPT2.random(gpt2Config({ nLayer: 2, nEmbd: 8, nHead: 2, vocabSize: 11 }), 1);
+  const p = PrefixTuning.forModel(model);
+  assert.deepEqual(p.config, {
+    prefixLen: 5,
+    nLayer: 2,
+    nHead: 2,
+    nEmbd: 8,
+    mid: 512,
+    mlp: true,
+    dropout: 0,
+  });
+  assert.equal(p.parameters()[0].backend, model.backend);
+  assert.equal(
+    PrefixTuning.forModel(model.config, { prefixLen: 10, mlp: false }).config.prefixLen,
+    10,
+  );
+});
+
+Deno.test("generate with a prefix: shared, per row (mixed-task batch), and from disk in both formats", async () => {
+  const mcfg = gpt2Config({ nLayer: 2, nEmbd: 8, nHead: 2, vocabSize: 19, nPositions: 40 });
+  const model = GPT2.random(mcfg, 5, { backend: f64 }).eval();
+  const a = PrefixTuning.forModel(model, { prefixLen: 3, mid: 6, seed: 1 });
+  const b = PrefixTuning.forModel(model, { prefixLen: 3, mid: 6, seed: 2 });
+  const prompts = [[1, 2, 3], [4, 5], [6]];
+  const opts = { maxNewTokens: 6, numBeams: 2 };
+  const alone = async (p: PrefixTuning, prompt: number[]) =>
+    (await generateWithScores(model, [prompt], { ...opts, prefix: p }))[0];
+  const mixed = await generateWithScores(model, prompts, { ...opts, prefix: [a, b, a] });
+  assert.deepEqual(mixed, [
+    await alone(a, prompts[0]),
+    await alone(b, prompts[1]),
+    await alone(a, prompts[2]),
+  ]);
+  assert.notDeepEqual(
+    (await alone(a, prompts[1])).tokens.concat([-1], (await alone(a, prompts[0])).tokens),
+    (await alone(b, prompts[1])).tokens.concat([-1], (await alone(b, prompts[0])).tokens),
+    "the two prefixes must steer differently for this test to mean anything",
+  );
+  // A shared prefix equals the same past given by hand.
+  const past = lf.noGrad(() => a.past(prompts.length));
+  assert.deepEqual(
+    await generateWithScores(model, prompts, { ...opts, prefix: a }),
+    await generateWithScores(model, prompts, { ...opts, prefixPast: past }),
+  );
+  // Saved in our format and in peft's, read back by loadPrefix: the same generations.
+  const dir = await Deno.makeTempDir();
+  try {
+    await a.export(`${dir}/own`);
+    await a.savePeft(`${dir}/peft`, "some/base");
+    for (const sub of ["own", "peft"]) {
+      // Files hold f32 values and this model computes in f64: same tokens, scores to ~1e-9.
+      const back = await generateWithScores(model, prompts, {
+        ...opts,
+        prefix: await loadPrefix(`${dir}/${sub}`),
+      });
+      const live = await generateWithScores(model, prompts, { ...opts, prefix: a });
+      assert.deepEqual(back.map((r) => r.tokens), live.map((r) => r.tokens), sub);
+      back.forEach((r, i) => assert.ok(Math.abs(r.score - live[i].score) < 1e-6, sub));
+    }
+    await assert.rejects(() => loadPrefix(dir), /not a prefix folder/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  await assert.rejects(
+    () => generateWithScores(model, prompts, { ...opts, prefix: [a, b] }),
+    /2 prefixes for a batch of 3 rows/,
+  );
+  const short = PrefixTuning.forModel(model, { prefixLen: 2, mid: 6 });
+  await assert.rejects(
+    () => generateWithScores(model, prompts, { ...opts, prefix: [a, short, a] }),
+    /row 1 has a prefix of length 2/,
+  );
 });
