@@ -66,4 +66,4 @@ export {
 export * as hub from "./hub/mod.ts";
 export { loadSafetensors, writeSafetensors } from "./models/safetensors.ts";
 export { GPT2Tokenizer } from "./data/tokenizer.ts";
-export { bleu, cider, meteor, nist, rougeL, scoreAll } from "./data/metrics/mod.ts";
+export { bleu, cider, meteor, nist, rougeL, scoreAll } from "./metrics/mod.ts";

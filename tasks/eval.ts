@@ -13,8 +13,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { EvalInputError, readEvalData, scoreAll } from "../data/metrics/mod.ts";
-import type { E2EScores } from "../data/metrics/mod.ts";
+import { EvalInputError, readEvalData, scoreAll } from "../metrics/mod.ts";
+import type { E2EScores } from "../metrics/mod.ts";
 
 const USAGE = `Usage: deno task eval REFS OUTPUTS [--json] [--meteor-dir DIR] [--no-meteor]
 

@@ -4,7 +4,7 @@
  * newline tokens banned, cut at `<|endoftext|>`), batched.
  *
  * ```sh
- * deno task generate --checkpoint runs/e2e_prefix --split test [--data DIR] [--num-beams 5] [--out FILE] [--limit N]
+ * deno task generate --checkpoint runs/e2e_prefix --split test [--data DIR] [--beams 5] [--out FILE] [--limit N]
  * ```
  *
  * `--checkpoint` is a `deno task train` output folder, its `prefix/` or `peft/` folder, a model
@@ -26,8 +26,8 @@ import {
   NEWLINE_IDS,
   writeOutputsAndRefs,
 } from "../models/checkpoint.ts";
-import { groupByMR, type MRGroup, readE2E } from "../data/e2e.ts";
-import { downloadData } from "../hub/mod.ts";
+import { e2eSplitPath, groupByMR, type MRGroup, readE2E } from "../data/e2e.ts";
+import { resolveE2EData } from "../train/e2e.ts";
 import { useBackend } from "../kernels/select.ts";
 
 export { NEWLINE_IDS, writeOutputsAndRefs };
@@ -86,8 +86,8 @@ const USAGE = `usage: deno task generate --checkpoint DIR [options]
 
   --checkpoint DIR     train output folder, its prefix/ or peft/ folder, a model folder or hub id
   --split test|valid   which E2E split to decode (default test)
-  --data DIR           folder with <split>.txt (default: the run's config.yaml data, else the E2E download)
-  --num-beams N        beam width (default ${E2E_DECODING.numBeams}; 1 = greedy)
+  --data DIR           folder with <split>.txt (default: the run's config.yaml data, else the downloaded or shipped E2E data)
+  --beams N            beam width (default ${E2E_DECODING.numBeams}; 1 = greedy)
   --max-new-tokens N   most tokens generated per MR (default ${E2E_DECODING.maxNewTokens})
   --min-length N       Hugging Face's min_length: no EOS before prompt + N tokens (default ${E2E_DECODING.minLength})
   --batch-size N       MRs decoded together (default ${E2E_DECODING.batchSize}; results do not depend on it)
@@ -109,7 +109,7 @@ export async function main(args: string[]): Promise<number> {
         checkpoint: { type: "string" },
         split: { type: "string", default: "test" },
         data: { type: "string" },
-        "num-beams": { type: "string" },
+        beams: { type: "string" },
         "max-new-tokens": { type: "string" },
         "min-length": { type: "string" },
         "batch-size": { type: "string" },
@@ -148,12 +148,12 @@ export async function main(args: string[]): Promise<number> {
     let dataDir = v.data;
     if (!dataDir) {
       const conf = await Deno.readTextFile(`${v.checkpoint}/config.yaml`).then(
-        (t) => parseYaml(t) as { data?: string },
+        (t) => parseYaml(t) as { data?: string | null },
         () => null,
       );
-      dataDir = conf?.data ?? (await downloadData("e2e"));
+      dataDir = await resolveE2EData(conf?.data ?? null);
     }
-    let groups = groupByMR(await readE2E(`${dataDir}/${v.split}.txt`));
+    let groups = groupByMR(await readE2E(await e2eSplitPath(dataDir, v.split)));
     if (limit > 0) groups = groups.slice(0, limit);
     const ck = await loadCheckpointLib(v.checkpoint, { backend, baseModel: v.model });
     log(
@@ -163,7 +163,7 @@ export async function main(args: string[]): Promise<number> {
     );
     const t0 = performance.now();
     const opts: DecodeOptions = {
-      numBeams: int("num-beams", v["num-beams"], E2E_DECODING.numBeams, 1),
+      numBeams: int("beams", v.beams, E2E_DECODING.numBeams, 1),
       maxNewTokens: int("max-new-tokens", v["max-new-tokens"], E2E_DECODING.maxNewTokens, 1),
       minLength: int("min-length", v["min-length"], E2E_DECODING.minLength, 0),
       batchSize: int("batch-size", v["batch-size"], E2E_DECODING.batchSize, 1),

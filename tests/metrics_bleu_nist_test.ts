@@ -2,7 +2,7 @@
 // comments from mteval-v13a's definitions; the same cases were also run through
 // the official script (measure_scores.py + mteval-v13a.pl) and agree.
 import assert from "node:assert/strict";
-import { bleu, bleuNist, nist } from "../data/metrics/bleu_nist.ts";
+import { bleu, bleuNist, nist } from "../metrics/bleu_nist.ts";
 
 const close = (actual: number, expected: number, what: string) =>
   assert.ok(Math.abs(actual - expected) < 1e-12, `${what}: ${actual} != ${expected}`);

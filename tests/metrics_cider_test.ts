@@ -4,7 +4,7 @@
 // sigma = 6, mean over n = 1..4 and references, times 10). The same cases agree
 // with the official script.
 import assert from "node:assert/strict";
-import { cider, ciderScoresTokenized } from "../data/metrics/cider.ts";
+import { cider, ciderScoresTokenized } from "../metrics/cider.ts";
 
 const close = (actual: number, expected: number, what: string) =>
   assert.ok(Math.abs(actual - expected) < 1e-12, `${what}: ${actual} != ${expected}`);

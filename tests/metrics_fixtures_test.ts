@@ -3,12 +3,12 @@
 // Skipped where ../shared is absent: the product never needs it.
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { bleuNist } from "../data/metrics/bleu_nist.ts";
-import { ciderTokenized } from "../data/metrics/cider.ts";
-import { readEvalData } from "../data/metrics/formats.ts";
-import { scoreAll } from "../data/metrics/mod.ts";
-import { cocoTokenizeCaptions } from "../data/metrics/ptb_tokenize.ts";
-import { rougeLTokenized } from "../data/metrics/rouge.ts";
+import { bleuNist } from "../metrics/bleu_nist.ts";
+import { ciderTokenized } from "../metrics/cider.ts";
+import { readEvalData } from "../metrics/formats.ts";
+import { scoreAll } from "../metrics/mod.ts";
+import { cocoTokenizeCaptions } from "../metrics/ptb_tokenize.ts";
+import { rougeLTokenized } from "../metrics/rouge.ts";
 
 const FIXTURES = fileURLToPath(new URL("../../shared/e2e-metrics-fixtures/", import.meta.url));
 const METEOR_DIR = fileURLToPath(new URL("../../shared/meteor/", import.meta.url));

@@ -11,7 +11,7 @@ import {
   pyLines,
   pyStrip,
   readEvalData,
-} from "../data/metrics/formats.ts";
+} from "../metrics/formats.ts";
 
 /** Asserts an EvalInputError for `file` (and `line`) whose message matches `re`. */
 function assertInputError(fn: () => unknown, file: string, line: number | undefined, re: RegExp) {

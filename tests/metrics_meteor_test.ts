@@ -14,10 +14,10 @@ import {
   emptyMeteorStats,
   meteor,
   type MeteorOptions,
-} from "../data/metrics/meteor.ts";
-import { meteorNormalize } from "../data/metrics/meteor_normalize.ts";
-import { loadParaphraseTable, meteorResourceDir } from "../data/metrics/meteor_resources.ts";
-import { snowballEnglishStem } from "../data/metrics/snowball_english.ts";
+} from "../metrics/meteor.ts";
+import { meteorNormalize } from "../metrics/meteor_normalize.ts";
+import { loadParaphraseTable, meteorResourceDir } from "../metrics/meteor_resources.ts";
+import { snowballEnglishStem } from "../metrics/snowball_english.ts";
 
 const SHARED = new URL("../../shared/", import.meta.url).pathname;
 const METEOR_DIR = `${SHARED}meteor`;

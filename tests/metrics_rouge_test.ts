@@ -2,7 +2,7 @@
 // max recall over the references taken separately, F with beta = 1.2, mean over
 // instances). The same cases agree with the official script.
 import assert from "node:assert/strict";
-import { lcsLength, rougeL, rougeLSentence } from "../data/metrics/rouge.ts";
+import { lcsLength, rougeL, rougeLSentence } from "../metrics/rouge.ts";
 
 const close = (actual: number, expected: number, what: string) =>
   assert.ok(Math.abs(actual - expected) < 1e-12, `${what}: ${actual} != ${expected}`);

@@ -6,14 +6,14 @@
 //   java edu.stanford.nlp.process.PTBTokenizer -preserveLines -lowerCase FILE
 // with each case alone in FILE (no trailing newline), and the multi-line case as one file.
 import assert from "node:assert/strict";
-import { mtevalTokenize, mtevalWords } from "../data/metrics/mteval_tokenize.ts";
+import { mtevalTokenize, mtevalWords } from "../metrics/mteval_tokenize.ts";
 import {
   cocoTokenize,
   cocoTokenizeCaptions,
   cocoTokenizeCorpus,
   ptbTokenize,
   ptbTokenizeLines,
-} from "../data/metrics/ptb_tokenize.ts";
+} from "../metrics/ptb_tokenize.ts";
 
 Deno.test("mteval tokenisation: punctuation, case, numbers, entities", () => {
   const cases: [string, string][] = [

@@ -5,7 +5,7 @@
  *
  * @example
  * ```ts
- * import { readEvalData, scoreAll } from "./data/metrics/mod.ts";
+ * import { readEvalData, scoreAll } from "./metrics/mod.ts";
  * const data = await readEvalData("refs.txt", "outputs.txt");
  * const s = await scoreAll(data.outputs, data.refs, { meteor: false });
  * console.log(s.BLEU, s.NIST, s.ROUGE_L, s.CIDEr);
