@@ -186,6 +186,7 @@ export class Tensor {
     const b = this.#buf;
     this.#buf = null;
     b.release();
+    if (this.gradFn) disposedInGraph.set(this, this.gradFn.op);
     this.gradFn = null;
     this.grad?.dispose();
     this.grad = null;
@@ -501,6 +502,32 @@ export function record(
   return out;
 }
 
+/**
+ * Non-leaf tensors whose graph a backward pass already released (PyTorch frees it too), and
+ * non-leaf tensors disposed while still part of a graph (with their op): reaching either in a
+ * later backward is an error, not a silent missing gradient.
+ */
+const releasedGraph = new WeakSet<Tensor>();
+const disposedInGraph = new WeakMap<Tensor, string>();
+
+function checkReachable(t: Tensor): void {
+  if (t.gradFn) return;
+  if (releasedGraph.has(t)) {
+    throw new Error(
+      `backward: the graph through tensor [${t.shape}] was already freed by an earlier backward(); ` +
+        `as in PyTorch, run the forward again to differentiate a second time`,
+    );
+  }
+  const op = disposedInGraph.get(t);
+  if (op !== undefined) {
+    throw new Error(
+      `backward: an intermediate tensor [${t.shape}] (output of ${op}) was disposed before ` +
+        `backward(), so the gradients of its inputs cannot be computed; keep it (or call ` +
+        `backward() inside the tidy scope that made it)`,
+    );
+  }
+}
+
 /** Reverse-mode sweep from `root`; accumulates into `.grad` of leaves and releases the graph. */
 function backward(root: Tensor, gradient?: Tensor): void {
   if (!root.requiresGrad) throw new Error(`backward: tensor [${root.shape}] does not require grad`);
@@ -526,6 +553,7 @@ function backward(root: Tensor, gradient?: Tensor): void {
     }
     if (seen.has(t.id)) continue;
     seen.add(t.id);
+    checkReachable(t);
     stack.push([t, true]);
     for (const i of t.gradFn?.inputs ?? []) {
       if (i.requiresGrad && !seen.has(i.id)) stack.push([i, false]);
@@ -592,6 +620,7 @@ function backward(root: Tensor, gradient?: Tensor): void {
       for (const gi of inGrads) if (gi && !owned.has(gi)) gi.dispose();
       g.dispose();
       t.gradFn = null; // release the graph as we go
+      releasedGraph.add(t);
     }
   } finally {
     gradEnabled = prev;

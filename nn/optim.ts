@@ -7,15 +7,15 @@
 import { keep, noGrad, Tensor, tidy } from "../autograd/tensor.ts";
 import { mul, sum } from "../autograd/ops.ts";
 
-/** AdamW hyperparameters (PyTorch `torch.optim.AdamW` defaults except lr). */
+/** AdamW hyperparameters; defaults are PyTorch's `torch.optim.AdamW` ones. */
 export interface AdamWOptions {
-  /** Learning rate (the schedule multiplies it). */
-  lr: number;
+  /** Learning rate (the schedule multiplies it), default 1e-3. */
+  lr?: number;
   /** Moment decays, default [0.9, 0.999]. */
   betas?: [number, number];
   /** Denominator epsilon, default 1e-8. */
   eps?: number;
-  /** Decoupled weight decay, default 0 (the paper's value). */
+  /** Decoupled weight decay, default 0.01 (PyTorch's; the Prefix-Tuning paper sets 0). */
   weightDecay?: number;
 }
 
@@ -30,10 +30,12 @@ export interface AdamWState {
 /**
  * AdamW with decoupled weight decay and bias correction (PyTorch semantics:
  * p ← p − lr·wd·p; m, v updated; p ← p − lr/(1−β₁ᵗ) · m / (√(v/(1−β₂ᵗ)) + ε)).
- * Parameters without a gradient are skipped. Moments live on the parameters' backend.
+ * Parameters that do not require grad (a frozen part of a model) are left out, so
+ * `new AdamW(model.parameters())` trains only what is trainable; parameters without a gradient
+ * at a step are skipped. Moments live on the parameters' backend.
  */
 export class AdamW {
-  /** Parameters being optimised. */
+  /** Parameters being optimised (those of the constructor's list that require grad). */
   readonly params: Tensor[];
   /** Current base learning rate (set by a schedule). */
   lr: number;
@@ -46,15 +48,15 @@ export class AdamW {
   #v: Tensor[] = [];
 
   /** Creates the optimiser; moments are allocated lazily on the first step. */
-  constructor(params: Tensor[], opts: AdamWOptions) {
-    for (const p of params) {
-      if (!p.requiresGrad) throw new Error(`AdamW: parameter [${p.shape}] does not require grad`);
+  constructor(params: Tensor[], opts: AdamWOptions = {}) {
+    this.params = [...new Set(params)].filter((p) => p.requiresGrad);
+    if (this.params.length === 0) {
+      throw new Error(`AdamW: none of the ${params.length} parameters requires grad`);
     }
-    this.params = params;
-    this.lr = opts.lr;
+    this.lr = opts.lr ?? 1e-3;
     this.#betas = opts.betas ?? [0.9, 0.999];
     this.#eps = opts.eps ?? 1e-8;
-    this.#wd = opts.weightDecay ?? 0;
+    this.#wd = opts.weightDecay ?? 0.01;
   }
 
   #ensureMoments(): void {

@@ -234,3 +234,18 @@ Deno.test("backward: a summed gradient passed through an identity-like op stays 
   y.backward();
   assert.deepEqual(Array.from(await w.grad!.data()), [5, 5, 5, 5]);
 });
+
+Deno.test("backward twice raises as in PyTorch; a disposed intermediate is an error, not a null grad", () => {
+  const x = lf.tensor([1, 2], { requiresGrad: true });
+  const y = x.mul(x).sum();
+  y.backward();
+  assert.throws(() => y.backward(), /already freed by an earlier backward/);
+  const a = x.mul(3);
+  const b = a.sum();
+  a.dispose();
+  assert.throws(() => b.backward(), /intermediate tensor \[2\] \(output of mul\) was disposed/);
+  // The same computation inside one tidy scope works.
+  x.zeroGrad();
+  lf.tidy(() => x.mul(3).sum().backward());
+  assert.ok(x.grad);
+});

@@ -6,7 +6,7 @@ import { AdamW, clipGradNorm, linearWarmupDecay } from "../nn/optim.ts";
 Deno.test("AdamW matches the PyTorch AdamW equations step by step", async () => {
   const p0 = [0.5, -1.25, 2];
   const p = lf.tensor(p0, { requiresGrad: true });
-  const opt = new AdamW([p], { lr: 0.1, weightDecay: 0.01 });
+  const opt = new AdamW([p], { lr: 0.1 }); // PyTorch's default weight decay, 0.01
   // Reference: loss = Σ c_i p_i², gradient 2 c_i p_i, moments in float64.
   const c = [1, 3, 0.5];
   const ref = [...p0], m = [0, 0, 0], v = [0, 0, 0];
@@ -61,4 +61,16 @@ Deno.test("clipGradNorm scales to the max norm and reports the original norm", a
   // Below the threshold: unchanged.
   assert.ok(Math.abs((await clipGradNorm([a, b], 10)) - 1) < 1e-5);
   assert.ok(Math.abs((await a.grad!.data())[0] - 0.6) < 1e-5);
+});
+
+Deno.test("AdamW on a partly frozen model trains only what requires grad, like PyTorch", async () => {
+  const model = new lf.nn.Linear(3, 2);
+  model.bias!.requiresGrad = false;
+  const bias = Array.from(await model.bias!.data());
+  const opt = new AdamW(model.parameters());
+  assert.deepEqual(opt.params, [model.weight]);
+  lf.tidy(() => model.forward(lf.ones([4, 3])).sum().backward());
+  opt.step();
+  assert.deepEqual(Array.from(await model.bias!.data()), bias);
+  assert.throws(() => new AdamW(model.freeze().parameters()), /none of the 2 parameters/);
 });
