@@ -23,6 +23,7 @@ export {
   setBackend,
 } from "./kernels/registry.ts";
 export { useBackend } from "./kernels/select.ts";
+import { useBackend } from "./kernels/select.ts";
 export { CpuBackend } from "./kernels/cpu/backend.ts";
 export * as nn from "./nn/mod.ts";
 export { AdamW, clipGradNorm, linearWarmupDecay } from "./nn/optim.ts";
@@ -67,3 +68,18 @@ export * as hub from "./hub/mod.ts";
 export { loadSafetensors, writeSafetensors } from "./models/safetensors.ts";
 export { GPT2Tokenizer } from "./data/tokenizer.ts";
 export { bleu, cider, meteor, nist, rougeL, scoreAll } from "./metrics/mod.ts";
+
+/**
+ * The library's default backend is the fastest correct one available, chosen as
+ * `--backend auto` chooses (WebGPU on a hardware adapter, else WebAssembly SIMD, else the CPU
+ * reference). `LF_BACKEND=cpu|wasm|webgpu|auto` overrides the choice; `setBackend` /
+ * `useBackend` change it at any time.
+ */
+function defaultBackendName(): string {
+  try {
+    return Deno.env.get("LF_BACKEND") || "auto";
+  } catch {
+    return "auto"; // no --allow-env
+  }
+}
+await useBackend(defaultBackendName());

@@ -27,6 +27,21 @@ registerBackend("webgpu", async () => {
   }
 });
 
+const NVIDIA_HINT = "an NVIDIA GPU is present but WebGPU sees no hardware adapter: Deno needs " +
+  "the Vulkan loader (libvulkan1) and NVIDIA's Vulkan driver (the nvidia ICD in " +
+  "/usr/share/vulkan/icd.d, e.g. from libnvidia-gl-<version>); `vulkaninfo --summary` should list the GPU";
+
+/** Whether the NVIDIA kernel driver is loaded (so a missing adapter is a setup problem). */
+function nvidiaWithoutAdapter(): boolean {
+  for (const p of ["/proc/driver/nvidia/version", "/dev/nvidia0"]) {
+    try {
+      Deno.statSync(p);
+      return true;
+    } catch { /* absent or not readable */ }
+  }
+  return false;
+}
+
 /** Whether a hardware WebGPU adapter is present. */
 async function hardwareGpu(): Promise<boolean> {
   try {
@@ -59,12 +74,15 @@ export async function useBackend(
       log(`backend: webgpu unavailable (${(e as Error).message}); trying wasm`);
     }
   }
+  const note = nvidiaWithoutAdapter() ? `; ${NVIDIA_HINT}` : "";
   try {
     const b = await setBackend("wasm");
-    log("backend: wasm (no hardware GPU adapter)");
+    log(`backend: wasm (no hardware GPU adapter${note})`);
     return b;
   } catch (e) {
-    log(`backend: wasm unavailable (${(e as Error).message}); using the cpu reference backend`);
+    log(
+      `backend: wasm unavailable (${(e as Error).message}); using the cpu reference backend${note}`,
+    );
     return await setBackend("cpu");
   }
 }
