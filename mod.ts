@@ -13,7 +13,22 @@
  * @module
  */
 export * from "./autograd/mod.ts";
-export type { Backend, DType, Storage, View } from "./kernels/backend.ts";
+export type {
+  AdamWParams,
+  AttentionParams,
+  Backend,
+  BinaryOp,
+  DType,
+  HostArray,
+  MatmulParams,
+  ReduceOp,
+  Storage,
+  UnaryOp,
+  View,
+} from "./kernels/backend.ts";
+export type { Factory } from "./kernels/registry.ts";
+export type { Floats } from "./kernels/cpu/backend.ts";
+export { BINARY_OPS, UNARY_OPS } from "./kernels/backend.ts";
 export { contiguousView } from "./kernels/backend.ts";
 export {
   backendNames,
@@ -26,8 +41,25 @@ export { useBackend } from "./kernels/select.ts";
 import { useBackend } from "./kernels/select.ts";
 export { CpuBackend } from "./kernels/cpu/backend.ts";
 export * as nn from "./nn/mod.ts";
-export { AdamW, clipGradNorm, linearWarmupDecay } from "./nn/optim.ts";
-export { GPT2, type GPT2Config, gpt2Config } from "./models/gpt2.ts";
+export * from "./nn/mod.ts";
+export {
+  AdamW,
+  type AdamWOptions,
+  type AdamWState,
+  clipGradNorm,
+  linearWarmupDecay,
+} from "./nn/optim.ts";
+export {
+  type ForwardOptions,
+  GPT2,
+  type GPT2Config,
+  gpt2Config,
+  GPT2Model,
+  type GPT2Output,
+  type HiddenOutput,
+  type IdsInput,
+  type LossOptions,
+} from "./models/gpt2.ts";
 export {
   generate,
   type GenerateOptions,
@@ -54,9 +86,9 @@ export {
   savePeftPrefix,
 } from "./models/prefix.ts";
 export {
-  type DecodeOptions,
   E2E_DECODING,
   generateForMRs,
+  type GenerateTextOptions,
   generateTexts,
   loadCheckpoint,
   type LoadCheckpointOptions,
@@ -65,9 +97,37 @@ export {
   writeOutputsAndRefs,
 } from "./models/checkpoint.ts";
 export * as hub from "./hub/mod.ts";
-export { loadSafetensors, writeSafetensors } from "./models/safetensors.ts";
+export {
+  loadSafetensors,
+  type SafeTensor,
+  type SafeTensors,
+  type SafetensorsDtype,
+  type TensorToWrite,
+  writeSafetensors,
+} from "./models/safetensors.ts";
 export { GPT2Tokenizer } from "./data/tokenizer.ts";
-export { bleu, cider, meteor, nist, rougeL, scoreAll } from "./metrics/mod.ts";
+export type { E2EPair, MRGroup } from "./data/e2e.ts";
+export type { HubOptions } from "./hub/hub.ts";
+export type { ProgressMode } from "./hub/download.ts";
+export type { DecodeOptions } from "./data/tokenizer.ts";
+export {
+  bleu,
+  cider,
+  type E2EScores,
+  meteor,
+  nist,
+  rougeL,
+  scoreAll,
+  type ScoreAllOptions,
+} from "./metrics/mod.ts";
+export type { CiderOptions } from "./metrics/cider.ts";
+export type {
+  MeteorOptions,
+  MeteorParameters,
+  MeteorResult,
+  MeteorStats,
+} from "./metrics/meteor.ts";
+export type { MeteorModule } from "./metrics/meteor_aligner.ts";
 
 /**
  * The library's default backend is the fastest correct one available, chosen as

@@ -9,7 +9,8 @@
 import type { Backend } from "./backend.ts";
 import { CpuBackend } from "./cpu/backend.ts";
 
-type Factory = () => Promise<Backend>;
+/** Creates a backend (registered under a name, created on first use). */
+export type Factory = () => Promise<Backend>;
 
 const factories = new Map<string, Factory>();
 const instances = new Map<string, Backend>();

@@ -119,7 +119,8 @@ export async function loadCheckpoint(
 }
 
 /** Options of {@link generateForMRs} and {@link generateTexts}: generation settings plus batching. */
-export interface DecodeOptions extends Omit<Partial<GenerateOptions>, "prefix" | "prefixPast"> {
+export interface GenerateTextOptions
+  extends Omit<Partial<GenerateOptions>, "prefix" | "prefixPast"> {
   /** Prompts per batch (default 10). */
   batchSize?: number;
   /** Called after each batch with the number of prompts done and the total. */
@@ -135,7 +136,10 @@ export const NEWLINE_IDS: readonly number[] = [198, 628];
  */
 export const E2E_DECODING: Readonly<
   Required<
-    Pick<DecodeOptions, "numBeams" | "maxNewTokens" | "minLength" | "badWordsIds" | "batchSize">
+    Pick<
+      GenerateTextOptions,
+      "numBeams" | "maxNewTokens" | "minLength" | "badWordsIds" | "batchSize"
+    >
   >
 > = {
   numBeams: 5,
@@ -153,7 +157,7 @@ export const E2E_DECODING: Readonly<
 export async function generateTexts(
   ck: LoadedCheckpoint,
   prompts: readonly (string | number[])[],
-  opts: DecodeOptions = {},
+  opts: GenerateTextOptions = {},
 ): Promise<string[]> {
   const { batchSize = E2E_DECODING.batchSize, onBatch, ...rest } = opts;
   const gen: GenerateOptions = {
@@ -197,7 +201,7 @@ export async function generateTexts(
 export async function generateForMRs(
   ck: LoadedCheckpoint,
   mrs: readonly (string | MRGroup)[],
-  opts: DecodeOptions = {},
+  opts: GenerateTextOptions = {},
 ): Promise<string[]> {
   const prompts = mrs.map((m) => encodePrompt(ck.tokenizer, typeof m === "string" ? m : m.mr));
   return await generateTexts(ck, prompts, opts);

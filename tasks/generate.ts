@@ -18,9 +18,9 @@ import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import type { Backend } from "../kernels/backend.ts";
 import {
-  type DecodeOptions,
   E2E_DECODING,
   generateForMRs as generateForMRsLib,
+  type GenerateTextOptions,
   loadCheckpoint as loadCheckpointLib,
   type LoadedCheckpoint,
   NEWLINE_IDS,
@@ -33,7 +33,7 @@ import { useBackend } from "../kernels/select.ts";
 export { NEWLINE_IDS, writeOutputsAndRefs };
 export type { LoadedCheckpoint };
 
-/** Decoding settings of the old task interface, kept for callers not yet on `DecodeOptions`. */
+/** Decoding settings of the old task interface, kept for callers not yet on `GenerateTextOptions`. */
 export interface GenerateTaskOptions {
   /** Beam width (5). */
   beams: number;
@@ -162,7 +162,7 @@ export async function main(args: string[]): Promise<number> {
       } on ${ck.modelDir}`,
     );
     const t0 = performance.now();
-    const opts: DecodeOptions = {
+    const opts: GenerateTextOptions = {
       numBeams: int("beams", v.beams, E2E_DECODING.numBeams, 1),
       maxNewTokens: int("max-new-tokens", v["max-new-tokens"], E2E_DECODING.maxNewTokens, 1),
       minLength: int("min-length", v["min-length"], E2E_DECODING.minLength, 0),

@@ -24,7 +24,8 @@ import {
   type View,
 } from "../backend.ts";
 
-type Floats = Float32Array | Float64Array;
+/** The float arrays the CPU backend computes in. */
+export type Floats = Float32Array | Float64Array;
 
 /** A buffer of the CPU backend: a typed array on the JS heap. */
 export class CpuStorage implements Storage {
