@@ -236,16 +236,111 @@ export function parseE2ECsv(text: string, source: string): E2EPair[] {
 }
 
 /**
+ * Index of the first byte of `bytes` that is not valid UTF-8 (overlong forms, surrogates and
+ * code points above U+10FFFF count as invalid), or -1.
+ */
+export function firstInvalidUtf8(bytes: Uint8Array): number {
+  const n = bytes.length;
+  let i = 0;
+  while (i < n) {
+    const b = bytes[i];
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    let len: number, min: number, cp: number;
+    if (b >= 0xc2 && b <= 0xdf) [len, min, cp] = [2, 0x80, b & 0x1f];
+    else if (b >= 0xe0 && b <= 0xef) [len, min, cp] = [3, 0x800, b & 0x0f];
+    else if (b >= 0xf0 && b <= 0xf4) [len, min, cp] = [4, 0x10000, b & 0x07];
+    else return i;
+    for (let k = 1; k < len; k++) {
+      const c = bytes[i + k];
+      if (i + k >= n || (c & 0xc0) !== 0x80) return i;
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+    i += len;
+  }
+  return -1;
+}
+
+/**
+ * Decodes UTF-8 text strictly: an invalid byte is an error naming `source`, the line, the
+ * column (in bytes) and the byte's offset in the file. A leading byte-order mark is dropped.
+ */
+export function decodeUtf8(bytes: Uint8Array, source: string): string {
+  const bad = firstInvalidUtf8(bytes);
+  if (bad >= 0) {
+    let line = 1, lineStart = 0;
+    for (let i = 0; i < bad; i++) {
+      if (bytes[i] === 0x0a) {
+        line++;
+        lineStart = i + 1;
+      }
+    }
+    throw new Error(
+      `${source}:${line}: invalid UTF-8 byte 0x${
+        bytes[bad].toString(16).padStart(2, "0")
+      } at column ${bad - lineStart + 1} (byte ${bad} of the file)`,
+    );
+  }
+  const text = new TextDecoder("utf-8").decode(bytes);
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
+async function readBytes(path: string): Promise<Uint8Array> {
+  const raw = await Deno.readFile(path);
+  if (!path.toLowerCase().endsWith(".gz")) return raw;
+  const stream = new Blob([raw]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/**
  * Reads an E2E file, choosing the format by extension: `.csv` official CSV, `.txt` the paper's
- * `MR||reference` lines.
+ * `MR||reference` lines; either may be gzipped (`.txt.gz`). The text must be valid UTF-8 (an
+ * error names file, line and byte otherwise).
  */
 export async function readE2E(path: string): Promise<E2EPair[]> {
-  const lower = path.toLowerCase();
+  const lower = path.toLowerCase().replace(/\.gz$/, "");
   if (!lower.endsWith(".csv") && !lower.endsWith(".txt")) {
     throw new Error(`${path}: unknown E2E file type, expected .txt (MR||reference) or .csv`);
   }
-  const text = await Deno.readTextFile(path);
+  const text = decodeUtf8(await readBytes(path), path);
   return lower.endsWith(".csv") ? parseE2ECsv(text, path) : parseE2EText(text, path);
+}
+
+/** The three splits of the paper's files. */
+export type E2ESplit = "train" | "valid" | "test";
+
+/** Path of a split in a data folder: `split.txt`, else `split.txt.gz`. */
+export async function e2eSplitPath(dir: string, split: E2ESplit): Promise<string> {
+  for (const name of [`${split}.txt`, `${split}.txt.gz`]) {
+    const p = `${dir}/${name}`;
+    if (await Deno.stat(p).then(() => true, () => false)) return p;
+  }
+  throw new Error(`${dir}: no ${split}.txt (or ${split}.txt.gz)`);
+}
+
+/**
+ * Reads one split of a data folder; an empty split (no pair, e.g. a blank-only file) is an
+ * error naming the file.
+ */
+export async function readE2ESplit(dir: string, split: E2ESplit): Promise<E2EPair[]> {
+  const path = await e2eSplitPath(dir, split);
+  const pairs = await readE2E(path);
+  if (pairs.length === 0) {
+    throw new Error(`${path}: no MR||reference pair (the file is empty or blank)`);
+  }
+  return pairs;
+}
+
+/**
+ * The E2E files shipped with the library (`data/e2e/`: the paper's train, valid and test files,
+ * gzipped; CC BY-SA 4.0, see the LICENSE there), or null where the module is not a local file.
+ */
+export function shippedE2EDir(): string | null {
+  const url = new URL("./e2e", import.meta.url);
+  return url.protocol === "file:" ? decodeURIComponent(url.pathname) : null;
 }
 
 /**
@@ -323,4 +418,37 @@ export function encodeExample(tok: TextEncoderLike, mr: string, ref: string): En
 export function encodePrompt(tok: TextEncoderLike, mr: string): number[] {
   checkMR(mr);
   return tok.encode(promptText(mr));
+}
+
+/** Options of {@linkcode encodePairs}. */
+export interface EncodePairsOptions {
+  /** Longest allowed example in tokens (the model's n_positions less the prefix length). */
+  maxLength: number;
+  /** Cut longer examples to `maxLength` instead of failing. */
+  truncate?: boolean;
+  /** File the pairs came from, named in errors. */
+  source?: string;
+}
+
+/**
+ * Encodes training pairs with {@linkcode encodeExample}. An example longer than `maxLength`
+ * is an error naming the file and line (or is cut, with `truncate`).
+ */
+export function encodePairs(
+  tok: TextEncoderLike,
+  pairs: readonly E2EPair[],
+  opts: EncodePairsOptions,
+): EncodedExample[] {
+  return pairs.map((p) => {
+    const e = encodeExample(tok, p.mr, p.ref);
+    if (e.ids.length <= opts.maxLength) return e;
+    if (opts.truncate) {
+      return { ids: e.ids.slice(0, opts.maxLength), labels: e.labels.slice(0, opts.maxLength) };
+    }
+    throw new Error(
+      `${
+        opts.source ?? "E2E data"
+      }:${p.line}: example is ${e.ids.length} tokens, longer than the ${opts.maxLength} the model takes (n_positions less the prefix); shorten it or set truncate_long`,
+    );
+  });
 }

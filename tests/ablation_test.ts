@@ -1,7 +1,7 @@
 /** `deno task ablation` end to end with tiny settings: every file written, reruns skip work. */
 import assert from "node:assert/strict";
 import { GPT2, gpt2Config } from "../models/gpt2.ts";
-import { loadAblationConfig, runAblation } from "../tasks/ablation.ts";
+import { loadAblationConfig, runAblation } from "../train/ablation.ts";
 
 const SHARED = new URL("../../shared/", import.meta.url).pathname;
 const hasShared = await Deno.stat(`${SHARED}models/fake-gpt2/model.safetensors`).then(
@@ -43,14 +43,14 @@ Deno.test("ablation: prefix lengths and fine-tuning, results.csv/md/svg, resumab
         "finetune: true",
         "split: test",
         `out: ${tmp}/out`,
-        "gen_limit: 3",
-        hasShared ? `meteor_dir: ${SHARED}meteor` : "meteor_dir: null",
         "train:",
+        "  gen_limit: 3",
+        hasShared ? `  meteor_dir: ${SHARED}meteor` : "  meteor_dir: null",
         `  model: ${model}`,
         `  data: ${tmp}/data`,
         "  epochs: 1",
         "  batch_size: 10",
-        "  num_beams: 2",
+        "  beams: 2",
         "  max_new_tokens: 3",
         "  backend: cpu",
       ].join("\n") + "\n",
@@ -88,7 +88,8 @@ Deno.test("ablation: prefix lengths and fine-tuning, results.csv/md/svg, resumab
     const again: string[] = [];
     const rows2 = await runAblation(cfg, (s) => again.push(s));
     assert.deepEqual(rows2, rows);
-    assert.equal(again.filter((l) => l.includes("skipping")).length, 6);
+    // Three runs, three steps each (training, decoding, scoring), all skipped.
+    assert.equal(again.filter((l) => l.includes("skipping")).length, 9);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
@@ -102,10 +103,10 @@ Deno.test("ablation config: bad keys and values are named", async () => {
     await Deno.writeTextFile(tmp, "prefix_lens: [1, 0]\n");
     await assert.rejects(
       () => loadAblationConfig(tmp),
-      /'prefix_lens' must be a list of positive integers/,
+      /'prefix_lens' must be ≥ 1/,
     );
     await Deno.writeTextFile(tmp, "train:\n  epochs: x\n");
-    await assert.rejects(() => loadAblationConfig(tmp), /'epochs' must be a number/);
+    await assert.rejects(() => loadAblationConfig(tmp), /'epochs' must be an integer/);
     await Deno.writeTextFile(tmp, "prefix_lens: [1, 5]\n");
     await assert.rejects(
       () => loadAblationConfig(tmp, { only: "prefix_L5,prefix_L7" }),

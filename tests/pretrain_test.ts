@@ -8,7 +8,7 @@ import {
   packRows,
   pretrain,
   PRETRAIN_DEFAULTS,
-} from "../tasks/pretrain.ts";
+} from "../train/pretrain.ts";
 import { Xoshiro128 } from "../autograd/random.ts";
 
 Deno.test("packRows concatenates documents into full rows and drops the tail", () => {
@@ -68,10 +68,10 @@ Deno.test("pretrain: a tiny GPT-2 on a few references learns and saves an HF fol
       out: `${tmp}/out`,
       save_every: 0,
     });
-    const dir = await pretrain(cfg, { log: () => {} });
+    const { modelDir: dir } = await pretrain(cfg, { log: () => {} });
     const losses = (await Deno.readTextFile(`${tmp}/out/log.jsonl`)).trim().split("\n").map((l) =>
-      JSON.parse(l).loss
-    );
+      JSON.parse(l)
+    ).filter((r) => r.step !== undefined).map((r) => r.loss);
     assert.ok(losses.at(-1) < losses[0] - 1, `losses ${losses[0]} → ${losses.at(-1)}`);
     const m = await GPT2.fromPretrained(dir);
     assert.equal(m.config.nEmbd, 16);
@@ -83,7 +83,9 @@ Deno.test("pretrain: a tiny GPT-2 on a few references learns and saves an HF fol
     m.dispose();
     // Finished: a second call skips.
     const lines: string[] = [];
-    await pretrain(cfg, { log: (s) => lines.push(s) });
+    await pretrain(cfg, { log: (s) => lines.push(s), resume: true });
+    // Without --resume or --overwrite a finished folder is refused.
+    await assert.rejects(() => pretrain(cfg, { log: () => {} }), /already holds a finished run/);
     assert.ok(lines.some((l) => l.includes("skipping")));
   } finally {
     await Deno.remove(tmp, { recursive: true });
@@ -98,7 +100,7 @@ Deno.test("pretrain config errors name the key", async () => {
   await assert.rejects(() => loadPretrainConfig(null, { layers: 2 }), /unknown key 'layers'/);
   await assert.rejects(
     () => loadPretrainConfig(null, { documents: "random" }),
-    /'documents' must be 'shuffled' or 'grouped'/,
+    /'documents' must be one of shuffled, grouped/,
   );
   const shipped = await loadPretrainConfig(
     new URL("../configs/mini_pretrain.yaml", import.meta.url).pathname,

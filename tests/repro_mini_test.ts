@@ -1,7 +1,7 @@
 /** `deno task repro-mini` end to end with tiny settings: pretrain → runs → baseline → report. */
 import assert from "node:assert/strict";
-import { copyRates, mrValues, reproMini, targets } from "../tasks/repro_mini.ts";
-import type { AblationRow } from "../tasks/ablation.ts";
+import { checks, copyRates, mrValues, reproMini } from "../train/repro_mini.ts";
+import type { AblationRow } from "../train/ablation.ts";
 
 const LINES = [
   "name : The Vaults | Type : pub | near : Café Adriatic||The Vaults pub is near Café Adriatic . ",
@@ -31,13 +31,13 @@ Deno.test("copyRates: verbatim name / near values over the MRs that have them", 
   assert.deepEqual(copyRates(mrs, []), { name: 0, near: 0 });
 });
 
-Deno.test("targets: each line is computed from the scores and step times", () => {
+Deno.test("checks: each line is computed from the scores and step times", () => {
   const row = (BLEU: number, sec: number) => ({ BLEU, sec_per_step: sec }) as AblationRow;
-  const lines = targets(row(0.61, 0.5), row(0.54, 0.3), { BLEU: 0.2 });
+  const lines = checks(row(0.61, 0.5), row(0.54, 0.3), { BLEU: 0.2 });
   assert.deepEqual(lines.map((l) => l.slice(2, 3)), ["✓", "✗", "✓", "✓", "✓"]);
   assert.match(lines[1], /prefix-tuning ≥ 55 BLEU: 54\.0/);
   assert.match(lines[2], /0\.300 s vs 0\.500 s \(0\.60×\)/);
-  const worse = targets(row(0.1, 0.2), row(0.1, 0.3), { BLEU: 0.2 });
+  const worse = checks(row(0.1, 0.2), row(0.1, 0.3), { BLEU: 0.2 });
   assert.deepEqual(worse.map((l) => l.slice(2, 3)), ["✗", "✗", "✗", "✗", "✗"]);
 });
 
@@ -56,9 +56,9 @@ Deno.test("repro-mini: every step runs and the results folder is complete", asyn
     );
     await Deno.writeTextFile(
       `${tmp}/abl.yaml`,
-      `prefix_lens: [1, 5]\nfinetune: true\nsplit: test\nout: ${tmp}/abl\ngen_limit: 2\n` +
+      `prefix_lens: [1, 5]\nfinetune: true\nsplit: test\nout: ${tmp}/abl\n` +
         `run_overrides:\n  prefix_L5: { max_minutes: 30 }\n` +
-        `train:\n  data: ${tmp}/data\n  epochs: 1\n  batch_size: 6\n  num_beams: 2\n  max_new_tokens: 3\n  backend: cpu\n  mid_dim: 8\n`,
+        `train:\n  data: ${tmp}/data\n  gen_limit: 2\n  epochs: 1\n  batch_size: 6\n  beams: 2\n  max_new_tokens: 3\n  backend: cpu\n  mid_dim: 8\n`,
     );
     const report = await reproMini({
       results: `${tmp}/results`,

@@ -1,6 +1,6 @@
 /** The SVG plot writer: tick choice and the elements a reader needs. */
 import assert from "node:assert/strict";
-import { linePlot, niceTicks } from "../tasks/svg_plot.ts";
+import { linePlot, niceTicks } from "../train/plot.ts";
 
 Deno.test("niceTicks: 1-2-5 steps covering the range", () => {
   assert.deepEqual(niceTicks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]);

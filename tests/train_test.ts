@@ -9,8 +9,14 @@ import assert from "node:assert/strict";
 import { GPT2 } from "../models/gpt2.ts";
 import { gpt2Config } from "../models/gpt2.ts";
 import { loadSafetensors } from "../models/safetensors.ts";
-import { DEFAULT_CONFIG, parseTrainArgs, type TrainConfig } from "../tasks/config.ts";
-import { train } from "../tasks/train.ts";
+import {
+  TRAIN_DEFAULTS as DEFAULT_CONFIG,
+  type TrainConfig,
+  trainE2E as train,
+} from "../train/e2e.ts";
+import { parseCommandLine } from "../train/config.ts";
+import { loadTrainConfig } from "../train/pipeline.ts";
+import { TRAIN_SCHEMA } from "../train/e2e.ts";
 import { main as generateMain } from "../tasks/generate.ts";
 
 const SHARED = new URL("../../shared/", import.meta.url).pathname;
@@ -50,6 +56,19 @@ async function fixture(): Promise<{ model: string; data: string; tmp: string }> 
 }
 
 const quiet = () => {};
+
+const MINI_CONFIG = new URL("../configs/e2e_prefix_mini.yaml", import.meta.url).pathname;
+
+/** The command line of `deno task train` as the task reads it (config file, then flags). */
+async function parseTrainArgs(args: string[], file = MINI_CONFIG) {
+  const cl = parseCommandLine(args, TRAIN_SCHEMA, {
+    config: { type: "string", doc: "" },
+    resume: { type: "boolean", doc: "" },
+  });
+  const resume = !!cl.extras.resume;
+  const config = await loadTrainConfig((cl.extras.config as string) ?? file, cl.keys, { resume });
+  return { config, resume };
+}
 
 function cfg(
   f: { model: string; data: string; tmp: string },
@@ -164,14 +183,14 @@ Deno.test("fine-tuning saves a full Hugging Face-format model that loads back", 
 });
 
 Deno.test("config: unknown keys and wrong types are rejected with the key's name", async () => {
-  await assert.rejects(() => parseTrainArgs(["--epochs", "two"]), /'epochs' must be a number/);
+  await assert.rejects(() => parseTrainArgs(["--epochs", "two"]), /'epochs' must be an integer/);
   await assert.rejects(
     () => parseTrainArgs(["--prefix-len", "1.5"]),
     /'prefix_len' must be an integer/,
   );
   await assert.rejects(
     () => parseTrainArgs(["--tuner", "lora"]),
-    /'tuner' must be 'prefix' or 'fine'/,
+    /'tuner' must be one of prefix, fine/,
   );
   await assert.rejects(() => parseTrainArgs(["--bogus", "1"]), /Unknown option '--bogus'/);
   const tmp = await Deno.makeTempFile({ suffix: ".yaml" });
@@ -194,6 +213,9 @@ Deno.test("config: unknown keys and wrong types are rejected with the key's name
   assert.equal(prefix.config.lr, 8e-5);
   assert.equal(prefix.config.prefix_len, 5);
   assert.equal(prefix.config.seed, 101);
+  const mini = await parseTrainArgs([]);
+  assert.equal(mini.config.model, "results/mini/pretrain/model");
+  assert.ok(mini.config.max_minutes > 0);
   const fine = await parseTrainArgs(
     [],
     new URL("../configs/e2e_finetune.yaml", import.meta.url).pathname,
@@ -203,7 +225,7 @@ Deno.test("config: unknown keys and wrong types are rejected with the key's name
 });
 
 Deno.test("batchLoss (LM head on labelled positions only) equals GPT2.loss over all logits", async () => {
-  const { batchLoss } = await import("../tasks/train.ts");
+  const { batchLoss } = await import("../train/e2e.ts");
   const { PrefixTuning } = await import("../models/prefix.ts");
   const lf = await import("../mod.ts");
   const m = GPT2.random(
