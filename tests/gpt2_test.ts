@@ -430,7 +430,10 @@ Deno.test("fromPretrained: keys without prefix, buffers, tied lm_head; errors na
       GPT2.fromPretrained(`${dir}/bad`),
       /bad\/config\.json: activation_function "relu" is not supported/,
     );
-    await Deno.writeTextFile(`${dir}/bad/config.json`, JSON.stringify({ n_embd: 10, n_layer: 1, n_head: 3 }));
+    await Deno.writeTextFile(
+      `${dir}/bad/config.json`,
+      JSON.stringify({ n_embd: 10, n_layer: 1, n_head: 3 }),
+    );
     await assert.rejects(
       GPT2.fromPretrained(`${dir}/bad`),
       /n_embd 10 is not divisible by n_head 3/,
