@@ -1,5 +1,6 @@
 /** `deno task ablation` end to end with tiny settings: every file written, reruns skip work. */
 import assert from "node:assert/strict";
+import { GPT2Tokenizer } from "../data/tokenizer.ts";
 import { GPT2, gpt2Config } from "../models/gpt2.ts";
 import { loadAblationConfig, runAblation } from "../train/ablation.ts";
 
@@ -33,6 +34,7 @@ Deno.test("ablation: prefix lengths and fine-tuning, results.csv/md/svg, resumab
     if (!hasShared) {
       const m = GPT2.random(gpt2Config({ nLayer: 1, nHead: 1, nEmbd: 4, nPositions: 256 }), 1);
       await m.save(`${tmp}/model`);
+      await (await GPT2Tokenizer.offlineDefault()).save(`${tmp}/model`);
       m.dispose();
       model = `${tmp}/model`;
     }

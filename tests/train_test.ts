@@ -6,6 +6,7 @@
  * a few inline E2E lines are used instead.
  */
 import assert from "node:assert/strict";
+import { GPT2Tokenizer } from "../data/tokenizer.ts";
 import { GPT2 } from "../models/gpt2.ts";
 import { gpt2Config } from "../models/gpt2.ts";
 import { loadSafetensors } from "../models/safetensors.ts";
@@ -51,6 +52,7 @@ async function fixture(): Promise<{ model: string; data: string; tmp: string }> 
   }
   const m = GPT2.random(gpt2Config({ nLayer: 1, nHead: 1, nEmbd: 4, nPositions: 256 }), 3);
   await m.save(`${tmp}/model`);
+  await (await GPT2Tokenizer.offlineDefault()).save(`${tmp}/model`);
   m.dispose();
   return { model: `${tmp}/model`, data: `${tmp}/data`, tmp };
 }

@@ -27,7 +27,7 @@ import {
 } from "../models/prefix.ts";
 import type { StateEntry } from "../nn/module.ts";
 import { type Batch, IGNORE_INDEX, makeBatches } from "../data/batching.ts";
-import { encodePairs, readE2ESplit, shippedE2EDir } from "../data/e2e.ts";
+import { e2eSplitPath, encodePairs, readE2ESplit, shippedE2EDir } from "../data/e2e.ts";
 import { GPT2Tokenizer } from "../data/tokenizer.ts";
 import { atomicWriteText } from "../io/atomic.ts";
 import { cacheRoot, ensureModel } from "../hub/mod.ts";
@@ -374,7 +374,7 @@ export async function trainE2E(cfg: TrainConfig, opts: TrainOptions = {}): Promi
     );
   });
   const dataDir = await resolveE2EData(cfg.data);
-  const tok = await GPT2Tokenizer.fromDir(modelDir).catch(() => GPT2Tokenizer.offlineDefault());
+  const tok = await GPT2Tokenizer.fromPretrained(modelDir);
   let trainPairs = await readE2ESplit(dataDir, "train");
   let validPairs = await readE2ESplit(dataDir, "valid");
   if (cfg.train_limit > 0) trainPairs = trainPairs.slice(0, cfg.train_limit);
@@ -387,12 +387,12 @@ export async function trainE2E(cfg: TrainConfig, opts: TrainOptions = {}): Promi
   const trainEx = encodePairs(tok, trainPairs, {
     maxLength,
     truncate: cfg.truncate_long,
-    source: `${dataDir}/train`,
+    source: await e2eSplitPath(dataDir, "train"),
   });
   const validEx = encodePairs(tok, validPairs, {
     maxLength,
     truncate: cfg.truncate_long,
-    source: `${dataDir}/valid`,
+    source: await e2eSplitPath(dataDir, "valid"),
   });
   log(`data: ${trainEx.length} training and ${validEx.length} validation pairs from ${dataDir}`);
 

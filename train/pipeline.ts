@@ -14,7 +14,12 @@ import { useBackend } from "../kernels/select.ts";
 import { groupByMR, readE2ESplit } from "../data/e2e.ts";
 import { scoreAll } from "../metrics/mod.ts";
 import { atomicWriteText } from "../io/atomic.ts";
-import { generateForMRs, loadCheckpoint, writeOutputsAndRefs } from "../tasks/generate.ts";
+import {
+  E2E_DECODING,
+  generateForMRs,
+  loadCheckpoint,
+  writeOutputsAndRefs,
+} from "../models/checkpoint.ts";
 import { applyConfig, readConfigFile } from "./config.ts";
 import { formatDuration } from "./loop.ts";
 import {
@@ -136,25 +141,20 @@ export async function decodeAndScore(
   } else {
     const backend = await useBackend(cfg.backend, () => {});
     const t0 = performance.now();
-    const ck = await loadCheckpoint(cfg.out, backend);
+    const ck = await loadCheckpoint(cfg.out, { backend });
     log(`decoding ${groups.length} ${split} MRs (beam ${cfg.beams})`);
     try {
-      outputs = await generateForMRs(
-        ck,
-        groups,
-        {
-          beams: cfg.beams,
-          maxNewTokens: cfg.max_new_tokens,
-          minLength: cfg.min_length,
-          batchSize: cfg.gen_batch_size,
-          limit: 0,
-        },
-        backend,
-        (done, total) => {
+      outputs = await generateForMRs(ck, groups, {
+        ...E2E_DECODING,
+        numBeams: cfg.beams,
+        maxNewTokens: cfg.max_new_tokens,
+        minLength: cfg.min_length,
+        batchSize: cfg.gen_batch_size,
+        onBatch: (done, total) => {
           const s = (performance.now() - t0) / 1000;
           log(`  ${done}/${total} MRs, ETA ${formatDuration(s / done * (total - done))}`);
         },
-      );
+      });
     } finally {
       ck.model.dispose();
     }
