@@ -107,6 +107,35 @@ export {
 } from "./models/safetensors.ts";
 export { GPT2Tokenizer } from "./data/tokenizer.ts";
 export type { E2EPair, MRGroup } from "./data/e2e.ts";
+export {
+  type E2ESplit,
+  e2eSplitPath,
+  type EncodedExample,
+  encodeExample,
+  encodePairs,
+  type EncodePairsOptions,
+  encodePrompt,
+  exampleText,
+  groupByMR,
+  parseE2ECsv,
+  parseE2EText,
+  promptText,
+  readE2E,
+  readE2ESplit,
+  shippedE2EDir,
+  type TextEncoderLike,
+} from "./data/e2e.ts";
+export {
+  type Batch,
+  type BatchOptions,
+  type Example,
+  IGNORE_INDEX,
+  makeBatches,
+  padBatch,
+  type Rng32,
+} from "./data/batching.ts";
+export * from "./train/mod.ts";
+export { atomicReplaceDir, atomicWriteBytes, atomicWriteText, recoverDir } from "./io/atomic.ts";
 export type { HubOptions } from "./hub/hub.ts";
 export type { ProgressMode } from "./hub/download.ts";
 export type { DecodeOptions } from "./data/tokenizer.ts";

@@ -10,10 +10,10 @@
  * @module
  */
 
-/** Label value the loss ignores (PyTorch's `ignore_index`). */
 import { Xoshiro128 } from "../autograd/random.ts";
 
-export const IGNORE_INDEX = -100;
+/** Label value the loss ignores (PyTorch's `ignore_index`). */
+export const IGNORE_INDEX: -100 = -100;
 
 /** Any generator of uniform 32-bit unsigned integers (e.g. autograd's Xoshiro128). */
 export interface Rng32 {
