@@ -183,9 +183,14 @@ export async function reproMini(opts: {
     }
   }
   await atomicWriteText(`${R}/baseline_mr_values.txt`, baselineOut.map((o) => o + "\n").join(""));
-  for (const f of ["results.csv", "results.md", "ablation.svg"]) {
-    await copyIfExists(`${acfg.out}/${f}`, `${R}/${f}`);
+  // The ablation's tables and figure: linked where they are inside the results folder, else copied.
+  const inside = acfg.out.startsWith(`${R}/`);
+  if (!inside) {
+    for (const f of ["results.csv", "results.md", "ablation.svg"]) {
+      await copyIfExists(`${acfg.out}/${f}`, `${R}/${f}`);
+    }
   }
+  const figure = inside ? `${acfg.out.slice(R.length + 1)}/ablation.svg` : "ablation.svg";
 
   const main = rows.find((r) => r.run === "prefix_L5") ?? rows.find((r) => r.tuner === "prefix");
   const mrs = groups.map((g) => g.mr);
@@ -265,7 +270,7 @@ export async function reproMini(opts: {
     "",
     "## Prefix-length ablation",
     "",
-    "![BLEU and ROUGE-L against prefix length](ablation.svg)",
+    `![BLEU and ROUGE-L against prefix length](${figure})`,
     "",
     (await Deno.readTextFile(`${acfg.out}/results.md`)).replace(/^# .*\n/, ""),
     `Total wall time of this invocation: ${((performance.now() - t0) / 60000).toFixed(1)} min.`,
