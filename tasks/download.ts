@@ -107,6 +107,3 @@ export async function main(
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
-
-/** Re-exported for tasks that have not moved to `hub/` yet. */
-export { downloadData, ensureModel } from "../hub/mod.ts";

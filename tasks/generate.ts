@@ -16,71 +16,16 @@
  */
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
-import type { Backend } from "../kernels/backend.ts";
 import {
   E2E_DECODING,
-  generateForMRs as generateForMRsLib,
+  generateForMRs,
   type GenerateTextOptions,
-  loadCheckpoint as loadCheckpointLib,
-  type LoadedCheckpoint,
-  NEWLINE_IDS,
+  loadCheckpoint,
   writeOutputsAndRefs,
 } from "../models/checkpoint.ts";
-import { e2eSplitPath, groupByMR, type MRGroup, readE2E } from "../data/e2e.ts";
+import { e2eSplitPath, groupByMR, readE2E } from "../data/e2e.ts";
 import { resolveE2EData } from "../train/e2e.ts";
 import { useBackend } from "../kernels/select.ts";
-
-export { NEWLINE_IDS, writeOutputsAndRefs };
-export type { LoadedCheckpoint };
-
-/** Decoding settings of the old task interface, kept for callers not yet on `GenerateTextOptions`. */
-export interface GenerateTaskOptions {
-  /** Beam width (5). */
-  beams: number;
-  /** New tokens at most (100). */
-  maxNewTokens: number;
-  /** Hugging Face's min_length (5). */
-  minLength: number;
-  /** MRs per batch. */
-  batchSize: number;
-  /** Only the first N MRs (0: all). */
-  limit: number;
-}
-
-/** Default decoding settings of {@link GenerateTaskOptions}. */
-export const GENERATE_DEFAULTS: GenerateTaskOptions = {
-  beams: E2E_DECODING.numBeams,
-  maxNewTokens: E2E_DECODING.maxNewTokens,
-  minLength: E2E_DECODING.minLength,
-  batchSize: E2E_DECODING.batchSize,
-  limit: 0,
-};
-
-/** Old signature of the library's `loadCheckpoint` (folder, backend, base model). */
-export async function loadCheckpoint(
-  dir: string,
-  backend: Backend,
-  baseModel?: string,
-): Promise<LoadedCheckpoint> {
-  return await loadCheckpointLib(dir, { backend, baseModel });
-}
-
-/** Old signature of the library's `generateForMRs`. */
-export async function generateForMRs(
-  ck: LoadedCheckpoint,
-  groups: MRGroup[],
-  opts: GenerateTaskOptions,
-  _backend?: Backend,
-  onBatch: (done: number, total: number) => void = () => {},
-): Promise<string[]> {
-  return await generateForMRsLib(ck, groups, {
-    numBeams: opts.beams,
-    maxNewTokens: opts.maxNewTokens,
-    minLength: opts.minLength,
-    batchSize: opts.batchSize,
-    onBatch,
-  });
-}
 
 const USAGE = `usage: deno task generate --checkpoint DIR [options]
 
@@ -155,7 +100,7 @@ export async function main(args: string[]): Promise<number> {
     }
     let groups = groupByMR(await readE2E(await e2eSplitPath(dataDir, v.split)));
     if (limit > 0) groups = groups.slice(0, limit);
-    const ck = await loadCheckpointLib(v.checkpoint, { backend, baseModel: v.model });
+    const ck = await loadCheckpoint(v.checkpoint, { backend, baseModel: v.model });
     log(
       `generating ${groups.length} outputs (${v.split}) with ${
         ck.prefix ? `the prefix in ${ck.prefixDir}` : "the model"
@@ -176,7 +121,7 @@ export async function main(args: string[]): Promise<number> {
         );
       },
     };
-    const outputs = await generateForMRsLib(ck, groups, opts);
+    const outputs = await generateForMRs(ck, groups, opts);
     const out = v.out ?? `${v.checkpoint}/outputs/${v.split}.txt`;
     await writeOutputsAndRefs(out, outputs, groups);
     log(
