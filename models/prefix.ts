@@ -259,6 +259,28 @@ export function prefixToPast(
   return out;
 }
 
+/** A JSON object read from `path`; errors name the file. */
+async function readJsonObject(path: string): Promise<Record<string, unknown>> {
+  let v: unknown;
+  try {
+    v = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new Error(`${path}: cannot read the prefix config (${(e as Error).message})`);
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new Error(`${path}: expected a JSON object`);
+  }
+  return v as Record<string, unknown>;
+}
+
+function positiveInt(conf: Record<string, unknown>, key: string, path: string): number {
+  const v = conf[key];
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
+    throw new Error(`${path}: "${key}" must be a positive integer, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
 /** A computed prefix read back from disk. */
 export interface ComputedPrefix {
   /** Shape information. */
@@ -294,24 +316,12 @@ export async function saveComputedPrefix(
 /** Reads a prefix written by {@link saveComputedPrefix}. */
 export async function loadComputedPrefix(dir: string): Promise<ComputedPrefix> {
   const confPath = `${dir}/prefix_config.json`;
-  let conf: Record<string, unknown>;
-  try {
-    conf = JSON.parse(await Deno.readTextFile(confPath));
-  } catch (e) {
-    throw new Error(`${confPath}: cannot read prefix config (${(e as Error).message})`);
-  }
-  const num = (k: string): number => {
-    const v = conf[k];
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
-      throw new Error(`${confPath}: '${k}' must be a positive integer`);
-    }
-    return v;
-  };
+  const conf = await readJsonObject(confPath);
   const config = {
-    prefixLen: num("prefix_len"),
-    nLayer: num("n_layer"),
-    nHead: num("n_head"),
-    nEmbd: num("n_embd"),
+    prefixLen: positiveInt(conf, "prefix_len", confPath),
+    nLayer: positiveInt(conf, "n_layer", confPath),
+    nHead: positiveInt(conf, "n_head", confPath),
+    nEmbd: positiveInt(conf, "n_embd", confPath),
   };
   const st = await loadSafetensors(`${dir}/prefix.safetensors`);
   const t = st.tensors.get("prefix");
@@ -369,17 +379,17 @@ export async function savePeftPrefix(
 /** Reads a peft PREFIX_TUNING adapter folder back as a computed prefix. */
 export async function loadPeftPrefix(dir: string): Promise<ComputedPrefix> {
   const confPath = `${dir}/adapter_config.json`;
-  const conf = JSON.parse(await Deno.readTextFile(confPath));
+  const conf = await readJsonObject(confPath);
   if (conf.peft_type !== "PREFIX_TUNING") {
     throw new Error(
       `${confPath}: peft_type is ${JSON.stringify(conf.peft_type)}, expected "PREFIX_TUNING"`,
     );
   }
   const config = {
-    prefixLen: conf.num_virtual_tokens,
-    nLayer: conf.num_layers,
-    nHead: conf.num_attention_heads,
-    nEmbd: conf.token_dim,
+    prefixLen: positiveInt(conf, "num_virtual_tokens", confPath),
+    nLayer: positiveInt(conf, "num_layers", confPath),
+    nHead: positiveInt(conf, "num_attention_heads", confPath),
+    nEmbd: positiveInt(conf, "token_dim", confPath),
   };
   const st = await loadSafetensors(`${dir}/adapter_model.safetensors`);
   const t = st.tensors.get("prompt_embeddings");

@@ -5,6 +5,7 @@ import { generateWithScores } from "../models/generate.ts";
 import { PrefixTuning } from "../models/prefix.ts";
 import { generateForMRs, loadCheckpoint } from "../models/checkpoint.ts";
 import { GPT2Tokenizer } from "../data/tokenizer.ts";
+import { main as generateMain } from "../tasks/generate.ts";
 
 const CFG = gpt2Config({ nLayer: 1, nEmbd: 8, nHead: 2, nPositions: 64 }); // dropout 0.1
 
@@ -45,6 +46,31 @@ Deno.test("loadCheckpoint: run folder, prefix folder, peft folder give the same 
     assert.equal(outs[0].length, 2);
     assert.deepEqual(outs[1], outs[0]);
     assert.deepEqual(outs[2], outs[0]);
+    // The CLI takes the peft folder that training writes, and decodes the same lines.
+    await Deno.mkdir(`${dir}/data`);
+    await Deno.writeTextFile(
+      `${dir}/data/test.txt`,
+      mrs.map((m) => `${m}||A reference .\n`).join(""),
+    );
+    const code = await generateMain([
+      "--checkpoint",
+      `${dir}/run/peft`,
+      "--data",
+      `${dir}/data`,
+      "--beams",
+      "2",
+      "--max-new-tokens",
+      "6",
+      "--backend",
+      "cpu",
+      "--out",
+      `${dir}/out/test.txt`,
+    ]);
+    assert.equal(code, 0);
+    assert.equal(
+      await Deno.readTextFile(`${dir}/out/test.txt`),
+      outs[0].map((o) => o + "\n").join(""),
+    );
     // A plain (or fine-tuned) model folder: no prefix, other outputs.
     const plain = await loadCheckpoint(`${dir}/base`);
     assert.equal(plain.prefix, null);

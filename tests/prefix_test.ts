@@ -82,6 +82,16 @@ Deno.test("export: own format size, peft format round trip", async () => {
       JSON.stringify({ peft_type: "LORA" }),
     );
     await assert.rejects(() => loadPeftPrefix(`${dir}/peft`), /peft_type is "LORA"/);
+    await Deno.writeTextFile(
+      `${dir}/peft/adapter_config.json`,
+      JSON.stringify({ ...conf, num_virtual_tokens: "3" }),
+    );
+    await assert.rejects(
+      () => loadPeftPrefix(`${dir}/peft`),
+      /adapter_config\.json: "num_virtual_tokens" must be a positive integer, got "3"/,
+    );
+    await Deno.writeTextFile(`${dir}/peft/adapter_config.json`, "{ not json");
+    await assert.rejects(() => loadPeftPrefix(`${dir}/peft`), /adapter_config\.json: cannot read/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
