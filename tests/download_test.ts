@@ -458,7 +458,7 @@ async function fakeHub(files: Record<string, Bytes>, lfs: string[]) {
   return serve((req, url) => {
     const cdn = url.pathname.match(/^\/cdn\/(.+)$/);
     if (cdn) return rangeResponse(req, files[cdn[1]]);
-    const m = url.pathname.match(/^\/openai-community\/gpt2\/resolve\/[^/]+\/(.+)$/);
+    const m = url.pathname.match(/^\/[^/]+\/[^/]+\/resolve\/[^/]+\/(.+)$/);
     if (!m || !files[m[1]]) {
       return new Response("Entry not found", { status: 404, statusText: "Not Found" });
     }
@@ -537,6 +537,13 @@ Deno.test("a hub id downloads once into Hugging Face's cache layout, then works 
       assert.deepEqual(
         Array.from(loaded.tensors.get("transformer.wte.weight")!.data),
         [1, 2, 3, 4, 5, 6],
+      );
+
+      // any org/name works the same way, in its own cache folder
+      const other = await resolveModel("someone/tiny-gpt2", opts);
+      assert.equal(other, join(root, "models--someone--tiny-gpt2", "snapshots", COMMIT));
+      assert.ok(
+        server.requests.some((r) => r.path === "/someone/tiny-gpt2/resolve/main/config.json"),
       );
 
       const count = server.requests.length;
