@@ -256,7 +256,7 @@ export async function reproMini(opts: {
     `| Fine-tune (paper, GPT-2 Medium) | ${PAPER_E2E_MEDIUM.fine.BLEU} | ${PAPER_E2E_MEDIUM.fine.NIST} | ${PAPER_E2E_MEDIUM.fine.METEOR} | ${PAPER_E2E_MEDIUM.fine.ROUGE_L} | ${PAPER_E2E_MEDIUM.fine.CIDEr} | 100% | – |`,
     `| Prefix (paper, GPT-2 Medium) | ${PAPER_E2E_MEDIUM.prefix.BLEU} | ${PAPER_E2E_MEDIUM.prefix.NIST} | ${PAPER_E2E_MEDIUM.prefix.METEOR} | ${PAPER_E2E_MEDIUM.prefix.ROUGE_L} | ${PAPER_E2E_MEDIUM.prefix.CIDEr} | 0.1% | – |`,
     "",
-    "## Checks, computed from the numbers above",
+    "## Targets of the miniature, checked on the numbers above",
     "",
     ...checks(ft, main, base),
     "",
