@@ -354,7 +354,24 @@ export async function resolveModel(idOrDir: string, options: HubOptions = {}): P
         `forbids downloading it`,
     );
   }
-  return await downloadModel(idOrDir, options);
+  try {
+    return await downloadModel(idOrDir, options);
+  } catch (e) {
+    // A mistyped local path looks like a hub id: say both things it is not.
+    if (
+      e instanceof DownloadError && (e.status === 404 || e.status === 401) &&
+      e.url.endsWith("/config.json")
+    ) {
+      throw new DownloadError(
+        `model "${idOrDir}" is neither an existing folder nor a model on ${
+          hubEndpoint(options)
+        } (${e.message})`,
+        e.url,
+        { status: e.status, cause: e },
+      );
+    }
+    throw e;
+  }
 }
 
 /** Same as {@link resolveModel}: the local folder of a model id or folder. */

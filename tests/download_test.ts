@@ -578,6 +578,24 @@ Deno.test("a hub id downloads once into Hugging Face's cache layout, then works 
   }
 });
 
+Deno.test("a name that is neither a folder nor on the hub says both", async () => {
+  const server = await fakeHub({}, []);
+  try {
+    await withTempDir(async (root) => {
+      await assert.rejects(
+        resolveModel("runs/tyrp", { hubCache: root, hfEndpoint: server.base, progress: "none" }),
+        (e: unknown) =>
+          e instanceof DownloadError && e.status === 404 &&
+          e.message.startsWith(
+            `model "runs/tyrp" is neither an existing folder nor a model on ${server.base}`,
+          ),
+      );
+    });
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("a file missing on the hub fails with a 404 naming it", async () => {
   const server = await fakeHub({ "config.json": new TextEncoder().encode("{}") }, []);
   try {
