@@ -12,6 +12,7 @@
 import {
   ConfigError,
   type ExtraFlag,
+  type KeySpec,
   parseCommandLine,
   type Schema,
   usageText,
@@ -28,7 +29,11 @@ const EXTRAS: Record<string, ExtraFlag> = {
 export async function main(args: string[]): Promise<number> {
   try {
     // Ablation keys first: `--out` names the ablation folder, not one run's.
-    const schema = { ...TRAIN_SCHEMA, ...ABLATION_SCHEMA } as Schema<Record<string, unknown>>;
+    const schema: Record<string, KeySpec> = { ...ABLATION_SCHEMA };
+    for (const [k, spec] of Object.entries(TRAIN_SCHEMA)) {
+      // Each run sets its tuner and prefix length; decoding and scoring always run.
+      if (!(k in schema) && !["tuner", "prefix_len", "eval"].includes(k)) schema[k] = spec;
+    }
     const cl = parseCommandLine(args, schema, EXTRAS);
     const file = (cl.extras.config as string | undefined) ??
       new URL("../configs/ablation.yaml", import.meta.url).pathname;
@@ -36,7 +41,7 @@ export async function main(args: string[]): Promise<number> {
     if (cl.extras.help) {
       console.log(usageText(
         "deno task ablation [--config FILE] [--KEY VALUE ...]",
-        schema,
+        schema as Schema<Record<string, unknown>>,
         { ...cfg.train, ...cfg },
         EXTRAS,
         file.slice(file.lastIndexOf("/configs/") + 1),

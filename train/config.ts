@@ -267,11 +267,15 @@ export function usageText<T>(
     `usage: ${usage}`,
     "",
     ...rows.map(fmt),
-    "",
-    `settings (config keys; a flag overrides the config file${
-      defaultsFrom ? `; defaults from ${defaultsFrom}` : ""
-    }):`,
-    ...keyRows.map(fmt),
+    ...(keyRows.length
+      ? [
+        "",
+        `settings (config keys; a flag overrides the config file${
+          defaultsFrom ? `; defaults from ${defaultsFrom}` : ""
+        }):`,
+        ...keyRows.map(fmt),
+      ]
+      : []),
   ].join("\n");
 }
 
