@@ -75,3 +75,41 @@ Deno.test({
     }
   },
 });
+
+Deno.test("the paper's config offline: names what is missing and the offline default, writes nothing", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "lf_offline_paper_" });
+  try {
+    for (const offline of ["0", "1"]) {
+      const r = await run(
+        Deno.execPath(),
+        [
+          "run",
+          "-A",
+          "tasks/train.ts",
+          "--config",
+          "configs/e2e_prefix.yaml",
+          "--out",
+          `${tmp}/run`,
+        ],
+        ROOT,
+        {
+          PATH: Deno.env.get("PATH") ?? "",
+          HOME: `${tmp}/home`,
+          DENO_DIR: await denoDir(),
+          HF_HUB_OFFLINE: offline,
+          HF_ENDPOINT: "http://127.0.0.1:9",
+          NO_COLOR: "1",
+        },
+      );
+      assert.notEqual(r.code, 0, r.text);
+      assert.match(r.text, /cannot get the model 'gpt2-medium'/);
+      assert.match(
+        r.text,
+        /Offline, the default runs on the shipped miniature .*: deno task train/,
+      );
+      assert.equal(await Deno.stat(`${tmp}/run`).then(() => true, () => false), false);
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
