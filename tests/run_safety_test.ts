@@ -282,3 +282,20 @@ Deno.test("invalid UTF-8 is an error naming file, line and byte", async () => {
     }
   });
 });
+
+Deno.test("off a GPU, the estimated time per epoch is printed before training starts", async () => {
+  await withFixture(8, async ({ cfg }) => {
+    const lines: string[] = [];
+    const r = await trainE2E({ ...cfg, max_steps: 1 }, {
+      log: (s) => lines.push(s),
+      estimateEpoch: true,
+    });
+    const at = lines.findIndex((l) => /one epoch \(2 steps\) takes about/.test(l));
+    assert.ok(at >= 0, lines.join("\n"));
+    assert.match(lines[at], /runs on the cpu backend, not a GPU/);
+    assert.ok(at < lines.findIndex((l) => l.includes("step 1/1")), lines.join("\n"));
+    // The probe step changes nothing: same loss as without it.
+    const plain = await trainE2E({ ...cfg, max_steps: 1, out: `${cfg.out}2` }, { log: quiet });
+    assert.deepEqual(r.losses, plain.losses);
+  });
+});

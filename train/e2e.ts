@@ -335,6 +335,11 @@ export function prefixState(prefix: PrefixTuning): Stateful {
 export interface TrainOptions extends RunOpenOptions, FitHooks {
   /** Called with the trained model and prefix before they are freed (tests). */
   inspect?: (model: GPT2, prefix: PrefixTuning | null) => Promise<void>;
+  /**
+   * Time one step and print the estimated time per epoch before training. Default: for models
+   * over 100M parameters off WebGPU (GPT-2 Medium on a CPU).
+   */
+  estimateEpoch?: boolean;
 }
 
 /** What {@linkcode trainE2E} did. */
@@ -450,7 +455,8 @@ export async function trainE2E(cfg: TrainConfig, opts: TrainOptions = {}): Promi
     const lossOf = (b: Batch) => batchLoss(model, prefix, b, backend);
 
     run = await RunDir.open(cfg.out, TRAIN_SCHEMA, cfg, { ...opts, log });
-    if (!run.resumable && backend.name !== "webgpu" && modelParams > 100e6) {
+    const estimate = opts.estimateEpoch ?? (backend.name !== "webgpu" && modelParams > 100e6);
+    if (!run.resumable && estimate) {
       await estimateEpoch(batchesOf(0)[0], lossOf, params, stepsPerEpoch, backend.name, log);
     }
     const t0 = performance.now();
