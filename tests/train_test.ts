@@ -270,3 +270,34 @@ Deno.test("max_minutes ends training early as a finished run (outputs written)",
     await Deno.remove(f.tmp, { recursive: true });
   }
 });
+
+Deno.test("train CLI: --flag/--no-flag booleans, --beams, per-tuner help, positionals rejected", async () => {
+  const { main } = await import("../tasks/train.ts");
+  const printed: string[] = [];
+  const [log, error] = [console.log, console.error];
+  console.log = (s: string) => printed.push(s);
+  console.error = (s: string) => printed.push(s);
+  try {
+    assert.equal(await main(["--tuner", "fine", "--help"]), 0);
+    const fine = printed.join("\n");
+    assert.match(fine, /--lr NUMBER +peak learning rate .*\(default 0\.0005\)/);
+    assert.match(fine, /--tuner prefix\|fine .*\(default fine\)/);
+    assert.match(fine, /--prefix-mlp \/ --no-prefix-mlp +train through the MLP/);
+    printed.length = 0;
+    assert.equal(await main(["--help"]), 0);
+    assert.match(printed.join("\n"), /--lr NUMBER .*\(default 0\.002\)/);
+    printed.length = 0;
+    assert.equal(await main(["runs/x"]), 2);
+    assert.match(printed.join("\n"), /unexpected argument 'runs\/x'/);
+  } finally {
+    [console.log, console.error] = [log, error];
+  }
+  const p = await parseTrainArgs(["--no-prefix-mlp", "--f16-frozen", "--beams", "3"]);
+  assert.equal(p.config.prefix_mlp, false);
+  assert.equal(p.config.f16_frozen, true);
+  assert.equal(p.config.beams, 3);
+  await assert.rejects(
+    () => parseTrainArgs(["--prefix-mlp", "--no-prefix-mlp"]),
+    /both --prefix-mlp and --no-prefix-mlp/,
+  );
+});
