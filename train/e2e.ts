@@ -16,7 +16,6 @@
  */
 import * as lf from "../autograd/mod.ts";
 import type { Backend } from "../kernels/backend.ts";
-import { contiguousView } from "../kernels/backend.ts";
 import { useBackend } from "../kernels/select.ts";
 import { GPT2 } from "../models/gpt2.ts";
 import {
@@ -25,7 +24,6 @@ import {
   PrefixTuning,
   savePeftPrefix,
 } from "../models/prefix.ts";
-import type { StateEntry } from "../nn/module.ts";
 import { type Batch, IGNORE_INDEX, makeBatches } from "../data/batching.ts";
 import { e2eSplitPath, encodePairs, readE2ESplit, shippedE2EDir } from "../data/e2e.ts";
 import { GPT2Tokenizer } from "../data/tokenizer.ts";
@@ -306,31 +304,6 @@ export async function evalLoss(
   return total / count;
 }
 
-/** A {@linkcode Stateful} view of a prefix (until it is a Module with its own state dict). */
-export function prefixState(prefix: PrefixTuning): Stateful {
-  const asModule = prefix as unknown as Partial<Stateful>;
-  if (typeof asModule.stateDict === "function" && typeof asModule.loadStateDict === "function") {
-    return asModule as Stateful;
-  }
-  return {
-    stateDict: () => new Map(prefix.namedParameters()),
-    loadStateDict: (dict: Map<string, StateEntry>, opts: { source?: string } = {}) => {
-      for (const [name, t] of prefix.namedParameters()) {
-        const s = dict.get(name);
-        if (!s) throw new Error(`${opts.source ?? "state dict"}: missing '${name}'`);
-        if (s.shape.join() !== t.shape.join()) {
-          throw new Error(
-            `${opts.source ?? "state dict"}: '${name}' is [${s.shape}], expected [${t.shape}]`,
-          );
-        }
-        const src = t.backend.fromHost(Float32Array.from(s.data as ArrayLike<number>), "f32");
-        t.backend.copy(src, contiguousView(t.shape), t.storage, t.view);
-        t.backend.dispose(src);
-      }
-    },
-  };
-}
-
 /** Hooks and run-folder options of {@linkcode trainE2E}. */
 export interface TrainOptions extends RunOpenOptions, FitHooks {
   /** Called with the trained model and prefix before they are freed (tests). */
@@ -431,7 +404,7 @@ export async function trainE2E(cfg: TrainConfig, opts: TrainOptions = {}): Promi
         dropout: cfg.prefix_dropout,
       }, { seed: cfg.seed, backend });
       params = prefix.parameters();
-      trainable = prefixState(prefix);
+      trainable = prefix;
     } else {
       model.train();
       params = model.parameters();

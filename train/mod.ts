@@ -58,7 +58,6 @@ export {
   checkTrainConfig,
   evalLoss,
   lossCurve,
-  prefixState,
   resolveE2EData,
   TRAIN_DEFAULTS,
   TRAIN_SCHEMA,
