@@ -218,6 +218,7 @@ Deno.test("a kill between the checkpoint renames, leftovers and a torn log line 
     await Deno.mkdir(`${cfg.out}/checkpoint.tmp-4242-1`);
     await Deno.writeTextFile(`${cfg.out}/checkpoint.tmp-4242-1/state.json`, "{");
     await Deno.writeTextFile(`${cfg.out}/log.jsonl`, '{"step":6,"epo', { append: true });
+    await Deno.writeTextFile(`${cfg.out}/summary.json.tmp-4242-2`, "{");
     const rest = await trainE2E({ ...cfg, save_every: 2 }, { log: quiet, resume: true });
     assert.deepEqual(rest.losses, full.losses);
     const names = [...Deno.readDirSync(cfg.out)].map((e) => e.name);

@@ -133,6 +133,13 @@ export class RunDir {
     await takeLock(dir);
     try {
       for (const line of await recoverDir(`${dir}/checkpoint`)) log(`run folder: ${line}`);
+      // Half-written files of a killed writer (we hold the lock: nobody else writes here).
+      for await (const e of Deno.readDir(dir)) {
+        if (e.isFile && /\.tmp-\d+-\d+$/.test(e.name)) {
+          await Deno.remove(`${dir}/${e.name}`);
+          log(`run folder: removed ${dir}/${e.name}`);
+        }
+      }
       const used = (await Promise.all(RUN_FILES.map((f) => exists(`${dir}/${f}`)))).some(Boolean);
       const hasCk = await exists(`${dir}/checkpoint/state.json`);
       if (used && !opts.resume && !opts.overwrite) {
