@@ -16,6 +16,7 @@
  */
 
 import { type HubOptions, resolveModel } from "../hub/hub.ts";
+import { atomicWriteText } from "../io/atomic.ts";
 
 /** GPT-2's end-of-text token, also used as separator and padding in this project. */
 export const ENDOFTEXT = "<|endoftext|>";
@@ -261,11 +262,8 @@ export class GPT2Tokenizer {
       if (tok !== undefined) vocab[tok] = id;
     });
     const merges = "#version: 0.2\n" + this.#merges.map(([a, b]) => `${a} ${b}\n`).join("");
-    for (const [name, text] of [["vocab.json", JSON.stringify(vocab)], ["merges.txt", merges]]) {
-      const tmp = `${dir}/${name}.tmp-${Deno.pid}`;
-      await Deno.writeTextFile(tmp, text);
-      await Deno.rename(tmp, `${dir}/${name}`);
-    }
+    await atomicWriteText(`${dir}/vocab.json`, JSON.stringify(vocab));
+    await atomicWriteText(`${dir}/merges.txt`, merges);
   }
 
   /**

@@ -26,13 +26,19 @@ function tmpName(path: string, tag: "tmp" | "old"): string {
   return `${path}.${tag}-${Deno.pid}-${counter++}`;
 }
 
-/** Writes `bytes` to `path` atomically (temporary file, fsync, rename). */
-export async function atomicWriteBytes(path: string, bytes: Uint8Array): Promise<void> {
+/**
+ * Writes `path` atomically with `fill`, which streams into the open temporary file (so a large
+ * file is never built in memory); it is then synced and renamed over `path`. If `fill` throws,
+ * `path` is untouched and the temporary file removed.
+ */
+export async function atomicWriteWith(
+  path: string,
+  fill: (file: Deno.FsFile) => Promise<void>,
+): Promise<void> {
   const tmp = tmpName(path, "tmp");
   const file = await Deno.open(tmp, { write: true, createNew: true });
   try {
-    let done = 0;
-    while (done < bytes.byteLength) done += await file.write(bytes.subarray(done));
+    await fill(file);
     await file.syncData();
   } catch (e) {
     file.close();
@@ -46,6 +52,17 @@ export async function atomicWriteBytes(path: string, bytes: Uint8Array): Promise
     await Deno.remove(tmp).catch(() => {});
     throw e;
   }
+}
+
+/** Writes all of `bytes` to an open file. */
+export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < bytes.byteLength) done += await file.write(bytes.subarray(done));
+}
+
+/** Writes `bytes` to `path` atomically (temporary file, fsync, rename). */
+export async function atomicWriteBytes(path: string, bytes: Uint8Array): Promise<void> {
+  await atomicWriteWith(path, (file) => writeAll(file, bytes));
 }
 
 /** Writes `text` (UTF-8) to `path` atomically. */

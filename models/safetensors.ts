@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { atomicWriteWith, writeAll } from "../io/atomic.ts";
 
 /** Every malformed file or invalid argument raises this error (and no other). */
 export class SafetensorsError extends Error {
@@ -754,11 +755,6 @@ export function encodeSafetensors(
   return out;
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.byteLength) done += await file.write(bytes.subarray(done));
-}
-
 /**
  * Writes tensors to `path` atomically: the file is written next to it under a
  * temporary name, synced, then renamed over `path`. Tensors are encoded one at
@@ -772,22 +768,8 @@ export async function writeSafetensors(
   metadata?: Record<string, string>,
 ): Promise<void> {
   const p = plan(tensors, metadata);
-  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  const file = await Deno.open(tmp, { write: true, createNew: true });
-  let ok = false;
-  try {
+  await atomicWriteWith(path, async (file) => {
     await writeAll(file, p.header);
     for (const name of p.names) await writeAll(file, encodeTensor(name, tensors[name]));
-    await file.syncData();
-    ok = true;
-  } finally {
-    file.close();
-    if (!ok) await Deno.remove(tmp).catch(() => {});
-  }
-  try {
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  });
 }
