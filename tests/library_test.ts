@@ -136,3 +136,25 @@ Deno.test("mod.ts picks the fastest backend it can by default; LF_BACKEND overri
   }
   assert.equal(await run({ LF_BACKEND: "cpu" }), "cpu");
 });
+
+Deno.test("mod.ts imported from another folder: the offline tokenizer works (no import map there)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import * as lf from "${new URL("../mod.ts", import.meta.url).href}";
+        const tok = await lf.GPT2Tokenizer.offlineDefault();
+        console.log(tok.encode(" The Eagle").join(","));`,
+      ],
+      cwd: dir,
+      env: { LF_BACKEND: "cpu" },
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, err);
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), "383,18456");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { parse as parseYaml } from "yaml";
+// deno-lint-ignore no-import-prefix -- the import map does not apply to importers elsewhere
+import { parse as parseYaml } from "npm:yaml@^2.6.0";
 import { parseArgs } from "node:util";
 
 /** A bad configuration value or command line; the message names the key and its source. */

@@ -14,7 +14,8 @@
  *
  * @module
  */
-import { stringify as toYaml } from "yaml";
+// deno-lint-ignore no-import-prefix -- the import map does not apply to importers elsewhere
+import { stringify as toYaml } from "npm:yaml@^2.6.0";
 import { groupByMR, readE2ESplit } from "../data/e2e.ts";
 import { scoreAll } from "../metrics/mod.ts";
 import { atomicWriteText } from "../io/atomic.ts";

@@ -15,7 +15,8 @@
  *
  * @module
  */
-import { stringify as toYaml } from "yaml";
+// deno-lint-ignore no-import-prefix -- the import map does not apply to importers elsewhere
+import { stringify as toYaml } from "npm:yaml@^2.6.0";
 import { loadSafetensors, type TensorToWrite, writeSafetensors } from "../models/safetensors.ts";
 import type { Tensor } from "../autograd/tensor.ts";
 import type { AdamW } from "../nn/optim.ts";
