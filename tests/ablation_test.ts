@@ -119,3 +119,30 @@ Deno.test("ablation config: bad keys and values are named", async () => {
     await Deno.remove(tmp);
   }
 });
+
+Deno.test("ablation command line: its own keys, training keys, --no-finetune, --only", async () => {
+  const { parseCommandLine } = await import("../train/config.ts");
+  const { ABLATION_SCHEMA } = await import("../train/ablation.ts");
+  const { TRAIN_SCHEMA } = await import("../train/e2e.ts");
+  const schema = { ...TRAIN_SCHEMA, ...ABLATION_SCHEMA };
+  const cl = parseCommandLine(
+    ["--prefix-lens", "1,5", "--no-finetune", "--only", "prefix_L5", "--lr", "0.01", "--out", "o"],
+    schema,
+  );
+  const cfg = await loadAblationConfig(null, cl.keys);
+  assert.deepEqual(cfg.prefix_lens, [1, 5]);
+  assert.equal(cfg.finetune, false);
+  assert.deepEqual(cfg.only, ["prefix_L5"]);
+  assert.equal(cfg.train.lr, 0.01);
+  assert.equal(cfg.out, "o");
+  const { main } = await import("../tasks/ablation.ts");
+  const error = console.error;
+  const printed: string[] = [];
+  console.error = (s: string) => printed.push(s);
+  try {
+    assert.equal(await main(["--tuner", "fine"]), 2); // each run sets its own tuner
+    assert.match(printed.join("\n"), /Unknown option '--tuner'/);
+  } finally {
+    console.error = error;
+  }
+});

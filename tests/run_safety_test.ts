@@ -300,3 +300,23 @@ Deno.test("off a GPU, the estimated time per epoch is printed before training st
     assert.deepEqual(r.losses, plain.losses);
   });
 });
+
+Deno.test("the progress bar redraws in place and clears its line before other messages", async () => {
+  const { ProgressBar } = await import("../train/loop.ts");
+  let screen = "";
+  const lines: string[] = [];
+  const bar = new ProgressBar(true, (s) => lines.push(s), (s) => (screen += s));
+  bar.update("step 1/2 loss 2.0000", 0.5, 61, 1);
+  bar.update("step 2/2 loss 1.0000", 1, 0, 2);
+  bar.clear();
+  assert.equal(
+    screen,
+    "\r[############------------] step 1/2 loss 2.0000 ETA 1m01s\x1b[K" +
+      "\r[########################] step 2/2 loss 1.0000 ETA 0m00s\x1b[K\r\x1b[K",
+  );
+  assert.equal(lines.length, 0);
+  // Not a terminal: plain lines (the first, every 10th and the last), no control characters.
+  const plain = new ProgressBar(false, (s) => lines.push(s), () => assert.fail("no tty writes"));
+  for (let i = 1; i <= 12; i++) plain.update(`step ${i}/12`, i / 12, 1, i);
+  assert.deepEqual(lines.map((l) => l.match(/step \d+/)![0]), ["step 1", "step 10", "step 12"]);
+});

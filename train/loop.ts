@@ -313,12 +313,18 @@ export function formatDuration(s: number): string {
 export class ProgressBar {
   #tty: boolean;
   #log: (s: string) => void;
+  #write: (s: string) => void;
   #shown = false;
 
-  /** A bar drawn on stderr when `tty`, else through `log`. */
-  constructor(tty: boolean, log: (s: string) => void) {
+  /** A bar drawn with `write` (default: stderr) when `tty`, else plain lines through `log`. */
+  constructor(
+    tty: boolean,
+    log: (s: string) => void,
+    write: (s: string) => void = (s) => Deno.stderr.writeSync(enc.encode(s)),
+  ) {
     this.#tty = tty;
     this.#log = log;
+    this.#write = write;
   }
 
   /** Shows `text` with the fraction done and the seconds left. */
@@ -329,7 +335,7 @@ export class ProgressBar {
     }`;
     if (this.#tty) {
       // \r back to the start, \x1b[K erases what a longer previous line left.
-      Deno.stderr.writeSync(enc.encode(`\r${line}\x1b[K`));
+      this.#write(`\r${line}\x1b[K`);
       this.#shown = true;
     } else if (count === 1 || count % 10 === 0 || frac >= 1) this.#log(line);
   }
@@ -337,7 +343,7 @@ export class ProgressBar {
   /** Erases the bar so that the next message starts on a clean line. */
   clear(): void {
     if (this.#tty && this.#shown) {
-      Deno.stderr.writeSync(enc.encode("\r\x1b[K"));
+      this.#write("\r\x1b[K");
       this.#shown = false;
     }
   }
