@@ -578,6 +578,27 @@ Deno.test("a hub id downloads once into Hugging Face's cache layout, then works 
   }
 });
 
+Deno.test("a hub model without tokenizer files is an error, not a silent fallback", async () => {
+  const server = await fakeHub({
+    "config.json": new TextEncoder().encode("{}"),
+    "model.safetensors": encodeSafetensors({}),
+  }, []);
+  try {
+    await withTempDir(async (root) => {
+      await assert.rejects(
+        resolveModel("someone/no-tokenizer", {
+          hubCache: root,
+          hfEndpoint: server.base,
+          progress: "none",
+        }),
+        /someone\/no-tokenizer: the hub has no usable tokenizer \(missing vocab\.json, merges\.txt, tokenizer\.json\)/,
+      );
+    });
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("a name that is neither a folder nor on the hub says both", async () => {
   const server = await fakeHub({}, []);
   try {
