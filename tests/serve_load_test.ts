@@ -6,7 +6,7 @@
  * before it and the process memory has not grown.
  */
 import assert from "node:assert/strict";
-import { decodeAlone, metricValue, post, serveFolder, writeTinyFixture } from "./serve_fixtures.ts";
+import { decodeAlone, metricValue, serveFolder, writeTinyFixture } from "./serve_fixtures.ts";
 
 Deno.test("serve under load: 429s past the queue limit, no crash, no lost or mixed-up answers, flat memory", async () => {
   const root = await Deno.makeTempDir({ prefix: "lf-serve-load-" });
