@@ -2,8 +2,9 @@
  * The scheduler: one queue of requests, whatever their prefix, decoded in shared batches by one
  * frozen GPT-2.
  *
- * - Greedy requests are batched continuously. A request joins by running its prompt (after its
- *   prefix's keys and values) alone, then takes a row in the shared decoding step; each step
+ * - Greedy requests are batched continuously. Waiting requests join by running their prompts
+ *   together (each after its own prefix's keys and values, padded and masked), then take rows
+ *   in the shared decoding step; each step
  *   feeds one token per row, with each row's cache left-padded to the longest and masked, its
  *   own position ids, and its own prefix. A row that ends (EOS, `max_tokens`, a stop string, a
  *   deadline, a client gone) leaves at once and a waiting request takes its place at the next
@@ -194,7 +195,7 @@ export class Engine {
   #closed = false;
   readonly #loop: Promise<void>;
   readonly stepRows: number;
-  readonly #exactBeamGroups: boolean;
+  readonly #wasm: boolean;
   readonly #H: number;
   readonly #headDim: number;
   readonly #eos: number | null;
@@ -207,7 +208,7 @@ export class Engine {
   ) {
     const wasm = model.backend.name === "wasm";
     this.stepRows = opts.stepRows ?? (wasm ? GEMV_MAX_M : opts.maxRows);
-    this.#exactBeamGroups = wasm;
+    this.#wasm = wasm;
     const c = model.config;
     this.#H = c.nHead;
     this.#headDim = c.nEmbd / c.nHead;
@@ -367,37 +368,118 @@ export class Engine {
     }
   }
 
-  /** Moves waiting greedy requests into the batch (running each prompt alone). */
+  /**
+   * Moves waiting greedy requests into the batch. Their prompts run together, each after its
+   * own prefix: prefixes and prompts left-padded (masked) to the longest, positions per row.
+   * On the WebAssembly backend a prompt of at most {@link GEMV_MAX_M} tokens runs alone (alone
+   * its products take the row-by-row kernel; in a batch they would not), and a group has at
+   * most `stepRows` prompts.
+   */
   async #admit(): Promise<void> {
-    while (this.#active.length < this.opts.maxRows && this.#greedyQueue.length > 0) {
+    const jobs: Job[] = [];
+    while (this.#active.length + jobs.length < this.opts.maxRows && this.#greedyQueue.length > 0) {
       const job = this.#greedyQueue.shift()!;
       if (this.#expire(job, Date.now())) continue;
       job.state = "running";
-      const prefix = job.req.prefix;
-      const L = prefix?.shape.prefixLen ?? 0;
-      const out = noGrad(() =>
-        tidy(() =>
-          this.model.forward([job.req.prompt], {
-            past: prefix?.past,
+      jobs.push(job);
+    }
+    if (jobs.length === 0) return;
+    const short = (j: Job) => this.#wasm && j.req.prompt.length <= GEMV_MAX_M;
+    // Like the decoding step, a group takes at most `stepRows` rows (its LM head multiplies one
+    // row per prompt).
+    const long = jobs.filter((j) => !short(j));
+    const groups = jobs.filter(short).map((j) => [j]);
+    for (let i = 0; i < long.length; i += this.stepRows) {
+      groups.push(long.slice(i, i + this.stepRows));
+    }
+    for (const group of groups) {
+      const logits = await this.#prefill(group);
+      const prefixes: Record<string, number> = {};
+      for (const j of group) prefixes[j.prefixName] = (prefixes[j.prefixName] ?? 0) + 1;
+      const step: StepInfo = { rows: group.length, prefixes };
+      this.opts.metrics.step(group.length);
+      this.opts.metrics.prefillRows.observe(group.length);
+      group.forEach((job, r) => {
+        this.opts.metrics.promptTokens += job.req.prompt.length;
+        if (this.#advance(job, logits, r * this.model.config.vocabSize, step)) {
+          this.#active.push(job);
+        }
+      });
+    }
+  }
+
+  /** Runs the prompts of `group` after their prefixes; sets their caches; returns logits [n, V]. */
+  async #prefill(group: Job[]): Promise<Float32Array> {
+    const Ls = group.map((j) => j.req.prefix?.shape.prefixLen ?? 0);
+    const Ps = group.map((j) => j.req.prompt.length);
+    const Lm = Math.max(...Ls), Pm = Math.max(...Ps);
+    const H = this.#H, d = this.#headDim, be = this.model.backend;
+    const pad = this.#eos ?? 0;
+    const out = noGrad(() =>
+      tidy(() => {
+        if (group.length === 1) {
+          // Exactly what decoding this prompt alone runs.
+          const r = this.model.forward([group[0].req.prompt], {
+            past: group[0].req.prefix?.past,
             useCache: true,
             lastTokenOnly: true,
+          });
+          return { logits: r.logits, caches: [r.past!] };
+        }
+        const leftPad = (t: Tensor | null, n: number) =>
+          n === 0
+            ? t!
+            : t
+            ? concat([zeros([1, H, n, d], { backend: be }), t], 2)
+            : zeros([1, H, n, d], { backend: be });
+        const past: KV[] | undefined = Lm === 0 ? undefined : Array.from(
+          { length: this.model.config.nLayer },
+          (_, l) => ({
+            k: concat(group.map((j, r) => leftPad(j.req.prefix?.past[l].k ?? null, Lm - Ls[r])), 0),
+            v: concat(group.map((j, r) => leftPad(j.req.prefix?.past[l].v ?? null, Lm - Ls[r])), 0),
+          }),
+        );
+        const r = this.model.forward(
+          group.map((j, r) => [...new Array(Pm - Ps[r]).fill(pad), ...j.req.prompt]),
+          {
+            past,
+            attentionMask: group.map((_, r) => [
+              ...new Array(Lm - Ls[r]).fill(0),
+              ...new Array(Ls[r]).fill(1),
+              ...new Array(Pm - Ps[r]).fill(0),
+              ...new Array(Ps[r]).fill(1),
+            ]),
+            positionIds: group.map((_, r) =>
+              Array.from({ length: Pm }, (_, i) => Ls[r] + Math.max(0, i - (Pm - Ps[r])))
+            ),
+            useCache: true,
+            lastTokenOnly: true,
+          },
+        );
+        // Each row keeps its prefix and prompt columns, without the padding.
+        const caches = group.map((_, i) =>
+          r.past!.map((l) => {
+            const own = (t: Tensor) => {
+              const row = slice(t, 0, i, i + 1);
+              const prompt = slice(row, 2, Lm + Pm - Ps[i], Lm + Pm);
+              return (Ls[i] > 0 ? concat([slice(row, 2, Lm - Ls[i], Lm), prompt], 2) : prompt)
+                .contiguous();
+            };
+            return { k: own(l.k), v: own(l.v) };
           })
-        )
-      );
-      job.past = out.past!;
-      job.cacheLen = L + job.req.prompt.length;
-      job.nextPos = job.cacheLen;
-      let logits: Float32Array;
-      try {
-        logits = (await out.logits.data()) as Float32Array;
-      } finally {
-        out.logits.dispose();
-      }
-      this.opts.metrics.promptTokens += job.req.prompt.length;
-      const step: StepInfo = { rows: 1, prefixes: { [job.prefixName]: 1 } };
-      job.maxBatchRows = Math.max(job.maxBatchRows, 1);
-      this.opts.metrics.step(1);
-      if (this.#advance(job, logits, 0, step)) this.#active.push(job);
+        );
+        return { logits: r.logits, caches };
+      })
+    );
+    group.forEach((j, i) => {
+      j.past = out.caches[i];
+      j.cacheLen = Ls[i] + Ps[i];
+      j.nextPos = j.cacheLen;
+    });
+    try {
+      return (await out.logits.data()) as Float32Array;
+    } finally {
+      out.logits.dispose();
     }
   }
 
@@ -561,7 +643,7 @@ export class Engine {
     };
     // On the WebAssembly backend a batch must keep every product on the blocked kernel.
     const canShare = (j: Job) =>
-      !this.#exactBeamGroups ||
+      !this.#wasm ||
       (j.req.settings.numBeams > GEMV_MAX_M && j.req.prompt.length > GEMV_MAX_M);
     const k = key(first);
     const batch = canShare(first)

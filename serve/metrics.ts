@@ -40,6 +40,8 @@ export class ServerMetrics {
   readonly requests = new Map<string, number>();
   /** Rows per decoding step (greedy) or per beam batch (prompts). */
   readonly batchRows = new Histogram([1, 2, 4, 8, 16, 32, 64, 128]);
+  /** Prompts per prefill (greedy requests joining the batch together). */
+  readonly prefillRows = new Histogram([1, 2, 4, 8, 16, 32, 64, 128]);
   /** Seconds from arrival to the last byte of the answer. */
   readonly latency = new Histogram([0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]);
   /** Generated tokens. */
@@ -106,6 +108,8 @@ export class ServerMetrics {
       "Rows per decoding step (greedy) or prompts per beam batch.",
     );
     out.push(...this.batchRows.lines("lf_batch_rows"));
+    head("lf_prefill_rows", "histogram", "Prompts run together when greedy requests join.");
+    out.push(...this.prefillRows.lines("lf_prefill_rows"));
     head("lf_generated_tokens_total", "counter", "Tokens generated.");
     out.push(`lf_generated_tokens_total ${this.generatedTokens}`);
     head("lf_prompt_tokens_total", "counter", "Prompt tokens read.");

@@ -409,8 +409,13 @@ async function checkMixedBatches(
     );
     assert.deepEqual(answers[i], want, `request ${i} (${r.prefix}, beams ${r.numBeams})`);
   }
-  // The requests really shared batches.
+  // The requests really shared batches, for their prompts and for decoding.
   assert.ok(Math.max(...rowsSeen) > 1, `batch sizes ${rowsSeen}`);
+  const m = await (await fetch(`${url}/metrics`)).text();
+  assert.ok(
+    metricValue(m, 'lf_prefill_rows_bucket{le="1"}') < metricValue(m, "lf_prefill_rows_count"),
+    "no prompts ran together",
+  );
 }
 
 Deno.test("serve: concurrent mixed-prefix requests equal one-by-one generation (tiny model, wasm and cpu)", async () => {
