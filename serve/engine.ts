@@ -108,9 +108,7 @@ class Job {
   readonly tokens: number[] = [];
   /** Text already handed to `onText`. */
   sent = "";
-  /** Row cache: per layer [1, n_head, length, head_dim] (prefix, prompt, fed tokens). */
-  past: KV[] | null = null;
-  cacheLen = 0;
+  /** Position id of the next token fed. */
   nextPos = 0;
   /** The token chosen but not yet fed. */
   pending = -1;
@@ -139,21 +137,34 @@ class Job {
     return this.req.prefix?.name ?? "base";
   }
 
-  /** Frees the row cache and the prefix reference, once. */
+  /** Frees the prefix reference, once. */
   finish(): void {
     if (this.state === "done") return;
     this.state = "done";
-    this.freeCache();
     this.req.prefix?.release();
     this.req.signal?.removeEventListener("abort", this.#onAbort);
   }
+}
 
-  freeCache(): void {
-    for (const l of this.past ?? []) {
-      l.k.dispose();
-      l.v.dispose();
-    }
-    this.past = null;
+/**
+ * Greedy rows decoded by one model call: their caches side by side, per layer
+ * [rows, n_head, width, head_dim], with one mask row each: 1 on the row's own columns (prefix,
+ * prompt, fed tokens, in order), 0 on padding.
+ */
+class Chunk {
+  constructor(public rows: Job[], public masks: number[][], public past: KV[]) {}
+  get width(): number {
+    return this.masks[0].length;
+  }
+  dispose(): void {
+    disposePast(this.past);
+  }
+}
+
+function disposePast(past: KV[]): void {
+  for (const l of past) {
+    l.k.dispose();
+    l.v.dispose();
   }
 }
 
@@ -187,7 +198,7 @@ const macrotask = () => new Promise<void>((r) => setTimeout(r, 0));
 export class Engine {
   readonly #greedyQueue: Job[] = [];
   readonly #beamQueue: Job[] = [];
-  #active: Job[] = [];
+  #chunks: Chunk[] = [];
   #beamRunning: Job[] = [];
   #beamTask: Promise<void> | null = null;
   #wake: (() => void) | null = null;
@@ -223,7 +234,20 @@ export class Engine {
 
   /** Greedy rows decoding now plus prompts in the running beam batch. */
   get activeRows(): number {
-    return this.#active.length + this.#beamRunning.length;
+    return this.#greedyRows + this.#beamRunning.length;
+  }
+
+  get #greedyRows(): number {
+    return this.#chunks.reduce((n, c) => n + c.rows.length, 0);
+  }
+
+  /** Fails every greedy row and frees the caches. */
+  #failActive(err: ClientError): void {
+    for (const c of this.#chunks) {
+      for (const j of c.rows) this.#fail(j, err);
+      c.dispose();
+    }
+    this.#chunks = [];
   }
 
   /** Whether `n` more requests fit in the queue. */
@@ -291,12 +315,10 @@ export class Engine {
       "the server shut down before this request finished",
       "unavailable",
     );
-    for (const j of [...this.#greedyQueue, ...this.#beamQueue, ...this.#active]) {
-      this.#fail(j, err);
-    }
+    for (const j of [...this.#greedyQueue, ...this.#beamQueue]) this.#fail(j, err);
     this.#greedyQueue.length = 0;
     this.#beamQueue.length = 0;
-    this.#active = [];
+    this.#failActive(err);
     this.#closed = true;
     this.#wake?.();
     await this.#loop;
@@ -339,7 +361,7 @@ export class Engine {
         }
         if (!this.#beamTask && this.#beamQueue.length > 0) this.#startBeamBatch();
         await this.#admit();
-        if (this.#active.length > 0) {
+        if (this.#chunks.length > 0) {
           await this.#step();
           await macrotask(); // let the server read requests and write answers between steps
         } else {
@@ -362,8 +384,7 @@ export class Engine {
           `decoding failed: ${(e as Error).message}`,
           "server_error",
         );
-        for (const j of this.#active) this.#fail(j, err);
-        this.#active = [];
+        this.#failActive(err);
       }
     }
   }
@@ -377,7 +398,7 @@ export class Engine {
    */
   async #admit(): Promise<void> {
     const jobs: Job[] = [];
-    while (this.#active.length + jobs.length < this.opts.maxRows && this.#greedyQueue.length > 0) {
+    while (this.#greedyRows + jobs.length < this.opts.maxRows && this.#greedyQueue.length > 0) {
       const job = this.#greedyQueue.shift()!;
       if (this.#expire(job, Date.now())) continue;
       job.state = "running";
@@ -393,23 +414,24 @@ export class Engine {
       groups.push(long.slice(i, i + this.stepRows));
     }
     for (const group of groups) {
-      const logits = await this.#prefill(group);
+      const { chunk, logits } = await this.#prefill(group);
       const prefixes: Record<string, number> = {};
       for (const j of group) prefixes[j.prefixName] = (prefixes[j.prefixName] ?? 0) + 1;
       const step: StepInfo = { rows: group.length, prefixes };
       this.opts.metrics.step(group.length);
       this.opts.metrics.prefillRows.observe(group.length);
+      const keep: number[] = [];
       group.forEach((job, r) => {
         this.opts.metrics.promptTokens += job.req.prompt.length;
-        if (this.#advance(job, logits, r * this.model.config.vocabSize, step)) {
-          this.#active.push(job);
-        }
+        if (this.#advance(job, logits, r * this.model.config.vocabSize, step)) keep.push(r);
       });
+      if (this.#compact(chunk, keep)) this.#chunks.push(chunk);
     }
+    this.#merge();
   }
 
-  /** Runs the prompts of `group` after their prefixes; sets their caches; returns logits [n, V]. */
-  async #prefill(group: Job[]): Promise<Float32Array> {
+  /** Runs the prompts of `group` after their prefixes: their chunk and logits [n, V]. */
+  async #prefill(group: Job[]): Promise<{ chunk: Chunk; logits: Float32Array }> {
     const Ls = group.map((j) => j.req.prefix?.shape.prefixLen ?? 0);
     const Ps = group.map((j) => j.req.prompt.length);
     const Lm = Math.max(...Ls), Pm = Math.max(...Ps);
@@ -424,7 +446,7 @@ export class Engine {
             useCache: true,
             lastTokenOnly: true,
           });
-          return { logits: r.logits, caches: [r.past!] };
+          return { logits: r.logits, past: r.past! };
         }
         const leftPad = (t: Tensor | null, n: number) =>
           n === 0
@@ -456,30 +478,77 @@ export class Engine {
             lastTokenOnly: true,
           },
         );
-        // Each row keeps its prefix and prompt columns, without the padding.
-        const caches = group.map((_, i) =>
-          r.past!.map((l) => {
-            const own = (t: Tensor) => {
-              const row = slice(t, 0, i, i + 1);
-              const prompt = slice(row, 2, Lm + Pm - Ps[i], Lm + Pm);
-              return (Ls[i] > 0 ? concat([slice(row, 2, Lm - Ls[i], Lm), prompt], 2) : prompt)
-                .contiguous();
-            };
-            return { k: own(l.k), v: own(l.v) };
-          })
-        );
-        return { logits: r.logits, caches };
+        return { logits: r.logits, past: r.past! };
       })
     );
-    group.forEach((j, i) => {
-      j.past = out.caches[i];
-      j.cacheLen = Ls[i] + Ps[i];
-      j.nextPos = j.cacheLen;
-    });
+    const masks = group.map((_, r) =>
+      group.length === 1 ? new Array(Ls[r] + Ps[r]).fill(1) : [
+        ...new Array(Lm - Ls[r]).fill(0),
+        ...new Array(Ls[r]).fill(1),
+        ...new Array(Pm - Ps[r]).fill(0),
+        ...new Array(Ps[r]).fill(1),
+      ]
+    );
+    group.forEach((j, i) => j.nextPos = Ls[i] + Ps[i]);
+    const chunk = new Chunk(group, masks, out.past);
     try {
-      return (await out.logits.data()) as Float32Array;
+      return { chunk, logits: (await out.logits.data()) as Float32Array };
     } finally {
       out.logits.dispose();
+    }
+  }
+
+  /**
+   * Keeps the rows `keep` of a chunk (in order), dropping the cache columns that are padding in
+   * every kept row; frees it and returns false when none is kept.
+   */
+  #compact(c: Chunk, keep: number[]): boolean {
+    if (keep.length === c.rows.length) return true;
+    if (keep.length === 0) {
+      c.dispose();
+      return false;
+    }
+    const masks = keep.map((i) => c.masks[i]);
+    let t = 0;
+    while (t < masks[0].length - 1 && masks.every((m) => m[t] === 0)) t++;
+    const old = c.past;
+    c.past = noGrad(() =>
+      tidy(() => {
+        const pick = (x: Tensor) => {
+          const rows = concat(keep.map((i) => slice(x, 0, i, i + 1)), 0);
+          return (t > 0 ? slice(rows, 2, t) : rows).contiguous();
+        };
+        return old.map((l) => ({ k: pick(l.k), v: pick(l.v) }));
+      })
+    );
+    disposePast(old);
+    c.rows = keep.map((i) => c.rows[i]);
+    c.masks = masks.map((m) => m.slice(t));
+    return true;
+  }
+
+  /** Merges the smallest chunks while two fit in one model call. */
+  #merge(): void {
+    for (;;) {
+      const [a, b] = [...this.#chunks].sort((x, y) => x.rows.length - y.rows.length);
+      if (!a || !b || a.rows.length + b.rows.length > this.stepRows) return;
+      const W = Math.max(a.width, b.width);
+      const H = this.#H, d = this.#headDim, be = this.model.backend;
+      const past = noGrad(() =>
+        tidy(() => {
+          const pad = (x: Tensor, w: number) =>
+            w === W ? x : concat([zeros([x.shape[0], H, W - w, d], { backend: be }), x], 2);
+          return a.past.map((l, i) => ({
+            k: concat([pad(l.k, a.width), pad(b.past[i].k, b.width)], 0),
+            v: concat([pad(l.v, a.width), pad(b.past[i].v, b.width)], 0),
+          }));
+        })
+      );
+      const masks = [...a.masks, ...b.masks].map((m) => [...new Array(W - m.length).fill(0), ...m]);
+      a.dispose();
+      b.dispose();
+      this.#chunks = this.#chunks.filter((c) => c !== a && c !== b);
+      this.#chunks.push(new Chunk([...a.rows, ...b.rows], masks, past));
     }
   }
 
@@ -492,26 +561,30 @@ export class Engine {
     if (this.#expire(job, Date.now())) return false;
     const s = job.req.settings, V = this.model.config.vocabSize, prompt = job.req.prompt;
     const g = job.tokens.length;
-    const banned = new Set<number>();
+    // Banned tokens get −∞ in place (the logits are this step's own copy), then a plain argmax.
+    const ban = (t: number) => (logits[offset + t] = -Infinity);
     const eos = this.#eos;
-    if (eos !== null && prompt.length + g < s.minLength) banned.add(eos);
+    if (eos !== null && prompt.length + g < s.minLength) ban(eos);
     const hist = (i: number) => (i < prompt.length ? prompt[i] : job.tokens[i - prompt.length]);
     const histLen = prompt.length + g;
     for (const w of s.badWordsIds) {
       if (w.length === 1) {
-        if (w[0] !== eos) banned.add(w[0]); // as Hugging Face, [eos] is left to min_length
+        if (w[0] !== eos) ban(w[0]); // as Hugging Face, [eos] is left to min_length
         continue;
       }
       const k = w.length - 1;
       if (k > histLen) continue;
       let match = true;
       for (let i = 0; i < k && match; i++) match = hist(histLen - k + i) === w[i];
-      if (match) banned.add(w[k]);
+      if (match) ban(w[k]);
     }
-    let best = -1;
+    let best = -1, top = -Infinity;
     for (let v = 0; v < V; v++) {
-      if (banned.has(v)) continue;
-      if (best < 0 || logits[offset + v] > logits[offset + best]) best = v;
+      const x = logits[offset + v];
+      if (x > top) {
+        top = x;
+        best = v;
+      }
     }
     job.maxBatchRows = Math.max(job.maxBatchRows, step.rows);
     if (best < 0 || best === eos) {
@@ -554,72 +627,48 @@ export class Engine {
     onText(delta, step);
   }
 
-  /** One decoding step over every active row, in groups of at most `stepRows` rows. */
+  /** One decoding step over every greedy row, one model call per chunk. */
   async #step(): Promise<void> {
     const now = Date.now();
-    this.#active = this.#active.filter((j) => !this.#expire(j, now));
-    const rows = this.#active;
+    this.#chunks = this.#chunks.filter((c) =>
+      this.#compact(c, c.rows.flatMap((j, i) => (this.#expire(j, now) ? [] : [i])))
+    );
+    this.#merge();
+    const rows = this.#chunks.flatMap((c) => c.rows);
     if (rows.length === 0) return;
     const prefixes: Record<string, number> = {};
     for (const j of rows) prefixes[j.prefixName] = (prefixes[j.prefixName] ?? 0) + 1;
     const step: StepInfo = { rows: rows.length, prefixes };
     this.opts.metrics.step(rows.length, rows.length);
-    const keep: Job[] = [];
-    for (let i = 0; i < rows.length; i += this.stepRows) {
-      const group = rows.slice(i, i + this.stepRows);
-      const logits = await this.#forwardGroup(group);
-      group.forEach((j, r) => {
-        if (this.#advance(j, logits, r * this.model.config.vocabSize, step)) keep.push(j);
+    for (const c of [...this.#chunks]) {
+      const logits = await this.#forward(c);
+      const keep: number[] = [];
+      c.rows.forEach((j, r) => {
+        if (this.#advance(j, logits, r * this.model.config.vocabSize, step)) keep.push(r);
       });
+      if (!this.#compact(c, keep)) this.#chunks = this.#chunks.filter((x) => x !== c);
     }
-    // Jobs admitted or cancelled meanwhile are handled at the next iteration.
-    this.#active = keep;
+    this.#merge();
   }
 
-  /** Feeds each row's pending token with its cache; updates the caches; returns logits [n, V]. */
-  async #forwardGroup(group: Job[]): Promise<Float32Array> {
-    const W = Math.max(...group.map((j) => j.cacheLen));
-    const padded = group.some((j) => j.cacheLen !== W);
-    const H = this.#H, d = this.#headDim, be = this.model.backend;
+  /** Feeds each row of a chunk its pending token; extends the cache; returns logits [n, V]. */
+  async #forward(c: Chunk): Promise<Float32Array> {
+    const padded = c.masks.some((m) => m.includes(0));
     const out = noGrad(() =>
-      tidy(() => {
-        const pad = (t: Tensor, len: number) =>
-          len === W ? t : concat([zeros([1, H, W - len, d], { backend: be }), t], 2);
-        const past: KV[] | undefined = group.length === 1 ? group[0].past! : group[0].past!.map((
-          _,
-          l,
-        ) => ({
-          k: concat(group.map((j) => pad(j.past![l].k, j.cacheLen)), 0),
-          v: concat(group.map((j) => pad(j.past![l].v, j.cacheLen)), 0),
-        }));
-        const r = this.model.forward(group.map((j) => [j.pending]), {
-          past,
-          attentionMask: padded
-            ? group.map((j) => [
-              ...new Array(W - j.cacheLen).fill(0),
-              ...new Array(j.cacheLen + 1).fill(1),
-            ])
-            : undefined,
-          positionIds: group.map((j) => [j.nextPos]),
+      tidy(() =>
+        this.model.forward(c.rows.map((j) => [j.pending]), {
+          past: c.past,
+          attentionMask: padded ? c.masks.map((m) => [...m, 1]) : undefined,
+          positionIds: c.rows.map((j) => [j.nextPos]),
           useCache: true,
           lastTokenOnly: true,
-        });
-        // Each row keeps only its own (unpadded) part of the new cache.
-        const caches = group.length === 1 ? [r.past!] : group.map((j, i) =>
-          r.past!.map((l) => ({
-            k: slice(slice(l.k, 0, i, i + 1), 2, W - j.cacheLen).contiguous(),
-            v: slice(slice(l.v, 0, i, i + 1), 2, W - j.cacheLen).contiguous(),
-          }))
-        );
-        return { logits: r.logits, caches };
-      })
+        })
+      )
     );
-    group.forEach((j, i) => {
-      j.freeCache();
-      j.past = out.caches[i];
-      j.cacheLen++;
-      j.nextPos++;
-    });
+    disposePast(c.past);
+    c.past = out.past!;
+    c.masks = c.masks.map((m) => [...m, 1]);
+    for (const j of c.rows) j.nextPos++;
     try {
       return (await out.logits.data()) as Float32Array;
     } finally {

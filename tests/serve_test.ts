@@ -18,7 +18,7 @@ import {
   type TinyFixture,
   writeTinyFixture,
 } from "./serve_fixtures.ts";
-import { e2ePrompt } from "../serve/e2e.ts";
+import { E2E_DECODING, e2ePrompt } from "../serve/e2e.ts";
 import { encodePrompt } from "../data/e2e.ts";
 import { loadComputedPrefix } from "../models/prefix.ts";
 
@@ -479,6 +479,35 @@ Deno.test({
         maxNewTokens: 40,
       }));
       await checkMixedBatches(s, requests, prefixes);
+      // /v1/e2e: the paper's prompt and decoding (newlines banned, min_length 5), greedy and beam.
+      const e2e = await Promise.all(mrs.map((mr, i) =>
+        post(`${s.server.url}/v1/e2e`, {
+          model: names[i],
+          ...mr,
+          num_beams: i === 3 ? 5 : 1,
+          max_tokens: 40,
+        })
+      ));
+      for (const [i, r] of e2e.entries()) {
+        assert.equal(r.status, 200);
+        const want = await decodeAlone(
+          s.model,
+          s.tokenizer.eosTokenId,
+          names[i] === "base" ? null : prefixes[names[i]],
+          encodePrompt(s.tokenizer, e2ePrompt(mrs[i])),
+          {
+            ...E2E_DECODING,
+            numBeams: i === 3 ? 5 : 1,
+            maxNewTokens: 40,
+            badWordsIds: [[628], [198]],
+          },
+        );
+        assert.deepEqual(
+          (r.body.choices as { token_ids: number[] }[])[0].token_ids,
+          want,
+          `e2e ${i}`,
+        );
+      }
     } finally {
       await s.server.shutdown(2000);
       s.model.dispose();
