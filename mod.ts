@@ -32,3 +32,4 @@ export { prefixToPast, PrefixTuning } from "./models/prefix.ts";
 export { loadSafetensors, writeSafetensors } from "./models/safetensors.ts";
 export { GPT2Tokenizer } from "./data/tokenizer.ts";
 export { bleu, cider, meteor, nist, rougeL, scoreAll } from "./data/metrics/mod.ts";
+export * as serve from "./serve/mod.ts";

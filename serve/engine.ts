@@ -118,9 +118,9 @@ class Job {
   readonly promise: Promise<JobResult>;
   resolve!: (r: JobResult) => void;
   reject!: (e: Error) => void;
-  readonly #onAbort = () => this.engine.cancel(this);
+  readonly #onAbort = () => this.cancel(this);
 
-  constructor(readonly engine: Engine, readonly req: JobRequest) {
+  constructor(readonly cancel: (job: Job) => void, readonly req: JobRequest) {
     this.promise = new Promise((res, rej) => {
       this.resolve = res;
       this.reject = rej;
@@ -205,6 +205,7 @@ export class Engine {
   #stopped = false;
   #closed = false;
   readonly #loop: Promise<void>;
+  /** Most rows per model call in a greedy step. */
   readonly stepRows: number;
   readonly #wasm: boolean;
   readonly #H: number;
@@ -270,7 +271,7 @@ export class Engine {
       );
     }
     req.prefix?.acquire();
-    const job = new Job(this, req);
+    const job = new Job((j) => this.#cancel(j), req);
     if (req.signal?.aborted) {
       this.#fail(job, new ClientError(499, "client closed the request", "cancelled"));
       return job.promise;
@@ -281,7 +282,7 @@ export class Engine {
   }
 
   /** Ends a job because its client went away. */
-  cancel(job: Job): void {
+  #cancel(job: Job): void {
     if (job.state === "done") return;
     this.opts.metrics.cancelled++;
     const err = new ClientError(499, "client closed the request", "cancelled");

@@ -8,8 +8,11 @@
 
 /** A cumulative histogram with fixed upper bounds. */
 export class Histogram {
+  /** Values ≤ each bound. */
   readonly counts: number[];
+  /** Values recorded. */
   count = 0;
+  /** Their sum. */
   sum = 0;
   /** A histogram with these upper bounds (ascending; +Inf is implied). */
   constructor(readonly bounds: number[]) {
