@@ -11,9 +11,9 @@ export class Histogram {
   /** Values ≤ each bound. */
   readonly counts: number[];
   /** Values recorded. */
-  count = 0;
+  count: number = 0;
   /** Their sum. */
-  sum = 0;
+  sum: number = 0;
   /** A histogram with these upper bounds (ascending; +Inf is implied). */
   constructor(readonly bounds: number[]) {
     this.counts = bounds.map(() => 0);
@@ -40,21 +40,21 @@ export class Histogram {
 /** What the server measures. */
 export class ServerMetrics {
   /** Finished requests by `endpoint status`. */
-  readonly requests = new Map<string, number>();
+  readonly requests: Map<string, number> = new Map();
   /** Rows per decoding step (greedy) or per beam batch (prompts). */
-  readonly batchRows = new Histogram([1, 2, 4, 8, 16, 32, 64, 128]);
+  readonly batchRows: Histogram = new Histogram([1, 2, 4, 8, 16, 32, 64, 128]);
   /** Prompts per prefill (greedy requests joining the batch together). */
-  readonly prefillRows = new Histogram([1, 2, 4, 8, 16, 32, 64, 128]);
+  readonly prefillRows: Histogram = new Histogram([1, 2, 4, 8, 16, 32, 64, 128]);
   /** Seconds from arrival to the last byte of the answer. */
-  readonly latency = new Histogram([0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]);
+  readonly latency: Histogram = new Histogram([0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]);
   /** Generated tokens. */
-  generatedTokens = 0;
+  generatedTokens: number = 0;
   /** Prompt tokens. */
-  promptTokens = 0;
+  promptTokens: number = 0;
   /** Decoding steps run (greedy) and beam batches run. */
-  steps = 0;
+  steps: number = 0;
   /** Requests whose client went away before the answer. */
-  cancelled = 0;
+  cancelled: number = 0;
   /** (time in ms, tokens) of recent steps, for the rate. */
   #recent: [number, number][] = [];
 
