@@ -187,6 +187,27 @@ function safeEqual(a: string, b: string): boolean {
   return diff === 0;
 }
 
+/**
+ * Refuses OpenAI fields whose meaning this server does not implement (rather than ignoring them
+ * and answering something else): sampling, several choices per prompt, log-probabilities, echo.
+ */
+function rejectUnsupported(b: Record<string, unknown>): void {
+  const bad: string[] = [];
+  if (b.n !== undefined && b.n !== null && b.n !== 1) {
+    bad.push(`"n" ${JSON.stringify(b.n)} (only 1)`);
+  }
+  if (b.best_of !== undefined && b.best_of !== null && b.best_of !== 1) {
+    bad.push(`"best_of" (use "num_beams")`);
+  }
+  if (typeof b.temperature === "number" && b.temperature !== 0 && b.temperature !== 1) {
+    bad.push(`"temperature" ${b.temperature} (no sampling: greedy or beam search)`);
+  }
+  if (typeof b.top_p === "number" && b.top_p !== 1) bad.push(`"top_p" ${b.top_p} (no sampling)`);
+  if (b.logprobs !== undefined && b.logprobs !== null && b.logprobs !== 0) bad.push(`"logprobs"`);
+  if (b.echo === true) bad.push(`"echo"`);
+  if (bad.length > 0) throw new ClientError(400, `not supported: ${bad.join(", ")}`);
+}
+
 /** The final status of a streamed answer, by request (known when the stream ends). */
 const streamStatus = new WeakMap<Request, Promise<number>>();
 
@@ -469,6 +490,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     if (stream && settings.numBeams > 1) {
       throw new ClientError(400, `"stream" needs greedy decoding ("num_beams": 1)`);
     }
+    rejectUnsupported(b);
     const work = (prompts as string[]).map((text, i): Work => {
       const ids = o.tokenizer.encode(text);
       checkLength(prefix, ids, settings.maxNewTokens, i);

@@ -267,6 +267,13 @@ Deno.test("serve: every bad input gets its status and a JSON error; the server k
         ],
         ["bad stop", { model: "base", prompt: "x", stop: [""] }, 400, /"stop"/],
         ["bad stream", { model: "base", prompt: "x", stream: "yes" }, 400, /"stream"/],
+        [
+          "sampling",
+          { model: "base", prompt: "x", temperature: 0.7 },
+          400,
+          /not supported.*temperature/,
+        ],
+        ["several choices", { model: "base", prompt: "x", n: 2 }, 400, /not supported.*"n"/],
         ["body over the limit", { model: "base", prompt: "x".repeat(5000) }, 413, /exceeds 4096/],
       ];
       for (const [what, body, status, message] of cases) {
