@@ -4,8 +4,8 @@
  *
  * A server on a free loopback port serves a model and prefixes (by default the shipped
  * miniature and three of its trained prefixes). The same list of E2E requests (greedy, the
- * paper's prompt) is sent twice: by one client, one request at a time, then by `clients`
- * concurrent clients. Reported per phase: requests/s, generated tokens/s, p50 and p99 latency,
+ * paper's prompt) is sent by one client, one request at a time, and by `clients` concurrent
+ * clients, alternately for `rounds` rounds. Reported per phase: requests/s, generated tokens/s, p50 and p99 latency,
  * and the mean rows per decoding step; and whether both phases gave identical outputs.
  *
  * @module
@@ -28,6 +28,8 @@ export interface ServeBenchOptions {
   requests: number;
   /** `max_tokens` of each request. */
   maxTokens: number;
+  /** Rounds of (one at a time, concurrent), alternated. */
+  rounds: number;
   /** Rows per model call (undefined: the exact default). */
   stepRows?: number;
   /** Backend name. */
@@ -131,7 +133,8 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
     num_beams: 1,
     max_tokens: o.maxTokens,
   }));
-  const phase = async (clients: number): Promise<[PhaseResult, string[]]> => {
+  /** One pass over every request with `clients` concurrent clients. */
+  const pass = async (clients: number) => {
     const outputs: string[] = new Array(bodies.length);
     const latencies: number[] = [];
     let tokens = 0, next = 0;
@@ -155,18 +158,30 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
         tokens += body.usage.completion_tokens;
       }
     }));
-    const seconds = (performance.now() - t0) / 1000;
-    latencies.sort((a, b) => a - b);
-    const steps = m.batchRows.count - steps0;
+    return {
+      seconds: (performance.now() - t0) / 1000,
+      tokens,
+      latencies,
+      outputs,
+      rows: m.batchRows.sum - rows0,
+      steps: m.batchRows.count - steps0,
+    };
+  };
+  type Pass = Awaited<ReturnType<typeof pass>>;
+  const summarise = (clients: number, passes: Pass[]): PhaseResult => {
+    const seconds = passes.reduce((t, p) => t + p.seconds, 0);
+    const tokens = passes.reduce((t, p) => t + p.tokens, 0);
+    const latencies = passes.flatMap((p) => p.latencies).sort((a, b) => a - b);
+    const steps = passes.reduce((t, p) => t + p.steps, 0);
     const r: PhaseResult = {
       clients,
-      requests: bodies.length,
+      requests: latencies.length,
       seconds,
-      requestsPerSecond: bodies.length / seconds,
+      requestsPerSecond: latencies.length / seconds,
       tokensPerSecond: tokens / seconds,
       p50: quantile(latencies, 0.5),
       p99: quantile(latencies, 0.99),
-      meanBatchRows: steps > 0 ? (m.batchRows.sum - rows0) / steps : 0,
+      meanBatchRows: steps > 0 ? passes.reduce((t, p) => t + p.rows, 0) / steps : 0,
     };
     log(
       `${clients} client${clients === 1 ? "" : "s"}: ${r.requestsPerSecond.toFixed(2)} req/s, ${
@@ -175,7 +190,7 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
         r.meanBatchRows.toFixed(2)
       } rows`,
     );
-    return [r, outputs];
+    return r;
   };
   try {
     // One warm-up request compiles the kernels outside the measurements.
@@ -183,13 +198,25 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
       method: "POST",
       body: JSON.stringify(bodies[0]),
     })).body?.cancel();
-    const [sequential, outA] = await phase(1);
-    const [concurrent, outB] = await phase(o.clients);
+    // The phases alternate (one at a time, concurrent, one at a time, ...), so that a change of
+    // the machine's load during the run weighs on both alike.
+    const seq: Pass[] = [], conc: Pass[] = [];
+    for (let r = 0; r < o.rounds; r++) {
+      seq.push(await pass(1));
+      conc.push(await pass(o.clients));
+      log(
+        `round ${r + 1}/${o.rounds}: ${seq.at(-1)!.seconds.toFixed(1)} s one at a time, ${
+          conc.at(-1)!.seconds.toFixed(1)
+        } s concurrent`,
+      );
+    }
+    const sequential = summarise(1, seq), concurrent = summarise(o.clients, conc);
+    const first = seq[0].outputs;
     return {
       sequential,
       concurrent,
       speedup: concurrent.tokensPerSecond / sequential.tokensPerSecond,
-      identicalOutputs: outA.every((t, i) => t === outB[i]),
+      identicalOutputs: [...seq, ...conc].every((p) => p.outputs.every((t, i) => t === first[i])),
       stepRows: server.engine.stepRows,
       backend: backend.name,
     };
@@ -199,7 +226,8 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
   }
 }
 
-const USAGE = `usage: deno task bench --serve [--clients 16] [--requests 64] [--max-tokens 40]
+const USAGE =
+  `usage: deno task bench --serve [--clients 16] [--requests 64] [--max-tokens 40] [--rounds 2]
        [--model DIR] [--prefixes DIR,DIR,...] [--step-rows N] [--backend auto] [--json]`;
 
 /** CLI of `deno task bench --serve`; returns the exit code. */
@@ -211,6 +239,7 @@ export async function main(args: string[]): Promise<number> {
       clients: { type: "string", default: "16" },
       requests: { type: "string", default: "64" },
       "max-tokens": { type: "string", default: "40" },
+      rounds: { type: "string", default: "2" },
       model: { type: "string", default: "results/mini/pretrain/model" },
       prefixes: {
         type: "string",
@@ -238,6 +267,7 @@ export async function main(args: string[]): Promise<number> {
     clients: int(v.clients, "clients"),
     requests: int(v.requests, "requests"),
     maxTokens: int(v["max-tokens"], "max-tokens"),
+    rounds: int(v.rounds, "rounds"),
     stepRows: v["step-rows"] === undefined ? undefined : int(v["step-rows"], "step-rows"),
     backend: v.backend!,
     log: (s) => console.error(s),
@@ -252,7 +282,9 @@ export async function main(args: string[]): Promise<number> {
     } | ${p.p50.toFixed(3)} | ${p.p99.toFixed(3)} | ${p.meanBatchRows.toFixed(2)} |`;
   console.log(
     [
-      `backend ${r.backend}, ${r.stepRows} rows per model call, ${r.sequential.requests} requests`,
+      `backend ${r.backend}, ${r.stepRows} rows per model call, ${r.sequential.requests} requests per phase; load average ${
+        Deno.loadavg().map((x) => x.toFixed(2)).join(" ")
+      }`,
       "",
       "| | clients | requests/s | tokens/s | p50 s | p99 s | mean batch rows |",
       "| --- | --- | --- | --- | --- | --- | --- |",
