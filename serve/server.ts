@@ -354,12 +354,13 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
       return { prompt_tokens: p, completion_tokens: c, total_tokens: p + c };
     };
     if (!stream) {
-      const jobs = work.map((w) =>
-        engine.submit({ prefix, prompt: w.prompt, settings, deadline, signal: abort.signal })
-      );
       let results: JobResult[];
       try {
-        results = await Promise.all(jobs);
+        results = await Promise.all(
+          work.map((w) =>
+            engine.submit({ prefix, prompt: w.prompt, settings, deadline, signal: abort.signal })
+          ),
+        );
       } catch (e) {
         abort.abort(); // the other prompts of this request are not needed any more
         throw e;
