@@ -87,6 +87,7 @@ export {
 } from "./models/prefix.ts";
 export {
   E2E_DECODING,
+  e2eOutputText,
   generateForMRs,
   type GenerateTextOptions,
   generateTexts,
@@ -135,6 +136,7 @@ export {
   type Rng32,
 } from "./data/batching.ts";
 export * from "./train/mod.ts";
+export * as serve from "./serve/mod.ts";
 export { atomicReplaceDir, atomicWriteBytes, atomicWriteText, recoverDir } from "./io/atomic.ts";
 export type { HubOptions } from "./hub/hub.ts";
 export type { ProgressMode } from "./hub/download.ts";

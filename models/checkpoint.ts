@@ -181,16 +181,22 @@ export async function generateTexts(
       ...gen,
       prefix: ck.prefix ?? undefined,
     });
-    for (const t of ids) {
-      const text = ck.tokenizer.decode(t, {
-        skipSpecialTokens: true,
-        cleanUpTokenizationSpaces: true,
-      });
-      outputs.push(text.replaceAll("\n", " ").trim());
-    }
+    for (const t of ids) outputs.push(e2eOutputText(ck.tokenizer, t));
     onBatch?.(Math.min(i + batchSize, prompts.length), prompts.length);
   }
   return outputs;
+}
+
+/**
+ * The output text of generated ids as the paper's scripts wrote it: special tokens dropped,
+ * tokenisation spaces cleaned up, newlines turned into spaces, trimmed.
+ */
+export function e2eOutputText(tokenizer: GPT2Tokenizer, ids: readonly number[]): string {
+  const text = tokenizer.decode(ids as number[], {
+    skipSpecialTokens: true,
+    cleanUpTokenizationSpaces: true,
+  });
+  return text.replaceAll("\n", " ").trim();
 }
 
 /**

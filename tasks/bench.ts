@@ -4,6 +4,7 @@
  * ```sh
  * deno task bench [--backend cpu,wasm,webgpu|all] [--json] [--quick] [--skip matmul,train,generate]
  *                  [--compare-attention]   # train steps also with the unfused attention ops
+ * deno task bench --serve [--clients 16]   # the server: concurrent clients vs one at a time
  * ```
  *
  * - matmul GFLOP/s (f32) at 256³, 512³, 1024³ and GPT-2's shapes 640×768×2304 (the fused q/k/v
@@ -259,6 +260,7 @@ export function table(rows: BenchRow[]): string {
 
 /** CLI entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
+  if (args.includes("--serve")) return await (await import("../serve/bench.ts")).main(args);
   const { values } = parseArgs({
     args,
     options: {
