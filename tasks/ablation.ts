@@ -38,6 +38,7 @@ import {
 } from "./generate.ts";
 import { linePlot } from "./svg_plot.ts";
 import { train } from "./train.ts";
+import { ablationSweep, launchSweep, SWEEP_USAGE, takeSweepFlags } from "../train/sweep.ts";
 
 /** The ablation's own settings (besides the base training config). */
 export interface AblationConfig {
@@ -126,6 +127,7 @@ const ABLATION_KEYS = new Set([
   "gen_limit",
   "meteor_dir",
   "train",
+  "slurm", // read by the Slurm launcher (train/sweep.ts)
 ]);
 
 /** Reads an ablation YAML config (keys above; `train:` holds training keys). */
@@ -479,7 +481,8 @@ export async function writeResults(
 
 const USAGE =
   `usage: deno task ablation [--config FILE.yaml] [--out DIR] [--prefix-lens 1,5,10,20,40] [--no-finetune]
-       [--only RUN,...] [--split test|valid] [--gen-limit N] [--meteor-dir DIR] [--KEY VALUE for any training key]`;
+       [--only RUN,...] [--split test|valid] [--gen-limit N] [--meteor-dir DIR] [--KEY VALUE for any training key]
+${SWEEP_USAGE}`;
 
 /** CLI entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -497,6 +500,10 @@ export async function main(args: string[]): Promise<number> {
   };
   for (const k of Object.keys(CONFIG_SCHEMA)) options[flagName(k)] ??= { type: "string" };
   try {
+    // ---- sweep launcher (train/sweep.ts): --launcher local|slurm, --collect, --dry-run, ... ----
+    const sweep = takeSweepFlags(args);
+    args = sweep.rest;
+    // ---- end sweep launcher ----
     const { values } = parseArgs({ args, options, strict: true });
     const v = values as Record<string, string | boolean | undefined>;
     if (v.help) {
@@ -518,6 +525,16 @@ export async function main(args: string[]): Promise<number> {
     const cfg = await loadAblationConfig(file, overrides);
     // `--out` names the ablation folder; per-run folders go inside it.
     if (overrides.out) cfg.out = String(overrides.out);
+    // ---- sweep launcher: Slurm array job and the collect step ----
+    if (sweep.flags.launcher === "slurm" || sweep.flags.collect) {
+      if (sweep.flags.seeds) throw new Error("--seeds is a flag of deno task train");
+      const collect = async () => void await runAblation(cfg);
+      return await launchSweep(
+        await ablationSweep(cfg, { args, configFile: file, collect }),
+        sweep.flags,
+      );
+    }
+    // ---- end sweep launcher ----
     const rows = await runAblation(cfg);
     console.log(await Deno.readTextFile(`${cfg.out}/results.md`));
     return rows.length ? 0 : 1;

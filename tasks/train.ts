@@ -36,6 +36,7 @@ import { useBackend } from "../kernels/select.ts";
 import { contiguousView } from "../kernels/backend.ts";
 import { ConfigError, parseTrainArgs, type TrainConfig, usage } from "./config.ts";
 import { linePlot } from "./svg_plot.ts";
+import { launchSweep, seedSweep, SWEEP_USAGE, takeSweepFlags } from "../train/sweep.ts";
 
 /** One line of `log.jsonl`. */
 export interface StepLog {
@@ -594,9 +595,21 @@ function defaultConfigFile(args: string[]): string {
 /** CLI entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   try {
+    // ---- seed sweep (train/sweep.ts): --seeds 101,102,103 [--launcher local|slurm] [--collect] ----
+    const sweep = takeSweepFlags(args);
+    if (sweep.flags.given) {
+      if (!sweep.flags.seeds) {
+        throw new ConfigError("the sweep flags (--launcher, --collect, ...) need --seeds");
+      }
+      const { config } = await parseTrainArgs(sweep.rest, defaultConfigFile(sweep.rest));
+      return await launchSweep(seedSweep(config.out, sweep.flags.seeds, sweep.rest), sweep.flags);
+    }
+    // ---- end seed sweep ----
     const parsed = await parseTrainArgs(args, defaultConfigFile(args));
     if (parsed.help) {
-      console.log(usage("train"));
+      console.log(
+        usage("train") + "\nseed " + SWEEP_USAGE.replace("sweep:", "sweep: [--seeds 101,102,103]"),
+      );
       return 0;
     }
     const r = await train(parsed.config, { resume: parsed.resume });
