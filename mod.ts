@@ -32,3 +32,42 @@ export { prefixToPast, PrefixTuning } from "./models/prefix.ts";
 export { loadSafetensors, writeSafetensors } from "./models/safetensors.ts";
 export { GPT2Tokenizer } from "./data/tokenizer.ts";
 export { bleu, cider, meteor, nist, rougeL, scoreAll } from "./data/metrics/mod.ts";
+export {
+  ablationSweep,
+  type AblationSweepConfig,
+  collectSweep,
+  dropFlags,
+  lastStep,
+  type Launcher,
+  launchSweep,
+  missingRuns,
+  readSlurmSection,
+  type SeedRow,
+  seedSweep,
+  type Sweep,
+  SWEEP_USAGE,
+  SweepError,
+  type SweepFlags,
+  type SweepIO,
+  type SweepRun,
+  takeSweepFlags,
+  writeSeedResults,
+} from "./train/sweep.ts";
+export {
+  type ArrayScript,
+  arrayScript,
+  type ArrayTask,
+  endedTask,
+  mergeSlurmOptions,
+  parseSlurmOptions,
+  queuedTasks,
+  requireSlurm,
+  shellQuote,
+  SLURM_KEYS,
+  SlurmError,
+  type SlurmOptions,
+  submitArray,
+  taskKey,
+  type TaskState,
+  writeArrayScript,
+} from "./train/slurm.ts";

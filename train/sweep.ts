@@ -131,7 +131,9 @@ export function takeSweepFlags(args: string[]): { flags: SweepFlags; rest: strin
   try {
     slurm = parseSlurmOptions(slurmDoc, "command line");
   } catch (e) {
-    throw new SweepError((e as Error).message.replace(/slurm\.(\w+)/, (_, k) => `--${k}`));
+    throw new SweepError(
+      (e as Error).message.replace(/slurm\.(\w+)/, (_, k: string) => `--${k.replaceAll("_", "-")}`),
+    );
   }
   const flags: SweepFlags = {
     launcher,
