@@ -115,20 +115,23 @@ Deno.test({
       assert.match(before.out, /3 of 3 runs are not finished: prefix_L1, prefix_L2, prefix_L3/);
 
       const t0 = performance.now();
-      const r = await denoTask(cluster, [
-        "ablation",
-        "--config",
-        cfg,
-        "--launcher",
-        "slurm",
-        "--poll",
-        "0.5",
-      ]);
+      const launch = ["ablation", "--config", cfg, "--launcher", "slurm", "--poll", "0.5"];
+      const submitted = await denoTask(cluster, [...launch, "--no-wait"]);
+      assert.equal(submitted.code, 0, submitted.out);
+      const job = submitted.out.match(/submitted array job (\d+): (\S+) (\S+) (\S+)/);
+      assert.ok(job, submitted.out);
+      assert.deepEqual(job.slice(2), [0, 1, 2].map((i) => `${job[1]}_${i}=prefix_L${i + 1}`));
+      // The same command again watches the queued tasks (or skips the finished ones) instead of
+      // submitting them twice, and collects.
+      const r = await denoTask(cluster, launch);
       console.log(`slurm ablation: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       assert.equal(r.code, 0, r.out);
-      const job = r.out.match(/submitted array job (\d+): (\S+) (\S+) (\S+)/);
-      assert.ok(job, r.out);
-      assert.deepEqual(job.slice(2), [0, 1, 2].map((i) => `${job[1]}_${i}=prefix_L${i + 1}`));
+      assert.doesNotMatch(r.out, /submitted array job/);
+      const skipped = r.out.match(/finished already \(skipped\): (.*)/)?.[1].split(", ") ?? [];
+      for (const i of [0, 1, 2]) {
+        const watched = r.out.includes(`prefix_L${i + 1}: already queued as ${job[1]}_${i} `);
+        assert.ok(watched || skipped.includes(`prefix_L${i + 1}`), r.out);
+      }
       const script = await Deno.readTextFile(`${tmp}/out/slurm/ablation.sbatch`);
       for (
         const line of [
