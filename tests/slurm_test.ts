@@ -91,6 +91,16 @@ async function scoreRows(dir: string): Promise<string[][]> {
   return [head, ...rows].map((r) => r.filter((_, i) => !timing.includes(i)));
 }
 
+/** The one job script the launcher wrote for `task` into `dir` (named by its content). */
+async function scriptIn(dir: string, task: string): Promise<string> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (new RegExp(`^${task}-[0-9a-f]{8}\\.sbatch$`).test(e.name)) names.push(e.name);
+  }
+  assert.equal(names.length, 1, `scripts in ${dir}: ${names}`);
+  return await Deno.readTextFile(`${dir}/${names[0]}`);
+}
+
 async function losses(runDir: string): Promise<number[]> {
   return (await Deno.readTextFile(`${runDir}/log.jsonl`)).split("\n").filter((l) => l.trim())
     .map((l) => JSON.parse(l)).filter((r) => r.step !== undefined).map((r) => r.loss);
@@ -110,10 +120,6 @@ Deno.test({
         batch: 3,
         slurm: ["slurm:", "  cpus_per_task: 1", '  time: "10:00"', "  extra: [--comment=lf-test]"],
       });
-      const before = await denoTask(cluster, ["ablation", "--config", cfg, "--collect"]);
-      assert.equal(before.code, 1, before.out);
-      assert.match(before.out, /3 of 3 runs are not finished: prefix_L1, prefix_L2, prefix_L3/);
-
       const t0 = performance.now();
       const launch = ["ablation", "--config", cfg, "--launcher", "slurm", "--poll", "0.5"];
       const submitted = await denoTask(cluster, [...launch, "--no-wait"]);
@@ -132,7 +138,7 @@ Deno.test({
         const watched = r.out.includes(`prefix_L${i + 1}: already queued as ${job[1]}_${i} `);
         assert.ok(watched || skipped.includes(`prefix_L${i + 1}`), r.out);
       }
-      const script = await Deno.readTextFile(`${tmp}/out/slurm/ablation.sbatch`);
+      const script = await scriptIn(`${tmp}/out/slurm`, "ablation");
       for (
         const line of [
           "#SBATCH --array=0-2",
@@ -320,7 +326,7 @@ Deno.test({
       ]);
       assert.equal(r.code, 0, r.out);
       assert.match(r.out, /submitted array job (\d+): \1_0=seed_101 \1_1=seed_102/);
-      const script = await Deno.readTextFile(`${tmp}/seeds/slurm/train.sbatch`);
+      const script = await scriptIn(`${tmp}/seeds/slurm`, "train");
       assert.match(script, /0\) RUN=\(--seed 101 --out \S+\/seeds\/seed_101\)/);
       const local = await denoTask(null, ["train", ...seeds, "--out", `${tmp}/local`]);
       assert.equal(local.code, 0, local.out);
@@ -331,6 +337,30 @@ Deno.test({
       assert.notEqual(rows[1].split(",")[3], rows[2].split(",")[3]);
       assert.equal(await csv(`${tmp}/seeds`), await csv(`${tmp}/local`));
       assert.match(await Deno.readTextFile(`${tmp}/seeds/seeds.md`), /\| mean ± sd \|/);
+
+      // A run that fails every time is resubmitted up to --retries, then reported; no table.
+      const bad = await denoTask(cluster, [
+        "train",
+        "--config",
+        cfg,
+        "--seeds",
+        "7",
+        "--data",
+        `${tmp}/no-such-data`,
+        "--out",
+        `${tmp}/bad`,
+        "--launcher",
+        "slurm",
+        "--retries",
+        "1",
+        "--poll",
+        "0.5",
+      ]);
+      assert.equal(bad.code, 1, bad.out);
+      assert.match(bad.out, /seed_7: (\d+)_0 FAILED; resubmitted as (\d+)_0, attempt 2 of 2/);
+      assert.match(bad.out, /seed_7: FAILED after 2 attempts; see \S+lf-train_\d+_0\.out/);
+      assert.match(bad.out, /1 run\(s\) did not finish: seed_7/);
+      assert.equal(await Deno.stat(`${tmp}/bad/seeds.md`).then(() => true, () => false), false);
     } finally {
       await cluster.stop();
       await Deno.remove(tmp, { recursive: true });

@@ -1,7 +1,7 @@
 /** Sweep flags, the Slurm script and its options, and the launcher's answers without Slurm. */
 import assert from "node:assert/strict";
 import { arrayScript, parseSlurmOptions, shellQuote, SlurmError } from "../train/slurm.ts";
-import { dropFlags, lastStep, SweepError, takeSweepFlags } from "../train/sweep.ts";
+import { dropFlags, lastStep, seedSweep, SweepError, takeSweepFlags } from "../train/sweep.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -117,6 +117,25 @@ Deno.test("array script: one task per run, resources, quoting, extra arguments l
   assert.ok(lines.findLastIndex((l) => l.startsWith("#SBATCH")) < firstCommand);
   assert.equal(shellQuote("a b"), "'a b'");
   assert.throws(() => arrayScript({ ...{ tasks: [] } } as never), /at least one task/);
+});
+
+Deno.test("seed sweep: one run per seed; --resume only where a checkpoint exists", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const sweep = seedSweep(dir, [1, 2], ["--config", "c.yaml", "--seed", "9", "--resume"]);
+    assert.deepEqual(sweep.args, ["--config", "c.yaml"]);
+    assert.deepEqual(sweep.runs.map((r) => r.args), [
+      ["--seed", "1", "--out", `${dir}/seed_1`],
+      ["--seed", "2", "--out", `${dir}/seed_2`],
+    ]);
+    await Deno.mkdir(`${dir}/seed_2/checkpoint`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/seed_2/checkpoint/state.json`, "{}");
+    assert.deepEqual(await sweep.resumeArgs(sweep.runs[0]), []);
+    assert.deepEqual(await sweep.resumeArgs(sweep.runs[1]), ["--resume"]);
+    assert.equal(await sweep.isDone(sweep.runs[1]), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("lastStep reads the last complete training line of log.jsonl", async () => {

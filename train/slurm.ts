@@ -249,6 +249,8 @@ export interface TaskState {
   state: string;
   /** Run time as Slurm prints it. */
   elapsed: string;
+  /** Why a pending task waits (`Resources`, `Priority`, ...); empty otherwise. */
+  reason?: string;
 }
 
 /** Key of an array task: `JOB_INDEX`, as scancel and squeue write it. */
@@ -258,13 +260,19 @@ export function taskKey(job: string, index: number): string {
 
 /** The user's queued and running array tasks (`squeue -r`), by {@link taskKey}. */
 export async function queuedTasks(): Promise<Map<string, TaskState>> {
-  const r = await slurmCommand("squeue", ["-h", "-r", "--me", "-o", "%F|%K|%T|%M"]);
+  const r = await slurmCommand("squeue", ["-h", "-r", "--me", "-o", "%F|%K|%T|%M|%r"]);
   if (r.code !== 0) throw new SlurmError(`squeue failed: ${r.stderr || `exit ${r.code}`}`);
   const out = new Map<string, TaskState>();
   for (const line of r.stdout.split("\n")) {
-    const [job, idx, state, elapsed] = line.trim().split("|");
+    const [job, idx, state, elapsed, reason] = line.trim().split("|");
     if (!job || !/^\d+$/.test(idx ?? "")) continue;
-    out.set(taskKey(job, Number(idx)), { job, index: Number(idx), state, elapsed });
+    out.set(taskKey(job, Number(idx)), {
+      job,
+      index: Number(idx),
+      state,
+      elapsed,
+      reason: state === "PENDING" && reason && reason !== "None" ? reason : "",
+    });
   }
   return out;
 }

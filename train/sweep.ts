@@ -23,6 +23,7 @@ import {
   type SlurmOptions,
   submitArray,
   taskKey,
+  type TaskState,
   writeArrayScript,
 } from "./slurm.ts";
 
@@ -467,8 +468,11 @@ async function runLocal(sweep: Sweep, io: SweepIO): Promise<number> {
 /** The sweep's Slurm job records (`slurm/jobs.json`): which task runs which run. */
 interface JobRecord {
   job: string;
+  /** Array index in `script`. */
   index: number;
   attempts: number;
+  /** The script submitted (a resubmission uses the same file, whatever was launched since). */
+  script: string;
 }
 
 interface Row {
@@ -493,7 +497,6 @@ async function runSlurm(sweep: Sweep, flags: SweepFlags, io: SweepIO): Promise<n
   const options = mergeSlurmOptions(sweep.slurm, flags.slurm);
   const retries = flags.retries ?? options.retries ?? 2;
   const slurmDir = abs(`${sweep.out}/slurm`);
-  const scriptPath = `${slurmDir}/${sweep.task}.sbatch`;
   const text = arrayScript({
     tasks: sweep.runs.map((r) => ({ name: r.name, args: r.args })),
     command: denoTask(sweep),
@@ -502,6 +505,12 @@ async function runSlurm(sweep: Sweep, flags: SweepFlags, io: SweepIO): Promise<n
     options,
     jobName: `lf-${sweep.task}`,
   });
+  // Named by content: a launch with other runs or flags never changes the file that the tasks
+  // of an earlier launch are resubmitted from.
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode(text)));
+  const scriptPath = `${slurmDir}/${sweep.task}-${
+    [...hash.slice(0, 4)].map((b) => b.toString(16).padStart(2, "0")).join("")
+  }.sbatch`;
   const rows: Row[] = sweep.runs.map((run, index) => ({
     run,
     index,
@@ -523,6 +532,12 @@ async function runSlurm(sweep: Sweep, flags: SweepFlags, io: SweepIO): Promise<n
     );
     return 0;
   }
+  const done = rows.filter((r) => r.over).map((r) => r.run.name);
+  if (done.length) io.say(`finished already (skipped): ${done.join(", ")}`);
+  if (todo.length === 0) {
+    io.say("every run is finished: nothing to submit");
+    return await collectSweep(sweep, io);
+  }
   await requireSlurm();
   await Deno.mkdir(slurmDir, { recursive: true });
   await writeArrayScript(scriptPath, text);
@@ -531,17 +546,15 @@ async function runSlurm(sweep: Sweep, flags: SweepFlags, io: SweepIO): Promise<n
   const saveJobs = () =>
     atomicWriteText(
       jobsFile,
-      JSON.stringify({ script: scriptPath, runs: records }, null, 2) + "\n",
+      JSON.stringify({ runs: records }, null, 2) + "\n",
     );
-  const done = rows.filter((r) => r.over).map((r) => r.run.name);
-  if (done.length) io.say(`finished already (skipped): ${done.join(", ")}`);
 
   // Runs still queued from an earlier launch of this sweep are watched, not submitted again.
   const queued = await queuedTasks();
   const fresh: Row[] = [];
   for (const row of todo) {
     const rec = records[row.run.name];
-    if (rec && rec.index === row.index && queued.has(taskKey(rec.job, rec.index))) {
+    if (rec?.script && queued.has(taskKey(rec.job, rec.index))) {
       row.rec = rec;
       io.say(`${row.run.name}: already queued as ${taskKey(rec.job, rec.index)} (watching it)`);
     } else fresh.push(row);
@@ -555,7 +568,12 @@ async function runSlurm(sweep: Sweep, flags: SweepFlags, io: SweepIO): Promise<n
   for (const [key, group] of groups) {
     const job = await submitArray(scriptPath, group.map((r) => r.index), JSON.parse(key));
     for (const row of group) {
-      row.rec = records[row.run.name] = { job, index: row.index, attempts: 1 };
+      row.rec = records[row.run.name] = {
+        job,
+        index: row.index,
+        attempts: 1,
+        script: scriptPath,
+      };
     }
     io.say(
       `submitted array job ${job}: ${
@@ -564,13 +582,15 @@ async function runSlurm(sweep: Sweep, flags: SweepFlags, io: SweepIO): Promise<n
     );
   }
   await saveJobs();
-  if (todo.length === 0) io.say("every run is finished: nothing to submit");
-  if (flags.noWait) return 0;
+  if (flags.noWait) {
+    io.say("not waiting: the same command, run again, watches these tasks and resubmits failures");
+    return 0;
+  }
 
   let lastTable = "";
   let squeueErrors = 0;
   while (rows.some((r) => !r.over)) {
-    let q: Map<string, { state: string; elapsed: string }>;
+    let q: Map<string, TaskState>;
     try {
       q = await queuedTasks();
       squeueErrors = 0;
@@ -584,7 +604,7 @@ async function runSlurm(sweep: Sweep, flags: SweepFlags, io: SweepIO): Promise<n
       if (row.over || !row.rec) continue;
       const t = q.get(taskKey(row.rec.job, row.rec.index));
       if (t) {
-        row.state = t.state;
+        row.state = t.reason ? `${t.state} (${t.reason})` : t.state;
         row.elapsed = t.elapsed;
         continue;
       }
@@ -606,19 +626,16 @@ async function runSlurm(sweep: Sweep, flags: SweepFlags, io: SweepIO): Promise<n
         continue;
       }
       const extra = await sweep.resumeArgs(row.run);
-      const job = await submitArray(scriptPath, [row.index], extra);
+      const { index, script } = row.rec;
+      const job = await submitArray(script, [index], extra);
       io.say(
         `${row.run.name}: ${taskKey(row.rec.job, row.rec.index)} ${how}; resubmitted as ${
-          taskKey(job, row.index)
+          taskKey(job, index)
         }${extra.length ? ` with ${extra.join(" ")}` : ""}, attempt ${row.rec.attempts + 1} of ${
           retries + 1
         } (log of the last attempt: ${log})`,
       );
-      row.rec = records[row.run.name] = {
-        job,
-        index: row.index,
-        attempts: row.rec.attempts + 1,
-      };
+      row.rec = records[row.run.name] = { job, index, attempts: row.rec.attempts + 1, script };
       Object.assign(row, { state: "RESUBMITTED", elapsed: "" });
       await saveJobs();
     }
