@@ -137,7 +137,8 @@ export async function startCluster(): Promise<SlurmCluster> {
     );
     await waitFor("munged's socket", () => Deno.stat(socket).then(() => true, () => false), 10);
     const host = Deno.hostname().split(".")[0];
-    const user = Deno.env.get("USER") ?? "root";
+    const id = await new Deno.Command("id", { args: ["-un"], stdout: "piped" }).output();
+    const user = dec.decode(id.stdout).trim() || "root";
     const cpus = navigator.hardwareConcurrency;
     await Deno.writeTextFile(
       conf,
