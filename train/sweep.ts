@@ -456,7 +456,12 @@ async function runLocal(sweep: Sweep, io: SweepIO): Promise<number> {
     }
     const args = [...denoTask(sweep).slice(1), ...run.args, ...(await sweep.resumeArgs(run))];
     io.status(`=== ${run.name}: deno ${args.map(shellQuote).join(" ")}`);
-    const r = await new Deno.Command(Deno.execPath(), { args, stdin: "null" }).output();
+    const r = await new Deno.Command(Deno.execPath(), {
+      args,
+      stdin: "null",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn().status;
     if (r.code !== 0) {
       io.say(`${run.name} failed (exit ${r.code}); rerun the same command to resume it`);
       return 1;
