@@ -136,6 +136,44 @@ export {
   type Rng32,
 } from "./data/batching.ts";
 export * from "./train/mod.ts";
+export {
+  ablationSweep,
+  collectSweep,
+  dropFlags,
+  lastStep,
+  type Launcher,
+  launchSweep,
+  missingRuns,
+  readSlurmSection,
+  type SeedRow,
+  seedSweep,
+  type Sweep,
+  SWEEP_USAGE,
+  SweepError,
+  type SweepFlags,
+  type SweepIO,
+  type SweepRun,
+  takeSweepFlags,
+  writeSeedResults,
+} from "./train/sweep.ts";
+export {
+  type ArrayScript,
+  arrayScript,
+  type ArrayTask,
+  endedTask,
+  mergeSlurmOptions,
+  parseSlurmOptions,
+  queuedTasks,
+  requireSlurm,
+  shellQuote,
+  SLURM_KEYS,
+  SlurmError,
+  type SlurmOptions,
+  submitArray,
+  taskKey,
+  type TaskState,
+  writeArrayScript,
+} from "./train/slurm.ts";
 export * as serve from "./serve/mod.ts";
 export { atomicReplaceDir, atomicWriteBytes, atomicWriteText, recoverDir } from "./io/atomic.ts";
 export type { HubOptions } from "./hub/hub.ts";

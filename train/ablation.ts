@@ -127,11 +127,12 @@ export async function loadAblationConfig(
   const where = path ?? "defaults";
   const top: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(doc)) {
-    if (k === "train" || k === "run_overrides") continue;
+    // `slurm:` holds the Slurm launcher's options (train/sweep.ts reads them).
+    if (k === "train" || k === "run_overrides" || k === "slurm") continue;
     if (!Object.hasOwn(ABLATION_SCHEMA, k)) {
       throw new ConfigError(
         `${where}: unknown key '${k}' (known: ${
-          [...Object.keys(ABLATION_SCHEMA), "train", "run_overrides"].join(", ")
+          [...Object.keys(ABLATION_SCHEMA), "train", "run_overrides", "slurm"].join(", ")
         })`,
       );
     }
@@ -223,6 +224,11 @@ export function ablationRuns(cfg: AblationConfig): AblationRun[] {
 
 async function exists(p: string): Promise<boolean> {
   return await Deno.stat(p).then(() => true, () => false);
+}
+
+/** Whether the ablation run in `dir` is finished: trained (`summary.json`) and scored. */
+export async function ablationRunDone(dir: string): Promise<boolean> {
+  return (await exists(`${dir}/summary.json`)) && (await exists(`${dir}/scores.json`));
 }
 
 /**

@@ -93,6 +93,7 @@ export {
   type AblationConfig,
   type AblationRow,
   type AblationRun,
+  ablationRunDone,
   ablationRuns,
   type AblationSettings,
   loadAblationConfig,
