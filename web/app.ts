@@ -11,6 +11,7 @@
 /// <reference lib="dom" />
 import { EngineClient } from "./client.ts";
 import type { Decoded, EngineInfo, TrainSettings, TrainStep } from "./engine_core.ts";
+import { EXAMPLE_MRS } from "./examples.ts";
 import { zipStore } from "./zip.ts";
 
 const DECODE = { beams: 5, maxNewTokens: 100, minLength: 5 };
@@ -28,14 +29,6 @@ const TRAIN: TrainSettings = {
   seed: 101,
   bucketSize: 200,
 };
-
-/** Examples for when the server has no E2E test file. */
-const EXAMPLE_MRS = [
-  "name : Blue Spice | Type : coffee shop | area : city centre",
-  "name : The Eagle | Type : coffee shop | food : Japanese | price : less than £20 | customer rating : low | area : riverside | family friendly : yes | near : Burger King",
-  "name : Zizzi | Type : pub | food : English | customer rating : 5 out of 5 | family friendly : no",
-  "name : Giraffe | Type : restaurant | food : Fast food | area : riverside | family friendly : yes | near : Rainbow Vegetarian Café",
-];
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -260,7 +253,7 @@ async function populate(): Promise<void> {
   const five = [...sel.options].find((o) => o.value === "prefix_L5/prefix");
   if (five) sel.value = five.value;
   const data = await fetchJson<Record<string, boolean>>("data/index.json", {});
-  let mrs = EXAMPLE_MRS;
+  let mrs: readonly string[] = EXAMPLE_MRS;
   if (data.test) {
     const text = await (await fetch("data/test.txt")).text();
     const seen = new Set<string>();
