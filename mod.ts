@@ -32,3 +32,19 @@ export { prefixToPast, PrefixTuning } from "./models/prefix.ts";
 export { loadSafetensors, writeSafetensors } from "./models/safetensors.ts";
 export { GPT2Tokenizer } from "./data/tokenizer.ts";
 export { bleu, cider, meteor, nist, rougeL, scoreAll } from "./data/metrics/mod.ts";
+// Loading without a file system (browsers): weights streamed from bytes, prefixes as bytes.
+export { loadGPT2FromStream, type StreamLoadOptions } from "./models/gpt2_stream.ts";
+export {
+  readSafetensorsStream,
+  type StreamedHeader,
+  type StreamedTensor,
+} from "./models/safetensors_stream.ts";
+export type { HeaderEntry, SafetensorsDtype } from "./models/safetensors.ts";
+export type { ComputedPrefix, PrefixConfig } from "./models/prefix.ts";
+export {
+  computedPrefixFiles,
+  parseComputedPrefix,
+  parsePeftPrefix,
+  peftPrefixFiles,
+  type PrefixFiles,
+} from "./models/prefix_format.ts";

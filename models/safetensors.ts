@@ -106,10 +106,15 @@ export interface TensorToWrite {
 
 /** One tensor of a header: name, dtype, shape and byte range in the data section. */
 export interface HeaderEntry {
+  /** Tensor name. */
   name: string;
+  /** Stored dtype. */
   dtype: SafetensorsDtype;
+  /** Shape. */
   shape: number[];
+  /** First byte in the data section. */
   begin: number;
+  /** One past the last byte in the data section. */
   end: number;
 }
 
