@@ -39,7 +39,7 @@ const skip = !chromium
 if (skip) console.warn(`web_browser_test: skipped: ${skip}`);
 
 /** Builds the bundles into a temporary folder and serves the page. */
-function page(): Promise<{ url: string; stop: () => Promise<void> }> {
+function page(isolation = true): Promise<{ url: string; stop: () => Promise<void> }> {
   return (async () => {
     const dist = await Deno.makeTempDir({ prefix: "lf-web-dist-" });
     const files = await buildWeb(dist);
@@ -51,6 +51,7 @@ function page(): Promise<{ url: string; stop: () => Promise<void> }> {
       modelDir: `${ROOT}results/mini/pretrain/model`,
       prefixesDir: `${ROOT}results/mini/ablation`,
       dataDir: DATA,
+      isolation,
       signal: ac.signal,
     });
     return {
@@ -80,6 +81,35 @@ interface PageDecoded {
   tokens: number[];
   text: string;
   steps: number;
+}
+
+/** Token ids of the library's `generate` in Deno, with `deno task generate`'s settings. */
+async function libraryTokens(
+  backendName: string,
+  mrs: string[],
+  settings: { beams: number; maxNewTokens: number; minLength: number },
+): Promise<number[][]> {
+  const backend = await lf.loadBackend(backendName);
+  const ck = await loadCheckpoint(PREFIX, backend);
+  const out: number[][] = [];
+  const pt = prefixTensor(ck.prefix!, backend);
+  for (const mr of mrs) {
+    const past = prefixToPast(pt, 1, ck.prefix!.config);
+    const [ids] = await lf.generate(ck.model, [encodePrompt(ck.tokenizer, mr)], {
+      numBeams: settings.beams,
+      maxNewTokens: settings.maxNewTokens,
+      minLength: settings.minLength,
+      eosTokenId: ck.tokenizer.eosTokenId,
+      padTokenId: ck.tokenizer.eosTokenId,
+      badWordsIds: NEWLINE_IDS.map((t) => [t]),
+      prefixPast: past,
+    });
+    past.forEach((p) => (p.k.dispose(), p.v.dispose()));
+    out.push(ids);
+  }
+  pt.dispose();
+  ck.model.dispose();
+  return out;
 }
 
 /** What one comparison covers. */
@@ -118,26 +148,7 @@ async function compare(scope: Scope, browser: Chromium, url: string): Promise<vo
       `--out=${tmp}/gen.txt`,
     ]);
     const taskTexts = (await Deno.readTextFile(`${tmp}/gen.txt`)).split("\n").slice(0, scope.mrs);
-    const backend = await lf.loadBackend(scope.backend);
-    const ck = await loadCheckpoint(PREFIX, backend);
-    const denoTokens: number[][] = [];
-    const pt = prefixTensor(ck.prefix!, backend);
-    for (const mr of mrs) {
-      const past = prefixToPast(pt, 1, ck.prefix!.config);
-      const [ids] = await lf.generate(ck.model, [encodePrompt(ck.tokenizer, mr)], {
-        numBeams: settings.beams,
-        maxNewTokens: settings.maxNewTokens,
-        minLength: settings.minLength,
-        eosTokenId: ck.tokenizer.eosTokenId,
-        padTokenId: ck.tokenizer.eosTokenId,
-        badWordsIds: NEWLINE_IDS.map((t) => [t]),
-        prefixPast: past,
-      });
-      past.forEach((p) => (p.k.dispose(), p.v.dispose()));
-      denoTokens.push(ids);
-    }
-    pt.dispose();
-    ck.model.dispose();
+    const denoTokens = await libraryTokens(scope.backend, mrs, settings);
 
     // ---- the page: decoding
     await browser.goto(url, "globalThis.lfPage.ready");
@@ -302,6 +313,40 @@ Deno.test({
         `${scope.mrs} MR(s), ${scope.maxNewTokens} tokens, ${scope.steps} steps`,
         () => compare(scope, browser, url),
       );
+    } finally {
+      await browser.close();
+      await stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "browser (not isolated): the page falls back to one WebAssembly thread, same tokens",
+  ignore: skip !== null,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const { url, stop } = await page(false);
+    const browser = await Chromium.launch();
+    try {
+      await browser.goto(url, "globalThis.lfPage.ready");
+      assert.equal(await browser.eval("crossOriginIsolated"), false);
+      const info = await browser.eval<{ backend: string; threads: number }>(`lfPage.init("auto")`);
+      console.log(`page backend without isolation: ${JSON.stringify(info)}`);
+      assert.equal(info.backend, "wasm");
+      assert.equal(info.threads, 1);
+      await browser.eval(`lfPage.loadModel("model")`);
+      await browser.eval(`lfPage.loadPrefix("prefixes/prefix_L5/peft", "peft")`);
+      const mr = groupByMR(await readE2E(`${DATA}/test.txt`))[0].mr;
+      const settings = {
+        beams: GENERATE_DEFAULTS.beams,
+        maxNewTokens: GENERATE_DEFAULTS.maxNewTokens,
+        minLength: GENERATE_DEFAULTS.minLength,
+      };
+      const got = await browser.eval<PageDecoded>(
+        `lfPage.decode(${JSON.stringify(mr)}, ${JSON.stringify(settings)})`,
+      );
+      assert.deepEqual(got.tokens, (await libraryTokens("wasm", [mr], settings))[0]);
     } finally {
       await browser.close();
       await stop();
