@@ -178,7 +178,14 @@ async function train(text: string, source: string, settings = TRAIN): Promise<Tr
       : "stopped before the first step",
     "ok",
   );
-  setStatus("prefix-status", `trained here (length ${settings.prefixLen})`, "ok");
+  if (r.length > 0) {
+    const sel = $<HTMLSelectElement>("prefix-select");
+    if (![...sel.options].some((o) => o.value === "trained")) {
+      sel.prepend(new Option("trained in this tab", "trained"));
+    }
+    sel.value = "trained";
+    setStatus("prefix-status", `trained in this tab (length ${settings.prefixLen})`, "ok");
+  }
   $("downloads").hidden = r.length === 0;
   return r;
 }
@@ -347,7 +354,10 @@ async function applyPrefix(): Promise<void> {
   const v = $<HTMLSelectElement>("prefix-select").value;
   const upload = $<HTMLInputElement>("prefix-files").files;
   try {
-    if (v === "upload") {
+    if (v === "trained") {
+      const r = await client.call({ op: "useTrained" });
+      setStatus("prefix-status", `trained in this tab (length ${r.prefixLen})`, "ok");
+    } else if (v === "upload") {
       const files = [...(upload ?? [])];
       const conf = files.find((f) => /(prefix|adapter)_config\.json$/.test(f.name));
       const st = files.find((f) => f.name.endsWith(".safetensors"));

@@ -74,6 +74,12 @@ async function handle(id: number, req: Request): Promise<unknown> {
         () => stopRequested,
       );
     }
+    case "useTrained": {
+      const e = need();
+      if (!e.trained) throw new Error("no prefix has been trained in this tab");
+      e.usePrefix(e.trained, "trained prefix");
+      return { prefixLen: e.trained.config.prefixLen };
+    }
     case "stop":
       stopRequested = true;
       return null;

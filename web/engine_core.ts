@@ -148,6 +148,8 @@ export class Engine {
   tokenizer: GPT2Tokenizer | null = null;
   /** The prefix decoding conditions on (null: none). */
   prefix: ComputedPrefix | null = null;
+  /** The last prefix trained here (kept when another one is loaded). */
+  trained: ComputedPrefix | null = null;
   /** Where the model came from (recorded in exported prefixes). */
   modelUrl = "";
   /** Hidden size of the MLP of the last prefix trained here (peft's encoder_hidden_size). */
@@ -359,7 +361,7 @@ export class Engine {
         }
       }
       const data = await lf.noGrad(() => lf.tidy(() => prefix.computed().detach())).data();
-      this.prefix = {
+      this.prefix = this.trained = {
         config: {
           prefixLen: s.prefixLen,
           nLayer: c.nLayer,

@@ -20,6 +20,7 @@ export type Request =
   | { op: "loadPrefixFiles"; config: string; safetensors: Uint8Array; format: "prefix" | "peft" }
   | { op: "decode"; mr: string; settings: DecodeSettings }
   | { op: "train"; text: string; source: string; settings: TrainSettings }
+  | { op: "useTrained" }
   | { op: "stop" }
   | { op: "export"; format: "prefix" | "peft" };
 
@@ -45,6 +46,8 @@ export interface Results {
   decode: Decoded;
   /** Step records. */
   train: TrainStep[];
+  /** Prefix length of the trained prefix now in use. */
+  useTrained: { prefixLen: number };
   /** Nothing. */
   stop: null;
   /** File name → contents. */
