@@ -3,7 +3,7 @@
  * the same machine and backend, and the bundle sizes (see `web/bench.ts`).
  *
  * ```sh
- * deno task web-bench [--backend wasm|webgpu] [--prefix prefix_L5] [--out FILE.md]
+ * deno task web-bench [--backend wasm|webgpu] [--prefix prefix_L5] [--rounds 3] [--out FILE.md]
  * ```
  *
  * @module
@@ -14,7 +14,7 @@ import { EXAMPLE_MRS } from "../web/examples.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const USAGE =
-  "usage: deno task web-bench [--backend wasm|webgpu] [--prefix NAME] [--model DIR] [--prefixes DIR] [--out FILE]";
+  "usage: deno task web-bench [--backend wasm|webgpu] [--prefix NAME] [--rounds 3] [--model DIR] [--prefixes DIR] [--out FILE]";
 
 /** CLI entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -27,6 +27,7 @@ export async function main(args: string[]): Promise<number> {
         prefix: { type: "string", default: "prefix_L5" },
         model: { type: "string", default: `${ROOT}results/mini/pretrain/model` },
         prefixes: { type: "string", default: `${ROOT}results/mini/ablation` },
+        rounds: { type: "string", default: "3" },
         out: { type: "string" },
         help: { type: "boolean" },
       },
@@ -43,8 +44,14 @@ export async function main(args: string[]): Promise<number> {
     console.error(`error: --backend must be wasm or webgpu, got '${v.backend}'\n${USAGE}`);
     return 2;
   }
+  const rounds = Number(v.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    console.error(`error: --rounds must be a positive integer, got '${v.rounds}'\n${USAGE}`);
+    return 2;
+  }
   try {
     const r = await benchWeb({
+      rounds,
       backend: v.backend,
       prefix: v.prefix,
       modelDir: v.model!,

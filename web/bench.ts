@@ -3,7 +3,9 @@
  * headless Chromium and the same engine code under Deno both load the miniature and a prefix
  * from the demo server and decode the same MRs with beam search (the settings of `deno task
  * generate`); reported as generated tokens per second (tokens of the returned outputs divided
- * by wall time; beam search computes `beams` rows per step), with the bundle sizes.
+ * by wall time; beam search computes `beams` rows per step), with the bundle sizes. The two
+ * sides alternate for several rounds and each reports its median round, so that load from other
+ * processes affects both alike.
  *
  * @module
  */
@@ -25,6 +27,8 @@ export interface WebBenchOptions {
   modelDir: string;
   /** Prefixes folder. */
   prefixesDir: string;
+  /** Rounds (each side decodes every MR once per round; default 3). */
+  rounds?: number;
   /** Progress lines. */
   log?: (s: string) => void;
 }
@@ -33,10 +37,12 @@ export interface WebBenchOptions {
 export interface DecodeSpeed {
   /** Tokens generated over all MRs. */
   tokens: number;
-  /** Seconds of decoding (after one warm-up MR). */
+  /** Seconds of decoding of the median round (after one warm-up MR). */
   seconds: number;
-  /** tokens / seconds. */
+  /** tokens / seconds of the median round. */
   tokensPerSecond: number;
+  /** tokens/s of every round. */
+  rounds: number[];
   /** The outputs' token ids (to check both sides decoded the same). */
   outputs: number[][];
   /** Backend details. */
@@ -55,14 +61,20 @@ export interface WebBenchResult {
   bundles: BuiltFile[];
 }
 
-function speed(runs: Decoded[], backend: string): DecodeSpeed {
-  const tokens = runs.reduce((n, r) => n + r.tokens.length, 0);
-  const seconds = runs.reduce((n, r) => n + r.ms, 0) / 1000;
+function speed(rounds: Decoded[][], backend: string): DecodeSpeed {
+  const per = rounds.map((runs) => {
+    const tokens = runs.reduce((n, r) => n + r.tokens.length, 0);
+    const seconds = runs.reduce((n, r) => n + r.ms, 0) / 1000;
+    return { tokens, seconds, tps: tokens / seconds, outputs: runs.map((r) => r.tokens) };
+  });
+  const sorted = [...per].sort((a, b) => a.tps - b.tps);
+  const mid = sorted[Math.floor(sorted.length / 2)];
   return {
-    tokens,
-    seconds,
-    tokensPerSecond: tokens / seconds,
-    outputs: runs.map((r) => r.tokens),
+    tokens: mid.tokens,
+    seconds: mid.seconds,
+    tokensPerSecond: mid.tps,
+    rounds: per.map((p) => p.tps),
+    outputs: mid.outputs,
     backend,
   };
 }
@@ -85,18 +97,11 @@ export async function benchWeb(o: WebBenchOptions): Promise<WebBenchResult> {
       signal: ac.signal,
     });
 
-    log(`Deno: ${o.backend}`);
+    log(`Deno and Chromium: ${o.backend}`);
     const engine = await Engine.create({ backend: o.backend });
     await engine.loadModel(`${url}model`);
     await engine.loadPrefix(`${url}prefixes/${prefix}/prefix`, "prefix");
     await engine.decode(mrs[0], DECODE_DEFAULTS); // warm-up
-    const denoRuns: Decoded[] = [];
-    for (const mr of mrs) denoRuns.push(await engine.decode(mr, DECODE_DEFAULTS));
-    const deno = speed(denoRuns, `${engine.info.backend} (${engine.info.threads} threads)`);
-    engine.dispose();
-    log(`Deno: ${deno.tokensPerSecond.toFixed(1)} tokens/s`);
-
-    log(`Chromium: ${o.backend}`);
     browser = await Chromium.launch({ webgpu: o.backend === "webgpu" });
     await browser.goto(url, "globalThis.lfPage.ready");
     const info = await browser.eval<{ backend: string; threads: number; adapter?: string }>(
@@ -109,13 +114,24 @@ export async function benchWeb(o: WebBenchOptions): Promise<WebBenchResult> {
         `lfPage.decode(${JSON.stringify(mr)}, ${JSON.stringify(DECODE_DEFAULTS)})`,
       );
     await dec(mrs[0]); // warm-up
-    const pageRuns: Decoded[] = [];
-    for (const mr of mrs) pageRuns.push(await dec(mr));
+    const denoRounds: Decoded[][] = [], pageRounds: Decoded[][] = [];
+    for (let r = 0; r < (o.rounds ?? 3); r++) {
+      const d: Decoded[] = [], p: Decoded[] = [];
+      for (const mr of mrs) d.push(await engine.decode(mr, DECODE_DEFAULTS));
+      for (const mr of mrs) p.push(await dec(mr));
+      denoRounds.push(d);
+      pageRounds.push(p);
+      log(
+        `round ${r + 1}: Deno ${speed([d], "").tokensPerSecond.toFixed(1)} tokens/s, ` +
+          `Chromium ${speed([p], "").tokensPerSecond.toFixed(1)} tokens/s`,
+      );
+    }
+    const deno = speed(denoRounds, `${engine.info.backend} (${engine.info.threads} threads)`);
+    engine.dispose();
     const page = speed(
-      pageRuns,
+      pageRounds,
       `${info.backend} (${info.threads} threads${info.adapter ? `, ${info.adapter}` : ""})`,
     );
-    log(`Chromium: ${page.tokensPerSecond.toFixed(1)} tokens/s`);
     const sameOutputs = JSON.stringify(page.outputs) === JSON.stringify(deno.outputs);
     return { browser: page, deno, sameOutputs, bundles };
   } finally {
@@ -130,12 +146,12 @@ export function benchReport(r: WebBenchResult, mrs: number): string {
   const row = (name: string, s: DecodeSpeed) =>
     `| ${name} | ${s.backend} | ${s.tokens} | ${s.seconds.toFixed(2)} | ${
       s.tokensPerSecond.toFixed(1)
-    } |`;
+    } | ${s.rounds.map((x) => x.toFixed(1)).join(", ")} |`;
   return [
-    `Decoding ${mrs} MRs (beam ${DECODE_DEFAULTS.beams}, at most ${DECODE_DEFAULTS.maxNewTokens} new tokens, after one warm-up MR):`,
+    `Decoding ${mrs} MRs (beam ${DECODE_DEFAULTS.beams}, at most ${DECODE_DEFAULTS.maxNewTokens} new tokens, after one warm-up MR); median of ${r.deno.rounds.length} alternating rounds:`,
     "",
-    "| runtime | backend | tokens | seconds | tokens/s |",
-    "|---|---|---:|---:|---:|",
+    "| runtime | backend | tokens | seconds | tokens/s | every round |",
+    "|---|---|---:|---:|---:|---|",
     row("Chromium (page)", r.browser),
     row("Deno", r.deno),
     "",
