@@ -98,6 +98,21 @@ export {
   writeOutputsAndRefs,
 } from "./models/checkpoint.ts";
 export * as hub from "./hub/mod.ts";
+// Loading without a file system (browsers): weights streamed from bytes, prefixes as bytes.
+export { loadGPT2FromStream, type StreamLoadOptions } from "./models/gpt2_stream.ts";
+export {
+  readSafetensorsStream,
+  type StreamedHeader,
+  type StreamedTensor,
+} from "./models/safetensors_stream.ts";
+export type { HeaderEntry } from "./models/safetensors.ts";
+export {
+  computedPrefixFiles,
+  parseComputedPrefix,
+  parsePeftPrefix,
+  peftPrefixFiles,
+  type PrefixFiles,
+} from "./models/prefix_format.ts";
 export {
   loadSafetensors,
   type SafeTensor,

@@ -93,6 +93,12 @@ export interface GenerateOptions {
    * Give `prefix` or `prefixPast`, not both.
    */
   prefix?: PrefixSource | readonly PrefixSource[];
+  /**
+   * Called after each step with, per prompt, the tokens of its best live beam (greedy: its
+   * tokens so far), to show output as it comes. The final result can differ: a hypothesis that
+   * ended earlier may score higher.
+   */
+  onStep?: (tokens: readonly number[][]) => void;
 }
 
 /** One result of {@link generateWithScores}. */
@@ -162,6 +168,7 @@ interface Setup {
   lengthPenalty: number;
   earlyStopping: boolean;
   prefix: KV[] | undefined;
+  onStep: ((tokens: readonly number[][]) => void) | undefined;
   prefixLen: number;
   maxPrompt: number;
   padded: boolean;
@@ -254,6 +261,7 @@ function setup(model: GenerationModel, prompts: number[][], o: GenerateOptions):
     lengthPenalty,
     earlyStopping: o.earlyStopping ?? false,
     prefix,
+    onStep: o.onStep,
     prefixLen,
     maxPrompt,
     padded: prompts.some((p) => p.length !== maxPrompt),
@@ -436,6 +444,7 @@ async function greedy(s: Setup): Promise<GenerationResult[]> {
         tokens.push(best);
       });
       active = keep.map((row) => active[row]);
+      s.onStep?.(results.map((r) => r.tokens));
       if (active.length === 0 || g === s.maxNew - 1) break;
       logits = await dec.next(keep, tokens);
     }
@@ -584,6 +593,7 @@ async function beamSearch(s: Setup): Promise<GenerationResult[]> {
         }
       });
       active = stillActive;
+      s.onStep?.(beams.map((bs) => bs[0].tokens));
       if (active.length === 0 || g === s.maxNew - 1) break;
       logits = await dec.next(src, tokens);
       rowOf = active.map((_, a) => Array.from({ length: nb }, (_, j) => a * nb + j));

@@ -228,6 +228,21 @@ export interface LossOptions extends ForwardOptions {
   reduction?: "mean" | "sum" | "none";
 }
 
+/**
+ * The key rule of Hugging Face GPT-2 checkpoints (files and streams alike): the model's key of a
+ * checkpoint tensor (`transformer.` added where missing), `"buffer"` for the causal-mask buffers
+ * (`attn.bias`, `attn.masked_bias`, not loaded) or `"lm_head"` for `lm_head.weight` (accepted
+ * only when equal to `wte`). Throws, naming `source`, on a dtype that is not a float.
+ */
+export function checkpointKey(name: string, dtype: string, source: string): string {
+  if (/(^|\.)attn\.(bias|masked_bias)$/.test(name)) return "buffer";
+  if (name === "lm_head.weight") return "lm_head";
+  if (dtype !== "F32" && dtype !== "F16" && dtype !== "BF16" && dtype !== "F64") {
+    throw new Error(`${source}: tensor "${name}" has dtype ${dtype}, expected a float dtype`);
+  }
+  return name.startsWith("transformer.") ? name : `transformer.${name}`;
+}
+
 /** The transformer body (`transformer.*` in Hugging Face): embeddings, blocks, final norm. */
 export class GPT2Model extends Module {
   /** Token embeddings [vocab, n_embd] (also the tied LM head). */
@@ -417,15 +432,12 @@ export class GPT2 extends Module {
     const entries = new Map<string, StateEntry>();
     let lmHead: string | null = null;
     for (const [name, t] of st.tensors) {
-      if (/(^|\.)attn\.(bias|masked_bias)$/.test(name)) continue;
-      if (name === "lm_head.weight") {
+      const key = checkpointKey(name, t.dtype, stPath);
+      if (key === "buffer") continue;
+      if (key === "lm_head") {
         lmHead = name;
         continue;
       }
-      if (t.dtype !== "F32" && t.dtype !== "F16" && t.dtype !== "BF16" && t.dtype !== "F64") {
-        throw new Error(`${stPath}: tensor "${name}" has dtype ${t.dtype}, expected a float dtype`);
-      }
-      const key = name.startsWith("transformer.") ? name : `transformer.${name}`;
       if (entries.has(key)) {
         throw new Error(`${stPath}: "${name}" appears with and without the transformer. prefix`);
       }

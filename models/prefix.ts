@@ -19,8 +19,14 @@ import type { Backend } from "../kernels/backend.ts";
 import { getBackend } from "../kernels/registry.ts";
 import { Module } from "../nn/module.ts";
 import { Embedding, initNormal, Linear, Sequential, Tanh } from "../nn/layers.ts";
-import { atomicWriteText } from "../io/atomic.ts";
-import { loadSafetensors, writeSafetensors } from "./safetensors.ts";
+import { atomicWriteBytes, atomicWriteText } from "../io/atomic.ts";
+import {
+  computedPrefixFiles,
+  parseComputedPrefix,
+  parsePeftPrefix,
+  peftPrefixFiles,
+  type PrefixFiles,
+} from "./prefix_format.ts";
 
 /** Per-layer past keys and values, each [B, n_head, T, head_dim]. */
 export interface LayerPast {
@@ -259,26 +265,22 @@ export function prefixToPast(
   return out;
 }
 
-/** A JSON object read from `path`; errors name the file. */
-async function readJsonObject(path: string): Promise<Record<string, unknown>> {
-  let v: unknown;
+/** Text of a prefix config file; errors name the file. */
+async function readConfigText(path: string): Promise<string> {
   try {
-    v = JSON.parse(await Deno.readTextFile(path));
+    return await Deno.readTextFile(path);
   } catch (e) {
     throw new Error(`${path}: cannot read the prefix config (${(e as Error).message})`);
   }
-  if (typeof v !== "object" || v === null || Array.isArray(v)) {
-    throw new Error(`${path}: expected a JSON object`);
-  }
-  return v as Record<string, unknown>;
 }
 
-function positiveInt(conf: Record<string, unknown>, key: string, path: string): number {
-  const v = conf[key];
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
-    throw new Error(`${path}: "${key}" must be a positive integer, got ${JSON.stringify(v)}`);
+/** Writes the files of a prefix folder ({@link PrefixFiles}), each atomically. */
+async function writePrefixFiles(dir: string, files: PrefixFiles): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  for (const [name, contents] of Object.entries(files)) {
+    if (typeof contents === "string") await atomicWriteText(`${dir}/${name}`, contents);
+    else await atomicWriteBytes(`${dir}/${name}`, contents);
   }
-  return v;
 }
 
 /** A computed prefix read back from disk. */
@@ -289,50 +291,23 @@ export interface ComputedPrefix {
   data: Float32Array;
 }
 
-/** Writes `prefix.safetensors` (one tensor `prefix`) and `prefix_config.json`. */
+/**
+ * Writes `prefix.safetensors` (one tensor `prefix`) and `prefix_config.json`
+ * ({@link computedPrefixFiles}).
+ */
 export async function saveComputedPrefix(
   dir: string,
   data: Float32Array,
   cfg: Pick<PrefixConfig, "prefixLen" | "nLayer" | "nHead" | "nEmbd">,
   meta: Record<string, string> = {},
 ): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
-  const shape = [cfg.prefixLen, 2 * cfg.nLayer * cfg.nEmbd];
-  await writeSafetensors(
-    `${dir}/prefix.safetensors`,
-    { prefix: { dtype: "F32", shape, data } },
-    meta,
-  );
-  const conf = {
-    prefix_len: cfg.prefixLen,
-    n_layer: cfg.nLayer,
-    n_head: cfg.nHead,
-    n_embd: cfg.nEmbd,
-    ...meta,
-  };
-  await atomicWriteText(`${dir}/prefix_config.json`, JSON.stringify(conf, null, 2) + "\n");
+  await writePrefixFiles(dir, computedPrefixFiles({ config: cfg, data }, meta));
 }
 
-/** Reads a prefix written by {@link saveComputedPrefix}. */
+/** Reads a prefix written by {@link saveComputedPrefix} ({@link parseComputedPrefix}). */
 export async function loadComputedPrefix(dir: string): Promise<ComputedPrefix> {
-  const confPath = `${dir}/prefix_config.json`;
-  const conf = await readJsonObject(confPath);
-  const config = {
-    prefixLen: positiveInt(conf, "prefix_len", confPath),
-    nLayer: positiveInt(conf, "n_layer", confPath),
-    nHead: positiveInt(conf, "n_head", confPath),
-    nEmbd: positiveInt(conf, "n_embd", confPath),
-  };
-  const st = await loadSafetensors(`${dir}/prefix.safetensors`);
-  const t = st.tensors.get("prefix");
-  const want = [config.prefixLen, 2 * config.nLayer * config.nEmbd];
-  if (!t) throw new Error(`${dir}/prefix.safetensors: no tensor 'prefix'`);
-  if (t.shape.join() !== want.join()) {
-    throw new Error(
-      `${dir}/prefix.safetensors: 'prefix' has shape [${t.shape}], config says [${want}]`,
-    );
-  }
-  return { config, data: t.data as Float32Array };
+  const text = await readConfigText(`${dir}/prefix_config.json`);
+  return parseComputedPrefix(text, await Deno.readFile(`${dir}/prefix.safetensors`), dir);
 }
 
 /**
@@ -346,61 +321,13 @@ export async function savePeftPrefix(
   baseModel: string,
   encoderHiddenSize = 512,
 ): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
-  const c = prefix.config;
-  await writeSafetensors(
-    `${dir}/adapter_model.safetensors`,
-    {
-      prompt_embeddings: {
-        dtype: "F32",
-        shape: [c.prefixLen, 2 * c.nLayer * c.nEmbd],
-        data: prefix.data,
-      },
-    },
-    { format: "pt" },
-  );
-  const conf = {
-    peft_type: "PREFIX_TUNING",
-    task_type: "CAUSAL_LM",
-    base_model_name_or_path: baseModel,
-    num_virtual_tokens: c.prefixLen,
-    token_dim: c.nEmbd,
-    num_transformer_submodules: 1,
-    num_attention_heads: c.nHead,
-    num_layers: c.nLayer,
-    encoder_hidden_size: encoderHiddenSize,
-    prefix_projection: false,
-    inference_mode: true,
-    revision: null,
-  };
-  await atomicWriteText(`${dir}/adapter_config.json`, JSON.stringify(conf, null, 2) + "\n");
+  await writePrefixFiles(dir, peftPrefixFiles(prefix, baseModel, encoderHiddenSize));
 }
 
-/** Reads a peft PREFIX_TUNING adapter folder back as a computed prefix. */
+/** Reads a peft PREFIX_TUNING adapter folder back as a computed prefix ({@link parsePeftPrefix}). */
 export async function loadPeftPrefix(dir: string): Promise<ComputedPrefix> {
-  const confPath = `${dir}/adapter_config.json`;
-  const conf = await readJsonObject(confPath);
-  if (conf.peft_type !== "PREFIX_TUNING") {
-    throw new Error(
-      `${confPath}: peft_type is ${JSON.stringify(conf.peft_type)}, expected "PREFIX_TUNING"`,
-    );
-  }
-  const config = {
-    prefixLen: positiveInt(conf, "num_virtual_tokens", confPath),
-    nLayer: positiveInt(conf, "num_layers", confPath),
-    nHead: positiveInt(conf, "num_attention_heads", confPath),
-    nEmbd: positiveInt(conf, "token_dim", confPath),
-  };
-  const st = await loadSafetensors(`${dir}/adapter_model.safetensors`);
-  const t = st.tensors.get("prompt_embeddings");
-  if (!t) throw new Error(`${dir}/adapter_model.safetensors: no tensor 'prompt_embeddings'`);
-  const want = [config.prefixLen, 2 * config.nLayer * config.nEmbd];
-  if (t.shape.join() !== want.join()) {
-    throw new Error(
-      `${dir}/adapter_model.safetensors: 'prompt_embeddings' is [${t.shape}], expected [${want}]`,
-    );
-  }
-  return { config, data: t.data as Float32Array };
+  const text = await readConfigText(`${dir}/adapter_config.json`);
+  return parsePeftPrefix(text, await Deno.readFile(`${dir}/adapter_model.safetensors`), dir);
 }
 
 /**

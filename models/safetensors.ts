@@ -105,11 +105,17 @@ export interface TensorToWrite {
   data: ArrayLike<number>;
 }
 
-interface HeaderEntry {
+/** One tensor of a header: name, dtype, shape and byte range in the data section. */
+export interface HeaderEntry {
+  /** Tensor name. */
   name: string;
+  /** Stored dtype. */
   dtype: SafetensorsDtype;
+  /** Shape. */
   shape: number[];
+  /** First byte in the data section. */
   begin: number;
+  /** One past the last byte in the data section. */
   end: number;
 }
 
@@ -203,7 +209,7 @@ function describe(v: unknown): string {
 }
 
 /** Reads the u64 header length; returns the header size, validated against `fileSize`. */
-function parseHeaderLength(prefix: Uint8Array, fileSize: number, source: string): number {
+export function parseHeaderLength(prefix: Uint8Array, fileSize: number, source: string): number {
   if (fileSize < 8) {
     fail(source, `file is ${fileSize} bytes, too short for the 8-byte header length`);
   }
@@ -227,7 +233,7 @@ function parseHeaderLength(prefix: Uint8Array, fileSize: number, source: string)
 }
 
 /** Parses and fully validates the JSON header against a data section of `dataSize` bytes. */
-function parseHeader(
+export function parseHeader(
   headerBytes: Uint8Array,
   dataSize: number,
   source: string,
@@ -372,7 +378,7 @@ function parseEntry(name: string, value: unknown, source: string): HeaderEntry {
  * Decodes the raw bytes of one tensor. Views `raw` without copying when the
  * dtype is F32/I32 and the bytes are aligned, so callers pass bytes they own.
  */
-function decode(
+export function decode(
   raw: Uint8Array,
   dtype: SafetensorsDtype,
   name: string,

@@ -23,6 +23,7 @@ import { ServerMetrics } from "./metrics.ts";
 import { ClientError, type PrefixEntry, PrefixRegistry } from "./registry.ts";
 import { E2E_DECODING, e2ePrompt } from "./e2e.ts";
 import { loadPage } from "./page.ts";
+import { ISOLATION_HEADERS } from "../web/server.ts";
 import type { GPT2, GPT2Tokenizer } from "./lib.ts";
 
 /** Options of {@link startServer}. */
@@ -572,12 +573,14 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     }
     if (path === "/" || path === "/index.html") {
       only("GET");
-      return new Response(page.html, { headers: { "content-type": "text/html; charset=utf-8" } });
+      return new Response(page.html, {
+        headers: { "content-type": "text/html; charset=utf-8", ...ISOLATION_HEADERS },
+      });
     }
     if (path === "/app.js") {
       only("GET");
       return new Response(page.js, {
-        headers: { "content-type": "text/javascript; charset=utf-8" },
+        headers: { "content-type": "text/javascript; charset=utf-8", ...ISOLATION_HEADERS },
       });
     }
     if (path === "/v1/models") {

@@ -63,6 +63,10 @@ Deno.test("serve: endpoints (models, health, metrics, page, completions, e2e, st
     assert.match(await page.text(), /<select id="prefix">/);
     const js = await fetch(`${url}/app.js`);
     assert.match(js.headers.get("content-type")!, /javascript/);
+    for (const res of [page, js]) { // cross-origin isolated, as the browser demo's page
+      assert.equal(res.headers.get("cross-origin-opener-policy"), "same-origin");
+      assert.equal(res.headers.get("cross-origin-embedder-policy"), "require-corp");
+    }
     assert.match(await js.text(), /\/v1\/e2e/);
 
     // completions: a list of prompts, usage counts, finish reasons

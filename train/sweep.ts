@@ -318,7 +318,8 @@ export async function writeSeedResults(out: string, runs: SweepRun[]): Promise<S
       seed: Number(r.name.replace(/^seed_/, "")),
       steps: s.steps,
       final_train_loss: s.final_train_loss,
-      final_valid_loss: s.valid_losses?.at(-1) ?? NaN,
+      // summary.json lists the validation losses as {step, loss}.
+      final_valid_loss: s.valid_losses?.at(-1)?.loss ?? NaN,
     });
   }
   const cols = Object.keys(rows[0]) as (keyof SeedRow)[];

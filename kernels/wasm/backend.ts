@@ -56,6 +56,11 @@ export interface WasmBackendOptions {
    * duplicated packing (default: rows when n < m). For measurements and tests.
    */
   matmulSplitM?: boolean;
+  /**
+   * Script of the worker threads (default: `worker.ts` next to this module). A bundled page
+   * passes the URL of its built copy.
+   */
+  workerUrl?: URL;
 }
 
 /** A buffer of the wasm backend: a block of the shared memory. */
@@ -81,9 +86,11 @@ const MAX_THREADS = 8;
  * (e.g. one thread each when two trainings share a 2-core machine). Unset or invalid: ignored.
  */
 function envThreads(): number | undefined {
+  const deno = (globalThis as { Deno?: { env: { get(k: string): string | undefined } } }).Deno;
+  if (!deno) return undefined; // a browser: no environment variables
   let v: string | undefined;
   try {
-    v = Deno.env.get("LF_WASM_THREADS");
+    v = deno.env.get("LF_WASM_THREADS");
   } catch {
     return undefined; // no env permission
   }
@@ -200,7 +207,7 @@ export class WasmBackend implements Backend {
     const instance = await WebAssembly.instantiate(module, { env: { memory } });
     const heap = new WasmHeap(memory, memory64, maxPages * PAGE, HEAP_BASE);
     const pool = threads > 1
-      ? await ThreadPool.create(module, memory, SLOT_BASE, threads - 1, km.exports)
+      ? await ThreadPool.create(module, memory, SLOT_BASE, threads - 1, km.exports, opts.workerUrl)
       : null;
     return new WasmBackend({
       heap,

@@ -810,9 +810,12 @@ export function detectFeatures(): WasmFeatures {
     m.importMemory({ module: "e", name: "m", initial: 1, maximum: 2, memory64: true });
     m.addFunction("f", [], ["i32"], (f) => f.emit(load("i32.load", i64(0))));
   });
-  const threads = probe((m) => {
-    m.importMemory({ module: "e", name: "m", initial: 1, maximum: 2, shared: true });
-    m.addFunction("f", [], ["i32"], (f) => f.emit(memOp("i32.atomic.load", [i32(0)])));
-  });
+  // A browser page that is not cross-origin isolated (COOP/COEP headers) cannot share memory
+  // with workers, even where the engine compiles shared memories.
+  const threads = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false &&
+    probe((m) => {
+      m.importMemory({ module: "e", name: "m", initial: 1, maximum: 2, shared: true });
+      m.addFunction("f", [], ["i32"], (f) => f.emit(memOp("i32.atomic.load", [i32(0)])));
+    });
   return { simd, relaxedSimd, memory64, threads };
 }

@@ -4,13 +4,48 @@
  * allows `Atomics.wait` on the main thread). The caller runs its own share of a job while the
  * workers run theirs, then blocks until they are done.
  *
- * Workers are `node:worker_threads` workers, unref'ed, so a forgotten pool never keeps the
- * process alive (a Deno `Worker` would, even when idle).
+ * In Deno, workers are `node:worker_threads` workers, unref'ed, so a forgotten pool never keeps
+ * the process alive (a Deno `Worker` would, even when idle). In a browser (no `Deno` global) they
+ * are module `Worker`s on `workerUrl`; the pool must then itself run in a worker, because a page's
+ * main thread may not `Atomics.wait`.
  *
  * @module
  */
 
-import { Worker } from "node:worker_threads";
+/** The few worker operations the pool uses, over Node-style and browser workers alike. */
+interface PoolWorker {
+  postMessage(m: unknown): void;
+  once(type: "message" | "error", f: (v: unknown) => void): void;
+  terminate(): void;
+  unref(): void;
+}
+
+/** Starts one kernel worker: `node:worker_threads` under Deno, a module `Worker` elsewhere. */
+async function startWorker(url: URL): Promise<PoolWorker> {
+  if (!("Deno" in globalThis)) {
+    const w = new Worker(url, { type: "module" });
+    return {
+      postMessage: (m) => w.postMessage(m),
+      once: (type, f) => {
+        const h = (e: Event) => {
+          w.removeEventListener(type, h);
+          f(type === "message" ? (e as MessageEvent).data : (e as ErrorEvent).message ?? e);
+        };
+        w.addEventListener(type, h);
+      },
+      terminate: () => w.terminate(),
+      unref: () => {},
+    };
+  }
+  const { Worker: NodeWorker } = await import("node:worker_threads");
+  const w = new NodeWorker(url);
+  return {
+    postMessage: (m) => w.postMessage(m),
+    once: (type, f) => w.once(type, f),
+    terminate: () => void w.terminate(),
+    unref: () => w.unref(),
+  };
+}
 
 /** Bytes of shared memory each worker's control slot takes. */
 export const SLOT_BYTES = 256;
@@ -26,7 +61,7 @@ export class ThreadPool {
   private closed = false;
 
   private constructor(
-    private readonly workers: Worker[],
+    private readonly workers: PoolWorker[],
     private readonly ctl: Int32Array[],
     private readonly args: Float64Array[],
     private readonly ids: Map<string, number>,
@@ -34,7 +69,8 @@ export class ThreadPool {
 
   /**
    * Starts `count` workers on `memory`, each with its control slot at `slotBase + i·SLOT_BYTES`,
-   * able to call the module exports `names`.
+   * able to call the module exports `names`. `workerUrl` is the worker script (default: the
+   * `worker.ts` next to this module; a bundled page passes its built copy).
    */
   static async create(
     module: WebAssembly.Module,
@@ -42,8 +78,9 @@ export class ThreadPool {
     slotBase: number,
     count: number,
     names: string[],
+    workerUrl: URL = new URL("./worker.ts", import.meta.url),
   ): Promise<ThreadPool> {
-    const workers: Worker[] = [];
+    const workers: PoolWorker[] = [];
     const ctl: Int32Array[] = [];
     const args: Float64Array[] = [];
     const ready: Promise<void>[] = [];
@@ -52,7 +89,13 @@ export class ThreadPool {
       new Uint8Array(memory.buffer, slot, SLOT_BYTES).fill(0);
       ctl.push(new Int32Array(memory.buffer, slot, 8));
       args.push(new Float64Array(memory.buffer, slot + 32, MAX_ARGS));
-      const w = new Worker(new URL("./worker.ts", import.meta.url));
+      let w: PoolWorker;
+      try {
+        w = await startWorker(workerUrl);
+      } catch (e) {
+        for (const o of workers) o.terminate();
+        throw new Error(`wasm backend: worker start-up failed: ${e}`);
+      }
       workers.push(w);
       ready.push(
         new Promise<void>((resolve, reject) => {

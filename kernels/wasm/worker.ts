@@ -11,7 +11,11 @@
  * @module
  */
 
-import { parentPort } from "node:worker_threads";
+/** The worker's side of its channel: `node:worker_threads`' parentPort, or a browser worker's scope. */
+interface Port {
+  once(type: "message", f: (m: StartMessage) => void): void;
+  postMessage(m: unknown): void;
+}
 
 /** Message that starts a worker. */
 interface StartMessage {
@@ -21,7 +25,20 @@ interface StartMessage {
   names: string[];
 }
 
-const port = parentPort;
+async function parentChannel(): Promise<Port | null> {
+  if ("Deno" in globalThis) return (await import("node:worker_threads")).parentPort;
+  const scope = globalThis as unknown as {
+    postMessage?: (m: unknown) => void;
+    addEventListener: (t: string, f: (e: MessageEvent) => void, o?: { once: boolean }) => void;
+  };
+  if (typeof scope.postMessage !== "function") return null;
+  return {
+    once: (type, f) => scope.addEventListener(type, (e) => f(e.data), { once: true }),
+    postMessage: (m) => scope.postMessage!(m),
+  };
+}
+
+const port = await parentChannel();
 if (!port) throw new Error("kernels/wasm/worker.ts must run as a worker thread");
 
 port.once("message", async (msg: StartMessage) => {
