@@ -24,3 +24,5 @@ export { concat, slice } from "../autograd/ops.ts";
 export { zeros } from "../autograd/creation.ts";
 /** Most rows the WebAssembly matmul computes with its row-by-row (gemv) kernel. */
 export { GEMV_MAX_M } from "../kernels/wasm/gen_gemv.ts";
+/** Headers that make a page cross-origin isolated (shared with the browser demo's server). */
+export { ISOLATION_HEADERS } from "../web/server.ts";

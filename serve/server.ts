@@ -23,8 +23,7 @@ import { ServerMetrics } from "./metrics.ts";
 import { ClientError, type PrefixEntry, PrefixRegistry } from "./registry.ts";
 import { E2E_DECODING, e2ePrompt } from "./e2e.ts";
 import { loadPage } from "./page.ts";
-import { ISOLATION_HEADERS } from "../web/server.ts";
-import type { GPT2, GPT2Tokenizer } from "./lib.ts";
+import { type GPT2, type GPT2Tokenizer, ISOLATION_HEADERS } from "./lib.ts";
 
 /** Options of {@link startServer}. */
 export interface ServeOptions {

@@ -57,8 +57,14 @@ export async function buildWeb(
         "--format",
         "esm",
         "--minify",
+        // node:path, node:crypto and node:util (the hub cache's file-system code and command-line
+        // parsing, bundled but never run in a page) resolve to browser shims (web/shims/): a page
+        // cannot import node: modules.
+        "--config",
+        new URL("web/bundle.json", ROOT).pathname,
+        "--no-lock",
         "--external",
-        "gpt-3-encoder/*",
+        "npm:gpt-3-encoder@*",
         "-o",
         tmp,
         new URL(src, ROOT).pathname,

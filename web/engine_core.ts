@@ -12,7 +12,12 @@
  *
  * @module
  */
-import * as lf from "../mod.ts";
+// The parts of the library the engine uses, not mod.ts: mod.ts also brings the Deno-only
+// layers (training run folders, the hub cache, serving) and chooses a backend on import.
+import * as lf from "../autograd/mod.ts";
+import { AdamW, clipGradNorm, linearWarmupDecay } from "../nn/optim.ts";
+import { generate } from "../models/generate.ts";
+import type { Backend } from "../kernels/backend.ts";
 import type { GPT2 } from "../models/gpt2.ts";
 import { loadGPT2FromStream } from "../models/gpt2_stream.ts";
 import { type ComputedPrefix, prefixTensor, prefixToPast, PrefixTuning } from "../models/prefix.ts";
@@ -157,7 +162,7 @@ export class Engine {
   /** Hidden size of the MLP of the last prefix trained here (peft's encoder_hidden_size). */
   trainedMidDim: number = TRAIN_DEFAULTS.midDim;
 
-  private constructor(readonly backend: lf.Backend, readonly info: EngineInfo) {}
+  private constructor(readonly backend: Backend, readonly info: EngineInfo) {}
 
   /** Chooses and creates the backend. */
   static async create(opts: EngineOptions = {}): Promise<Engine> {
@@ -277,7 +282,7 @@ export class Engine {
     const pt = this.prefix ? prefixTensor(this.prefix, this.backend) : null;
     const past = pt ? prefixToPast(pt, 1, this.prefix!.config) : undefined;
     try {
-      const [tokens] = await lf.generate(model, [encodePrompt(tok, mr)], {
+      const [tokens] = await generate(model, [encodePrompt(tok, mr)], {
         numBeams: settings.beams,
         maxNewTokens: settings.maxNewTokens,
         minLength: settings.minLength,
@@ -325,7 +330,7 @@ export class Engine {
       dropout: s.dropout,
     }, { seed: s.seed, backend });
     const params = prefix.parameters();
-    const opt = new lf.AdamW(params, { lr: s.lr, weightDecay: s.weightDecay });
+    const opt = new AdamW(params, { lr: s.lr, weightDecay: s.weightDecay });
     const total = s.steps;
     const log: TrainStep[] = [];
     try {
@@ -340,7 +345,7 @@ export class Engine {
         for (const batch of batches) {
           if (step >= total || shouldStop()) break outer;
           const t0 = performance.now();
-          const lr = s.lr * lf.linearWarmupDecay(step, s.warmupSteps, total);
+          const lr = s.lr * linearWarmupDecay(step, s.warmupSteps, total);
           const lossT = lf.tidy(() => {
             const l = prefixBatchLoss(model, prefix, batch, backend);
             l.backward();
@@ -348,7 +353,7 @@ export class Engine {
           });
           const loss = await lossT.item();
           lossT.dispose();
-          const gradNorm = s.maxGradNorm > 0 ? await lf.clipGradNorm(params, s.maxGradNorm) : NaN;
+          const gradNorm = s.maxGradNorm > 0 ? await clipGradNorm(params, s.maxGradNorm) : NaN;
           opt.lr = lr;
           opt.step();
           opt.zeroGrad();
@@ -417,7 +422,7 @@ export function prefixBatchLoss(
   model: GPT2,
   prefix: PrefixTuning,
   batch: Batch,
-  backend: lf.Backend,
+  backend: Backend,
 ): lf.Tensor {
   const B = batch.ids.length, L = prefix.config.prefixLen;
   const ids = lf.ids(batch.ids, { backend });
