@@ -31,7 +31,7 @@ import { detectFeatures, type WasmFeatures } from "./builder.ts";
 import { EW_MAX_RANK, EW_PARAM_BYTES } from "./gen_elementwise.ts";
 import { GEMV_MAX_M } from "./gen_gemv.ts";
 import { DEFAULT_MATMUL_CONFIG, type MatmulConfig, matmulScratchBytes } from "./gen_matmul.ts";
-import { type HeapStats, WasmHeap } from "./heap.ts";
+import { elementIndex, type HeapStats, WasmHeap } from "./heap.ts";
 import { buildKernelModule, type KernelModule } from "./kernels.ts";
 import { REDUCE_CODES } from "./gen_rows.ts";
 import { SLOT_BYTES, ThreadPool } from "./threads.ts";
@@ -56,6 +56,12 @@ export interface WasmBackendOptions {
    * duplicated packing (default: rows when n < m). For measurements and tests.
    */
   matmulSplitM?: boolean;
+  /**
+   * Bytes of address space left unused below the first buffer (default 0). Tests use it to put
+   * buffers above 4 GiB without writing gigabytes: memory that is never written is never
+   * committed by the operating system.
+   */
+  reserveBytes?: number;
 }
 
 /** A buffer of the wasm backend: a block of the shared memory. */
@@ -75,6 +81,12 @@ export class WasmStorage implements Storage {
 }
 
 const MAX_THREADS = 8;
+/**
+ * Elements of the largest buffer. Kernels take element counts and strides as signed 32-bit
+ * integers and turn them into byte offsets in 64-bit arithmetic, so element offsets within one
+ * buffer must stay below 2^31; addresses themselves are never 32-bit with 64-bit memory.
+ */
+const MAX_BUFFER_ELEMENTS = 2 ** 31 - 1;
 
 /**
  * `LF_WASM_THREADS=N` caps the worker threads of backends created without an explicit `threads`
@@ -198,7 +210,13 @@ export class WasmBackend implements Backend {
     const memory = new WebAssembly.Memory(desc as unknown as WebAssembly.MemoryDescriptor);
     const module = await WebAssembly.compile(km.bytes as BufferSource);
     const instance = await WebAssembly.instantiate(module, { env: { memory } });
-    const heap = new WasmHeap(memory, memory64, maxPages * PAGE, HEAP_BASE);
+    const reserve = opts.reserveBytes ?? 0;
+    if (!Number.isInteger(reserve) || reserve < 0) {
+      throw new RangeError(
+        `wasm backend: reserveBytes must be a non-negative integer, got ${reserve}`,
+      );
+    }
+    const heap = new WasmHeap(memory, memory64, maxPages * PAGE, HEAP_BASE + reserve);
     const pool = threads > 1
       ? await ThreadPool.create(module, memory, SLOT_BASE, threads - 1, km.exports)
       : null;
@@ -239,6 +257,12 @@ export class WasmBackend implements Backend {
     if (!Number.isInteger(length) || length < 0) {
       throw new RangeError(`wasm backend: invalid buffer length ${length} for ${what}`);
     }
+    if (length > MAX_BUFFER_ELEMENTS) {
+      throw new RangeError(
+        `wasm backend: ${what} needs ${length} elements; one buffer holds at most ` +
+          `${MAX_BUFFER_ELEMENTS} (8 GiB)`,
+      );
+    }
     const bytes = Math.max(4 * length, 16);
     const ptr = this.#heap.alloc(bytes, `${what} (${length} × ${dtype})`);
     const s = new WasmStorage(this, dtype, length, ptr, bytes);
@@ -277,8 +301,8 @@ export class WasmBackend implements Backend {
 
   fromHost(data: HostArray, dtype: DType): Storage {
     const s = this.#alloc(dtype, data.length, "fromHost");
-    if (dtype === "f32") this.#heap.f32.set(data, s.ptr >>> 2);
-    else this.#heap.i32.set(data, s.ptr >>> 2);
+    if (dtype === "f32") this.#heap.f32At(s.ptr, data.length).set(data);
+    else this.#heap.i32At(s.ptr, data.length).set(data);
     return s;
   }
 
@@ -290,22 +314,15 @@ export class WasmBackend implements Backend {
   }
 
   read(s: Storage): Promise<Float32Array | Int32Array> {
-    const w = this.#get(s, "read()");
-    const start = w.ptr >>> 2;
-    const out = w.dtype === "f32" ? new Float32Array(w.length) : new Int32Array(w.length);
-    if (w.dtype === "f32") {
-      (out as Float32Array).set(this.#heap.f32.subarray(start, start + w.length));
-    } else (out as Int32Array).set(this.#heap.i32.subarray(start, start + w.length));
-    return Promise.resolve(out);
+    return Promise.resolve(this.readSync(s));
   }
 
   /** Synchronous read (tests, loaders). */
   readSync(s: Storage): Float32Array | Int32Array {
-    const w = this.#get(s, "readSync()");
-    const start = w.ptr >>> 2;
+    const w = this.#get(s, "read()");
     return w.dtype === "f32"
-      ? this.#heap.f32.slice(start, start + w.length)
-      : this.#heap.i32.slice(start, start + w.length);
+      ? this.#heap.f32At(w.ptr, w.length).slice()
+      : this.#heap.i32At(w.ptr, w.length).slice();
   }
 
   dispose(s: Storage): void {
@@ -423,7 +440,7 @@ export class WasmBackend implements Backend {
     const ptrs = [0, 1, 2, 3].map((k) => (k < ops.length ? ops[k].ptr : 0));
     const writeParams = (pp: number, d: number[], st: number[][]) => {
       const i32 = this.#heap.i32;
-      const b = pp >>> 2;
+      const b = elementIndex(pp);
       i32[b] = d.length;
       for (let j = 0; j < d.length; j++) {
         i32[b + 1 + j] = d[j];
@@ -888,7 +905,7 @@ export class WasmBackend implements Backend {
     what: string,
   ): void {
     this.#need(t, rows, `${what} targets [${rows}]`);
-    const ids = this.#heap.i32.subarray(t.ptr >>> 2, (t.ptr >>> 2) + rows);
+    const ids = this.#heap.i32At(t.ptr, rows);
     for (let r = 0; r < rows; r++) {
       const v = ids[r];
       if (v !== ignoreIndex && (v < 0 || v >= cols)) {
@@ -967,7 +984,7 @@ export class WasmBackend implements Backend {
     const is = this.#i32(ids, "gather ids");
     this.#need(is, n, `gather ids [${n}]`);
     const rowsInTable = cols > 0 ? Math.floor(tab.length / cols) : 0;
-    const idv = this.#heap.i32.subarray(is.ptr >>> 2, (is.ptr >>> 2) + n);
+    const idv = this.#heap.i32At(is.ptr, n);
     for (let i = 0; i < n; i++) {
       const id = idv[i];
       if (id < 0 || id >= rowsInTable) {
@@ -992,7 +1009,7 @@ export class WasmBackend implements Backend {
     const is = this.#i32(ids, "scatterAdd ids");
     this.#need(gs, n * cols, `scatterAdd values [${n}, ${cols}]`);
     this.#need(is, n, `scatterAdd ids [${n}]`);
-    const idv = this.#heap.i32.subarray(is.ptr >>> 2, (is.ptr >>> 2) + n);
+    const idv = this.#heap.i32At(is.ptr, n);
     for (let i = 0; i < n; i++) {
       const id = idv[i];
       if (id < 0 || id >= vocab) {
