@@ -143,6 +143,12 @@ export interface AdamWParams {
  * j ≤ keys − queries + i and the padding mask (if any) is non-zero at [b, j].
  * Scores are `scale · q·k`; masked scores count as the most negative f32, as in Hugging Face,
  * so a row with nothing visible attends uniformly to all keys instead of giving NaN.
+ *
+ * Non-finite values: a row with a visible NaN or +Inf score, or with only −Inf visible scores,
+ * is NaN (output, log-sum-exp and the gradients it reaches), as softmax gives. A masked key never
+ * enters a row, neither its score nor its value (not even as 0·v), so NaN or Inf there leaves
+ * the row unchanged; a visible key whose probability is 0 (dropped out, or underflowed) enters
+ * as 0·v, as in the unfused matmul.
  */
 export interface AttentionParams {
   /** Batch size B. */
