@@ -927,7 +927,7 @@ Deno.test("wasm: liveCount, dispose, and errors that name the culprit", () => {
         bBatchStride: 0,
         bOffset: 1,
       }),
-    /matmul B/,
+    /wasm matmul: b \(batch 1, k 3, n 2\) has 6 elements, needs 7/,
   );
   const ids = w.fromHost(Int32Array.from([0, 5]), "i32");
   assert.throws(() => w.gather(x, ids, 2, 3), /index 5 at position 1 is outside \[0, 2\)/);

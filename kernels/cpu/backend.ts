@@ -23,6 +23,7 @@ import {
   type UnaryOp,
   type View,
 } from "../backend.ts";
+import { installArgumentChecks } from "../checks.ts";
 
 type Floats = Float32Array | Float64Array;
 
@@ -603,6 +604,8 @@ export class CpuBackend implements Backend {
     }
   }
 }
+
+installArgumentChecks(CpuBackend);
 
 /** Whether a view is row-major contiguous (any offset): the loops can skip index arithmetic. */
 function isDense(v: View): boolean {

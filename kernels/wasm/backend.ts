@@ -26,7 +26,6 @@ import type {
   UnaryOp,
   View,
 } from "../backend.ts";
-import { checkAttentionParams } from "../backend.ts";
 import { detectFeatures, type WasmFeatures } from "./builder.ts";
 import { EW_MAX_RANK, EW_PARAM_BYTES } from "./gen_elementwise.ts";
 import { GEMV_MAX_M } from "./gen_gemv.ts";
@@ -35,7 +34,8 @@ import { elementIndex, type HeapStats, WasmHeap } from "./heap.ts";
 import { buildKernelModule, type KernelModule } from "./kernels.ts";
 import { REDUCE_CODES } from "./gen_rows.ts";
 import { SLOT_BYTES, ThreadPool } from "./threads.ts";
-import { checkView, collapseDims, contiguousStridesOf, sameShape, sizeOfShape } from "./views.ts";
+import { collapseDims, contiguousStridesOf, sizeOfShape } from "./views.ts";
+import { installArgumentChecks } from "../checks.ts";
 
 /** Options of {@link createWasmBackend}. */
 export interface WasmBackendOptions {
@@ -293,12 +293,6 @@ export class WasmBackend implements Backend {
     return w;
   }
 
-  #need(s: WasmStorage, n: number, what: string): void {
-    if (n > s.length) {
-      throw new RangeError(`wasm backend: ${what} needs ${n} elements, buffer has ${s.length}`);
-    }
-  }
-
   fromHost(data: HostArray, dtype: DType): Storage {
     const s = this.#alloc(dtype, data.length, "fromHost");
     if (dtype === "f32") this.#heap.f32At(s.ptr, data.length).set(data);
@@ -401,10 +395,6 @@ export class WasmBackend implements Backend {
   // ------------------------------------------------------------------------------------------
   // elementwise
 
-  #checkView(s: WasmStorage, v: View, what: string): void {
-    checkView(v, s.length, what);
-  }
-
   /**
    * Runs row kernel `slot` over `shape`, writing through `outView` into `out` and reading the
    * inputs through their views. Dimensions of size 1 are dropped and dimensions contiguous for
@@ -489,16 +479,6 @@ export class WasmBackend implements Backend {
   copy(src: Storage, srcView: View, dst: Storage, dstView: View): void {
     const s = this.#get(src, "copy source");
     const d = this.#get(dst, "copy destination");
-    if (s.dtype !== d.dtype) {
-      throw new Error(`wasm backend: copy from ${s.dtype} to ${d.dtype} (use cast)`);
-    }
-    if (!sameShape(srcView.shape, dstView.shape)) {
-      throw new Error(
-        `wasm backend: copy shapes differ: source [${srcView.shape}], destination [${dstView.shape}]`,
-      );
-    }
-    this.#checkView(s, srcView, "copy source");
-    this.#checkView(d, dstView, "copy destination");
     this.#elementwise(
       "copy",
       dstView.shape,
@@ -513,7 +493,6 @@ export class WasmBackend implements Backend {
 
   unary(op: UnaryOp, x: Storage, xv: View, param = 0): Storage {
     const xs = this.#f32(x, `unary ${op} input`);
-    this.#checkView(xs, xv, `unary ${op} input`);
     let kernel: string = op;
     if (op === "powScalar") {
       // Exact special cases (and the reference's Math.pow(x, 0) = 1 for every x).
@@ -546,11 +525,6 @@ export class WasmBackend implements Backend {
   binary(op: BinaryOp, a: Storage, av: View, b: Storage, bv: View): Storage {
     const as = this.#f32(a, `binary ${op} left input`);
     const bs = this.#f32(b, `binary ${op} right input`);
-    if (!sameShape(av.shape, bv.shape)) {
-      throw new Error(`wasm backend: binary ${op} shapes differ: [${av.shape}] vs [${bv.shape}]`);
-    }
-    this.#checkView(as, av, `binary ${op} left input`);
-    this.#checkView(bs, bv, `binary ${op} right input`);
     const out = this.#alloc("f32", sizeOfShape(av.shape), `binary ${op} output`);
     this.#elementwise(
       `binary:${op}`,
@@ -569,14 +543,6 @@ export class WasmBackend implements Backend {
     const cs = this.#get(cond, "where condition");
     const as = this.#f32(a, "where first input");
     const bs = this.#f32(b, "where second input");
-    if (!sameShape(cv.shape, av.shape) || !sameShape(cv.shape, bv.shape)) {
-      throw new Error(
-        `wasm backend: where shapes differ: cond [${cv.shape}], a [${av.shape}], b [${bv.shape}]`,
-      );
-    }
-    this.#checkView(cs, cv, "where condition");
-    this.#checkView(as, av, "where first input");
-    this.#checkView(bs, bv, "where second input");
     const out = this.#alloc("f32", sizeOfShape(cv.shape), "where output");
     this.#elementwise(
       `where:${cs.dtype}`,
@@ -612,7 +578,6 @@ export class WasmBackend implements Backend {
 
   reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage {
     const xs = this.#f32(x, `reduce ${op} input`);
-    this.#need(xs, outer * size * inner, `reduce ${op} [${outer}, ${size}, ${inner}]`);
     const out = this.#alloc("f32", outer * inner, `reduce ${op} output`);
     const code = REDUCE_CODES[op];
     if (code === undefined) throw new Error(`wasm backend: unknown reduction ${op}`);
@@ -649,7 +614,6 @@ export class WasmBackend implements Backend {
 
   argmax(x: Storage, outer: number, size: number, inner: number): Storage {
     const xs = this.#f32(x, "argmax input");
-    this.#need(xs, outer * size * inner, `argmax [${outer}, ${size}, ${inner}]`);
     const out = this.#alloc("i32", outer * inner, "argmax output");
     if (outer * inner === 0) return out;
     if (size === 0) {
@@ -782,7 +746,6 @@ export class WasmBackend implements Backend {
 
   softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
     const xs = this.#f32(x, "softmax input");
-    this.#need(xs, rows * cols, `softmax [${rows}, ${cols}]`);
     const out = this.#alloc("f32", rows * cols, "softmax output");
     if (rows * cols === 0) return out;
     this.#rows(
@@ -798,8 +761,6 @@ export class WasmBackend implements Backend {
   softmaxBackward(y: Storage, gy: Storage, rows: number, cols: number, log: boolean): Storage {
     const ys = this.#f32(y, "softmaxBackward y");
     const gs = this.#f32(gy, "softmaxBackward gy");
-    this.#need(ys, rows * cols, `softmaxBackward y [${rows}, ${cols}]`);
-    this.#need(gs, rows * cols, `softmaxBackward gy [${rows}, ${cols}]`);
     const out = this.#alloc("f32", rows * cols, "softmaxBackward output");
     if (rows * cols === 0) return out;
     this.#rows(
@@ -823,9 +784,6 @@ export class WasmBackend implements Backend {
     const xs = this.#f32(x, "layerNorm x");
     const ws = this.#f32(w, "layerNorm weight");
     const bs = this.#f32(b, "layerNorm bias");
-    this.#need(xs, rows * cols, `layerNorm x [${rows}, ${cols}]`);
-    this.#need(ws, cols, `layerNorm weight [${cols}]`);
-    this.#need(bs, cols, `layerNorm bias [${cols}]`);
     const y = this.#alloc("f32", rows * cols, "layerNorm y");
     const mean = this.#alloc("f32", rows, "layerNorm mean");
     const rstd = this.#alloc("f32", rows, "layerNorm rstd");
@@ -860,11 +818,6 @@ export class WasmBackend implements Backend {
     const ms = this.#f32(mean, "layerNormBackward mean");
     const rs = this.#f32(rstd, "layerNormBackward rstd");
     const gs = this.#f32(gy, "layerNormBackward gy");
-    this.#need(xs, rows * cols, `layerNormBackward x [${rows}, ${cols}]`);
-    this.#need(gs, rows * cols, `layerNormBackward gy [${rows}, ${cols}]`);
-    this.#need(ws, cols, `layerNormBackward weight [${cols}]`);
-    this.#need(ms, rows, `layerNormBackward mean [${rows}]`);
-    this.#need(rs, rows, `layerNormBackward rstd [${rows}]`);
     const gx = this.#alloc("f32", rows * cols, "layerNormBackward gx");
     const gw = this.#alloc("f32", cols, "layerNormBackward gw");
     const gb = this.#alloc("f32", cols, "layerNormBackward gb");
@@ -904,7 +857,6 @@ export class WasmBackend implements Backend {
     ignoreIndex: number,
     what: string,
   ): void {
-    this.#need(t, rows, `${what} targets [${rows}]`);
     const ids = this.#heap.i32At(t.ptr, rows);
     for (let r = 0; r < rows; r++) {
       const v = ids[r];
@@ -923,7 +875,6 @@ export class WasmBackend implements Backend {
   ): { loss: Storage; lse: Storage } {
     const ls = this.#f32(logits, "crossEntropy logits");
     const ts = this.#i32(targets, "crossEntropy targets");
-    this.#need(ls, rows * cols, `crossEntropy logits [${rows}, ${cols}]`);
     this.#checkTargets(ts, rows, cols, ignoreIndex, "crossEntropy");
     const loss = this.#alloc("f32", rows, "crossEntropy loss");
     const lse = this.#alloc("f32", rows, "crossEntropy lse");
@@ -955,9 +906,6 @@ export class WasmBackend implements Backend {
     const ts = this.#i32(targets, "crossEntropyBackward targets");
     const ss = this.#f32(lse, "crossEntropyBackward lse");
     const gs = this.#f32(gLoss, "crossEntropyBackward gLoss");
-    this.#need(ls, rows * cols, `crossEntropyBackward logits [${rows}, ${cols}]`);
-    this.#need(ss, rows, `crossEntropyBackward lse [${rows}]`);
-    this.#need(gs, rows, `crossEntropyBackward gLoss [${rows}]`);
     this.#checkTargets(ts, rows, cols, ignoreIndex, "crossEntropyBackward");
     const out = this.#alloc("f32", rows * cols, "crossEntropyBackward output");
     if (rows > 0 && cols > 0) {
@@ -982,7 +930,6 @@ export class WasmBackend implements Backend {
   gather(table: Storage, ids: Storage, n: number, cols: number): Storage {
     const tab = this.#f32(table, "gather table");
     const is = this.#i32(ids, "gather ids");
-    this.#need(is, n, `gather ids [${n}]`);
     const rowsInTable = cols > 0 ? Math.floor(tab.length / cols) : 0;
     const idv = this.#heap.i32At(is.ptr, n);
     for (let i = 0; i < n; i++) {
@@ -1007,8 +954,6 @@ export class WasmBackend implements Backend {
   scatterAdd(g: Storage, ids: Storage, n: number, cols: number, vocab: number): Storage {
     const gs = this.#f32(g, "scatterAdd values");
     const is = this.#i32(ids, "scatterAdd ids");
-    this.#need(gs, n * cols, `scatterAdd values [${n}, ${cols}]`);
-    this.#need(is, n, `scatterAdd ids [${n}]`);
     const idv = this.#heap.i32At(is.ptr, n);
     for (let i = 0; i < n; i++) {
       const id = idv[i];
@@ -1044,24 +989,17 @@ export class WasmBackend implements Backend {
     return out;
   }
 
-  /** Checks the operands of fused attention; returns their storages. */
+  /** The storages of fused attention's operands (checked by `kernels/checks.ts`). */
   #attentionInputs(
     q: Storage,
     k: Storage,
     v: Storage,
     mask: Storage | null,
-    p: AttentionParams,
     what: string,
   ): { qs: WasmStorage; ks: WasmStorage; vs: WasmStorage; ms: WasmStorage | null } {
-    const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
-    checkAttentionParams(p, `wasm backend: ${what}`);
     const qs = this.#f32(q, `${what} q`), ks = this.#f32(k, `${what} k`);
     const vs = this.#f32(v, `${what} v`);
-    this.#need(qs, B * H * T * D, `${what} q [${B}, ${H}, ${T}, ${D}]`);
-    this.#need(ks, B * H * S * D, `${what} k [${B}, ${H}, ${S}, ${D}]`);
-    this.#need(vs, B * H * S * D, `${what} v [${B}, ${H}, ${S}, ${D}]`);
     const ms = mask ? this.#f32(mask, `${what} mask`) : null;
-    if (ms) this.#need(ms, B * S, `${what} mask [${B}, ${S}]`);
     return { qs, ks, vs, ms };
   }
 
@@ -1079,7 +1017,7 @@ export class WasmBackend implements Backend {
     mask: Storage | null,
     p: AttentionParams,
   ): { out: Storage; lse: Storage } {
-    const { qs, ks, vs, ms } = this.#attentionInputs(q, k, v, mask, p, "attention");
+    const { qs, ks, vs, ms } = this.#attentionInputs(q, k, v, mask, "attention");
     const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
     const rows = B * H * T;
     const out = this.#alloc("f32", rows * D, `attention output [${B}, ${H}, ${T}, ${D}]`);
@@ -1130,13 +1068,10 @@ export class WasmBackend implements Backend {
     p: AttentionParams,
   ): { gq: Storage; gk: Storage; gv: Storage } {
     const what = "attentionBackward";
-    const { qs, ks, vs, ms } = this.#attentionInputs(q, k, v, mask, p, what);
+    const { qs, ks, vs, ms } = this.#attentionInputs(q, k, v, mask, what);
     const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
     const os = this.#f32(out, `${what} out`), ls = this.#f32(lse, `${what} lse`);
     const gs = this.#f32(gOut, `${what} gOut`);
-    this.#need(os, B * H * T * D, `${what} out [${B}, ${H}, ${T}, ${D}]`);
-    this.#need(gs, B * H * T * D, `${what} gOut [${B}, ${H}, ${T}, ${D}]`);
-    this.#need(ls, B * H * T, `${what} lse [${B}, ${H}, ${T}]`);
     const gq = this.#alloc("f32", B * H * T * D, `${what} gq [${B}, ${H}, ${T}, ${D}]`);
     const gk = this.#alloc("f32", B * H * S * D, `${what} gk [${B}, ${H}, ${S}, ${D}]`);
     const gv = this.#alloc("f32", B * H * S * D, `${what} gv [${B}, ${H}, ${S}, ${D}]`);
@@ -1187,11 +1122,6 @@ export class WasmBackend implements Backend {
     const ms = this.#f32(m, "adamw m");
     const vs = this.#f32(v, "adamw v");
     const n = ps.length;
-    for (const [what, s] of [["grad", gs], ["m", ms], ["v", vs]] as const) {
-      if (s.length !== n) {
-        throw new Error(`wasm backend: adamw ${what} has ${s.length} elements, param has ${n}`);
-      }
-    }
     const bc1 = 1 - Math.pow(p.beta1, p.step);
     const bc2 = 1 - Math.pow(p.beta2, p.step);
     const scalars = [
@@ -1212,6 +1142,8 @@ export class WasmBackend implements Backend {
     );
   }
 }
+
+installArgumentChecks(WasmBackend);
 
 const liveFlags = new WeakMap<WasmStorage, { v: boolean }>();
 
