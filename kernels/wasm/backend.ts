@@ -496,13 +496,12 @@ export class WasmBackend implements Backend {
     let kernel: string = op;
     if (op === "powScalar") {
       // Exact special cases (and the reference's Math.pow(x, 0) = 1 for every x).
+      // Not 0.5 → sqrt nor −0.5 → 1/sqrt: Math.pow(−∞, 0.5) is +∞ and Math.pow(−0, −0.5) +∞.
       const special: Record<number, string> = {
         1: "ident",
         2: "sqr",
         3: "cube",
-        0.5: "sqrt",
         [-1]: "recip",
-        [-0.5]: "rsqrt",
       };
       if (param === 0) return this.full(sizeOfShape(xv.shape), 1, "f32");
       kernel = special[param] ?? "powScalar";
