@@ -13,7 +13,6 @@ import assert from "node:assert/strict";
 import {
   type Backend,
   BINARY_OPS,
-  type BinaryOp,
   contiguousView,
   type Storage,
   UNARY_OPS,
