@@ -3,7 +3,10 @@
  *
  * A backend owns opaque buffers ({@link Storage}) and implements a small set of primitives on
  * them. Every differentiable op is defined once in `autograd/ops.ts` in terms of these
- * primitives; its backward is written with other ops. Adding a backend never touches the ops.
+ * primitives; its backward is written with other ops, except for softmax, layer norm,
+ * cross-entropy and attention, whose backwards are primitives too (`softmaxBackward`,
+ * `layerNormBackward`, `crossEntropyBackward`, `attentionBackward`). Adding a backend never
+ * touches the ops. Arguments are checked once for every backend (`checks.ts`).
  *
  * Conventions, shared by every backend:
  * - Buffers hold `f32` values or `i32` indices. A primitive returns a new, contiguous buffer
