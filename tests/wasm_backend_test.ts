@@ -15,6 +15,7 @@ import {
 } from "../kernels/backend.ts";
 import { CpuBackend } from "../kernels/cpu/backend.ts";
 import { createWasmBackend, type WasmBackend } from "../kernels/wasm/backend.ts";
+import { assertClose } from "./helpers/close.ts";
 
 const cpu = new CpuBackend();
 // 64-bit memory with two threads (the default configuration here); 32-bit memory, one thread and
@@ -32,29 +33,6 @@ function rand(): number {
 }
 function randn(n: number, lo = -2, hi = 2): Float32Array {
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * rand());
-}
-
-/** Asserts |a − b| ≤ atol + rtol·|b| elementwise (NaN only where both are NaN). */
-function assertClose(
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  what: string,
-  rtol = 1e-5,
-  atol = 1e-6,
-): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    const a = got[i], b = want[i];
-    if (Number.isNaN(b)) {
-      assert.ok(Number.isNaN(a), `${what}[${i}]: got ${a}, want NaN`);
-      continue;
-    }
-    if (a === b) continue;
-    assert.ok(
-      Math.abs(a - b) <= atol + rtol * Math.abs(b),
-      `${what}[${i}]: got ${a}, want ${b} (|diff| ${Math.abs(a - b)})`,
-    );
-  }
 }
 
 async function readAll(b: Backend, ...ss: Storage[]): Promise<(Float32Array | Int32Array)[]> {

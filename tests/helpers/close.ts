@@ -41,3 +41,53 @@ export function assertNear(got: number, want: number, what: string, tol = 1e-6):
   }
   assert.ok(got === want || Math.abs(got - want) <= tol, `${what}: got ${got}, want ${want}`);
 }
+
+/** Tolerances of {@link assertCloseScaled}: element i may differ by rtol·|want[i]| + atolScale·max|want| + atol. */
+export interface ScaledTolerance {
+  /** Relative to each element. */
+  rtol?: number;
+  /** Relative to the largest |want| (f32 sums in another order differ by ulps of the largest terms). */
+  atolScale?: number;
+  /** Absolute. */
+  atol?: number;
+  /** Values of `want` at or below this are markers (e.g. a fully masked row's lse): compared exactly, left out of the scale. */
+  exactBelow?: number;
+}
+
+/**
+ * Asserts closeness with a tolerance that scales with the tensor's largest magnitude (see
+ * {@link ScaledTolerance}); NaN is expected only where `want` is NaN. Returns the worst
+ * |got − want| / max|want|, for reporting.
+ */
+export function assertCloseScaled(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  what: string,
+  t: ScaledTolerance,
+): number {
+  assert.equal(got.length, want.length, `${what}: length ${got.length}, expected ${want.length}`);
+  const exactBelow = t.exactBelow ?? -Infinity;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    if (want[i] > exactBelow) scale = Math.max(scale, Math.abs(want[i]));
+  }
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) {
+    const a = got[i], e = want[i];
+    if (Number.isNaN(e)) {
+      assert.ok(Number.isNaN(a), `${what}: element ${i} is ${a}, expected NaN`);
+      continue;
+    }
+    if (e <= exactBelow) {
+      assert.equal(a, e, `${what}: element ${i} is ${a}, expected exactly ${e}`);
+      continue;
+    }
+    const tol = (t.rtol ?? 0) * Math.abs(e) + (t.atolScale ?? 0) * scale + (t.atol ?? 0);
+    const err = Math.abs(a - e);
+    if (!(err <= tol)) {
+      assert.fail(`${what}: element ${i} is ${a}, expected ${e} (tolerance ${tol})`);
+    }
+    worst = Math.max(worst, err / (scale || 1));
+  }
+  return worst;
+}
