@@ -91,10 +91,31 @@ function inView(b: Backend, s: Storage, v: View, op: string, what: string): void
 
 function sameShape(b: Backend, op: string, what: string, got: View, want: View): void {
   const a = got.shape, e = want.shape;
-  if (a.length !== e.length || a.some((d, i) => d !== e[i])) {
-    fail(b, op, `operand ${what} has shape [${a}], expected [${e}]`);
-  }
+  let same = a.length === e.length;
+  for (let i = 0; same && i < a.length; i++) same = a[i] === e[i];
+  if (!same) fail(b, op, `operand ${what} has shape [${a}], expected [${e}]`);
 }
+
+// Fast tests of the common case: the checks below build their messages (strings, objects) only
+// when one fails, so that a valid call allocates nothing (decoding makes thousands of tiny calls).
+
+/** A non-negative integer. */
+function isCount(v: number): boolean {
+  return Number.isInteger(v) && v >= 0;
+}
+
+/** `s` is an f32 buffer of this backend with at least `n` elements. */
+function okF32(b: Backend, s: Storage, n: number): boolean {
+  return s?.backend === b && s.dtype === "f32" && s.length >= n;
+}
+
+/** `s` is an i32 buffer of this backend with at least `n` elements. */
+function okI32(b: Backend, s: Storage, n: number): boolean {
+  return s?.backend === b && s.dtype === "i32" && s.length >= n;
+}
+
+const UNARY = new Set<string>(UNARY_OPS);
+const BINARY = new Set<string>(BINARY_OPS);
 
 function attentionOperands(
   b: Backend,
@@ -105,12 +126,14 @@ function attentionOperands(
   mask: Storage | null,
   p: AttentionParams,
 ): void {
-  checkAttentionParams(p, `${b.name} ${op}`);
   const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
-  f32(b, q, op, `q [${B}, ${H}, ${T}, ${D}]`, B * H * T * D);
-  f32(b, k, op, `k [${B}, ${H}, ${S}, ${D}]`, B * H * S * D);
-  f32(b, v, op, `v [${B}, ${H}, ${S}, ${D}]`, B * H * S * D);
-  if (mask !== null) f32(b, mask, op, `mask [${B}, ${S}]`, B * S);
+  if (!(isCount(B) && isCount(H) && isCount(T) && isCount(S) && isCount(D) && S >= T)) {
+    checkAttentionParams(p, `${b.name} ${op}`);
+  }
+  if (!okF32(b, q, B * H * T * D)) f32(b, q, op, `q [${B}, ${H}, ${T}, ${D}]`, B * H * T * D);
+  if (!okF32(b, k, B * H * S * D)) f32(b, k, op, `k [${B}, ${H}, ${S}, ${D}]`, B * H * S * D);
+  if (!okF32(b, v, B * H * S * D)) f32(b, v, op, `v [${B}, ${H}, ${S}, ${D}]`, B * H * S * D);
+  if (mask !== null && !okF32(b, mask, B * S)) f32(b, mask, op, `mask [${B}, ${S}]`, B * S);
 }
 
 /** The checks, by primitive: same parameters as the primitive, the backend first. */
@@ -124,7 +147,7 @@ const CHECKS: {
     if (!ArrayBuffer.isView(data)) fail(b, "fromHost", "data must be a typed array");
   },
   full(b, length, _value, dtype) {
-    count(b, "full", { length });
+    if (!isCount(length)) count(b, "full", { length });
     dtypeName(b, dtype, "full");
   },
   copy(b, src, srcView, dst, dstView) {
@@ -134,25 +157,25 @@ const CHECKS: {
     sameShape(b, "copy", "destination", dstView, srcView);
   },
   unary(b, op: UnaryOp, x, xv, param) {
-    if (!UNARY_OPS.includes(op)) fail(b, "unary", `unknown op '${op}'`);
-    typed(b, x, "f32", op, "a");
+    if (!UNARY.has(op)) fail(b, "unary", `unknown op '${op}'`);
+    if (!okF32(b, x, 0)) typed(b, x, "f32", op, "a");
     inView(b, x, xv, op, "a");
     if (param !== undefined && typeof param !== "number") {
       fail(b, op, `scalar parameter must be a number, got ${param}`);
     }
   },
   binary(b, op: BinaryOp, x, xv, y, yv) {
-    if (!BINARY_OPS.includes(op)) fail(b, "binary", `unknown op '${op}'`);
-    typed(b, x, "f32", op, "a");
-    typed(b, y, "f32", op, "b");
+    if (!BINARY.has(op)) fail(b, "binary", `unknown op '${op}'`);
+    if (!okF32(b, x, 0)) typed(b, x, "f32", op, "a");
+    if (!okF32(b, y, 0)) typed(b, y, "f32", op, "b");
     sameShape(b, op, "b", yv, xv);
     inView(b, x, xv, op, "a");
     inView(b, y, yv, op, "b");
   },
   where(b, cond, cv, x, xv, y, yv) {
     own(b, cond, "where", "c");
-    typed(b, x, "f32", "where", "a");
-    typed(b, y, "f32", "where", "b");
+    if (!okF32(b, x, 0)) typed(b, x, "f32", "where", "a");
+    if (!okF32(b, y, 0)) typed(b, y, "f32", "where", "b");
     sameShape(b, "where", "a", xv, cv);
     sameShape(b, "where", "b", yv, cv);
     inView(b, cond, cv, "where", "c");
@@ -165,79 +188,92 @@ const CHECKS: {
   },
   reduce(b, op: ReduceOp, x, outer, size, inner) {
     if (op !== "sum" && op !== "max" && op !== "min") fail(b, "reduce", `unknown op '${op}'`);
-    count(b, `reduce.${op}`, { outer, size, inner });
-    f32(b, x, `reduce.${op}`, `x [${outer}, ${size}, ${inner}]`, outer * size * inner);
+    if (!(isCount(outer) && isCount(size) && isCount(inner))) {
+      count(b, `reduce.${op}`, { outer, size, inner });
+    }
+    if (!okF32(b, x, outer * size * inner)) {
+      f32(b, x, `reduce.${op}`, `x [${outer}, ${size}, ${inner}]`, outer * size * inner);
+    }
   },
   argmax(b, x, outer, size, inner) {
-    count(b, "argmax", { outer, size, inner });
-    f32(b, x, "argmax", `x [${outer}, ${size}, ${inner}]`, outer * size * inner);
+    if (!(isCount(outer) && isCount(size) && isCount(inner))) {
+      count(b, "argmax", { outer, size, inner });
+    }
+    if (!okF32(b, x, outer * size * inner)) {
+      f32(b, x, "argmax", `x [${outer}, ${size}, ${inner}]`, outer * size * inner);
+    }
   },
   matmul(b, x, y, p: MatmulParams) {
-    const { batch, m, n, k } = p;
+    const { batch, m, n, k, aBatchStride, bBatchStride } = p;
     const aOffset = p.aOffset ?? 0, bOffset = p.bOffset ?? 0;
-    const { aBatchStride, bBatchStride } = p;
-    count(b, "matmul", { batch, m, n, k, aOffset, bOffset, aBatchStride, bBatchStride });
-    typed(b, x, "f32", "matmul", "a");
-    typed(b, y, "f32", "matmul", "b");
-    if (batch > 0 && m * k > 0) {
-      enough(
-        b,
-        x,
-        aOffset + (batch - 1) * aBatchStride + m * k,
-        "matmul",
-        `a (batch ${batch}, m ${m}, k ${k})`,
-      );
+    if (
+      !(isCount(batch) && isCount(m) && isCount(n) && isCount(k) && isCount(aOffset) &&
+        isCount(bOffset) && isCount(aBatchStride) && isCount(bBatchStride))
+    ) {
+      count(b, "matmul", { batch, m, n, k, aOffset, bOffset, aBatchStride, bBatchStride });
     }
-    if (batch > 0 && k * n > 0) {
-      enough(
-        b,
-        y,
-        bOffset + (batch - 1) * bBatchStride + k * n,
-        "matmul",
-        `b (batch ${batch}, k ${k}, n ${n})`,
-      );
+    const needA = batch > 0 && m * k > 0 ? aOffset + (batch - 1) * aBatchStride + m * k : 0;
+    const needB = batch > 0 && k * n > 0 ? bOffset + (batch - 1) * bBatchStride + k * n : 0;
+    if (!okF32(b, x, needA)) {
+      typed(b, x, "f32", "matmul", "a");
+      enough(b, x, needA, "matmul", `a (batch ${batch}, m ${m}, k ${k})`);
+    }
+    if (!okF32(b, y, needB)) {
+      typed(b, y, "f32", "matmul", "b");
+      enough(b, y, needB, "matmul", `b (batch ${batch}, k ${k}, n ${n})`);
     }
   },
   softmax(b, x, rows, cols) {
-    count(b, "softmax", { rows, cols });
-    f32(b, x, "softmax", `x [${rows}, ${cols}]`, rows * cols);
+    if (!(isCount(rows) && isCount(cols))) count(b, "softmax", { rows, cols });
+    if (!okF32(b, x, rows * cols)) f32(b, x, "softmax", `x [${rows}, ${cols}]`, rows * cols);
   },
   softmaxBackward(b, y, gy, rows, cols) {
-    count(b, "softmaxBackward", { rows, cols });
-    f32(b, y, "softmaxBackward", `y [${rows}, ${cols}]`, rows * cols);
-    f32(b, gy, "softmaxBackward", `gy [${rows}, ${cols}]`, rows * cols);
+    const op = "softmaxBackward", n = rows * cols;
+    if (!(isCount(rows) && isCount(cols))) count(b, op, { rows, cols });
+    if (!okF32(b, y, n)) f32(b, y, op, `y [${rows}, ${cols}]`, n);
+    if (!okF32(b, gy, n)) f32(b, gy, op, `gy [${rows}, ${cols}]`, n);
   },
   layerNorm(b, x, w, bias, rows, cols) {
-    count(b, "layerNorm", { rows, cols });
-    f32(b, x, "layerNorm", `x [${rows}, ${cols}]`, rows * cols);
-    f32(b, w, "layerNorm", `weight [${cols}]`, cols);
-    f32(b, bias, "layerNorm", `bias [${cols}]`, cols);
+    const op = "layerNorm";
+    if (!(isCount(rows) && isCount(cols))) count(b, op, { rows, cols });
+    if (!okF32(b, x, rows * cols)) f32(b, x, op, `x [${rows}, ${cols}]`, rows * cols);
+    if (!okF32(b, w, cols)) f32(b, w, op, `weight [${cols}]`, cols);
+    if (!okF32(b, bias, cols)) f32(b, bias, op, `bias [${cols}]`, cols);
   },
   layerNormBackward(b, x, w, mean, rstd, gy, rows, cols) {
-    const op = "layerNormBackward";
-    count(b, op, { rows, cols });
-    f32(b, x, op, `x [${rows}, ${cols}]`, rows * cols);
-    f32(b, w, op, `weight [${cols}]`, cols);
-    f32(b, mean, op, `mean [${rows}]`, rows);
-    f32(b, rstd, op, `rstd [${rows}]`, rows);
-    f32(b, gy, op, `gy [${rows}, ${cols}]`, rows * cols);
+    const op = "layerNormBackward", n = rows * cols;
+    if (!(isCount(rows) && isCount(cols))) count(b, op, { rows, cols });
+    if (!okF32(b, x, n)) f32(b, x, op, `x [${rows}, ${cols}]`, n);
+    if (!okF32(b, w, cols)) f32(b, w, op, `weight [${cols}]`, cols);
+    if (!okF32(b, mean, rows)) f32(b, mean, op, `mean [${rows}]`, rows);
+    if (!okF32(b, rstd, rows)) f32(b, rstd, op, `rstd [${rows}]`, rows);
+    if (!okF32(b, gy, n)) f32(b, gy, op, `gy [${rows}, ${cols}]`, n);
   },
   crossEntropy(b, logits, targets, rows, cols, ignoreIndex) {
-    count(b, "crossEntropy", { rows, cols });
-    if (!Number.isInteger(ignoreIndex)) fail(b, "crossEntropy", `ignoreIndex ${ignoreIndex}`);
-    f32(b, logits, "crossEntropy", `logits [${rows}, ${cols}]`, rows * cols);
-    typed(b, targets, "i32", "crossEntropy", `targets [${rows}]`);
-    enough(b, targets, rows, "crossEntropy", `targets [${rows}]`);
+    const op = "crossEntropy";
+    if (!(isCount(rows) && isCount(cols))) count(b, op, { rows, cols });
+    if (!Number.isInteger(ignoreIndex)) fail(b, op, `ignoreIndex ${ignoreIndex}`);
+    if (!okF32(b, logits, rows * cols)) {
+      f32(b, logits, op, `logits [${rows}, ${cols}]`, rows * cols);
+    }
+    if (!okI32(b, targets, rows)) {
+      typed(b, targets, "i32", op, `targets [${rows}]`);
+      enough(b, targets, rows, op, `targets [${rows}]`);
+    }
   },
   crossEntropyBackward(b, logits, targets, lse, gLoss, rows, cols, ignoreIndex) {
     const op = "crossEntropyBackward";
-    count(b, op, { rows, cols });
+    if (!(isCount(rows) && isCount(cols))) count(b, op, { rows, cols });
     if (!Number.isInteger(ignoreIndex)) fail(b, op, `ignoreIndex ${ignoreIndex}`);
-    f32(b, logits, op, `logits [${rows}, ${cols}]`, rows * cols);
-    typed(b, targets, "i32", op, `targets [${rows}]`);
-    enough(b, targets, rows, op, `targets [${rows}]`);
-    f32(b, lse, op, `lse [${rows}]`, rows);
-    f32(b, gLoss, op, `gLoss [${rows}]`, rows);
+    if (!okF32(b, logits, rows * cols)) {
+      f32(b, logits, op, `logits [${rows}, ${cols}]`, rows * cols);
+    }
+    if (!okI32(b, targets, rows)) {
+      typed(b, targets, "i32", op, `targets [${rows}]`);
+      enough(b, targets, rows, op, `targets [${rows}]`);
+    }
+    if (!okF32(b, lse, rows)) f32(b, lse, op, `lse [${rows}]`, rows);
+    if (!okF32(b, gLoss, rows)) f32(b, gLoss, op, `gLoss [${rows}]`, rows);
   },
   attention(b, q, k, v, mask, p) {
     attentionOperands(b, "attention", q, k, v, mask, p);
@@ -246,26 +282,39 @@ const CHECKS: {
     const op = "attentionBackward";
     attentionOperands(b, op, q, k, v, mask, p);
     const { batch: B, heads: H, queries: T, dim: D } = p;
-    f32(b, out, op, `out [${B}, ${H}, ${T}, ${D}]`, B * H * T * D);
-    f32(b, lse, op, `lse [${B}, ${H}, ${T}]`, B * H * T);
-    f32(b, gOut, op, `gOut [${B}, ${H}, ${T}, ${D}]`, B * H * T * D);
+    const n = B * H * T * D;
+    if (!okF32(b, out, n)) f32(b, out, op, `out [${B}, ${H}, ${T}, ${D}]`, n);
+    if (!okF32(b, lse, B * H * T)) f32(b, lse, op, `lse [${B}, ${H}, ${T}]`, B * H * T);
+    if (!okF32(b, gOut, n)) f32(b, gOut, op, `gOut [${B}, ${H}, ${T}, ${D}]`, n);
   },
   gather(b, table, ids, n, cols) {
-    count(b, "gather", { n, cols });
-    typed(b, table, "f32", "gather", "table");
-    typed(b, ids, "i32", "gather", `ids [${n}]`);
-    enough(b, ids, n, "gather", `ids [${n}]`);
+    if (!(isCount(n) && isCount(cols))) count(b, "gather", { n, cols });
+    if (!okF32(b, table, 0)) typed(b, table, "f32", "gather", "table");
+    if (!okI32(b, ids, n)) {
+      typed(b, ids, "i32", "gather", `ids [${n}]`);
+      enough(b, ids, n, "gather", `ids [${n}]`);
+    }
   },
   scatterAdd(b, g, ids, n, cols, vocab) {
-    count(b, "scatterAdd", { n, cols, vocab });
-    f32(b, g, "scatterAdd", `g [${n}, ${cols}]`, n * cols);
-    typed(b, ids, "i32", "scatterAdd", `ids [${n}]`);
-    enough(b, ids, n, "scatterAdd", `ids [${n}]`);
+    if (!(isCount(n) && isCount(cols) && isCount(vocab))) {
+      count(b, "scatterAdd", { n, cols, vocab });
+    }
+    if (!okF32(b, g, n * cols)) f32(b, g, "scatterAdd", `g [${n}, ${cols}]`, n * cols);
+    if (!okI32(b, ids, n)) {
+      typed(b, ids, "i32", "scatterAdd", `ids [${n}]`);
+      enough(b, ids, n, "scatterAdd", `ids [${n}]`);
+    }
   },
   dropoutMask(b, length) {
-    count(b, "dropoutMask", { length });
+    if (!isCount(length)) count(b, "dropoutMask", { length });
   },
   adamw(b, param, grad, m, v, _p: AdamWParams) {
+    const n = param?.length;
+    if (
+      okF32(b, param, 0) && okF32(b, grad, n) && okF32(b, m, n) && okF32(b, v, n) &&
+      grad.length === n && m.length === n && v.length === n && param !== grad && param !== m &&
+      param !== v && grad !== m && grad !== v && m !== v
+    ) return;
     const all = { param, grad, m, v };
     for (const [what, s] of Object.entries(all)) typed(b, s, "f32", "adamw", what);
     for (const [what, s] of Object.entries(all)) {
@@ -293,11 +342,23 @@ export function installArgumentChecks(cls: { prototype: Backend }): void {
   for (const [name, check] of Object.entries(CHECKS)) {
     const impl = proto[name];
     if (typeof impl !== "function") continue;
+    if (impl.length > 8) throw new Error(`installArgumentChecks: ${name} takes over 8 arguments`);
     const c = check as (b: Backend, ...a: unknown[]) => void;
+    // Fixed arity (the longest primitive takes 8 arguments): no rest array per call.
     Object.defineProperty(proto, name, {
-      value: function (this: Backend, ...args: unknown[]) {
-        c(this, ...args);
-        return impl.apply(this, args);
+      value: function (
+        this: Backend,
+        a0?: unknown,
+        a1?: unknown,
+        a2?: unknown,
+        a3?: unknown,
+        a4?: unknown,
+        a5?: unknown,
+        a6?: unknown,
+        a7?: unknown,
+      ) {
+        c(this, a0, a1, a2, a3, a4, a5, a6, a7);
+        return impl.call(this, a0, a1, a2, a3, a4, a5, a6, a7);
       },
       writable: true,
       configurable: true,
