@@ -27,14 +27,25 @@ import type {
   View,
 } from "../backend.ts";
 import { detectFeatures, type WasmFeatures } from "./builder.ts";
-import { EW_MAX_RANK, EW_PARAM_BYTES } from "./gen_elementwise.ts";
 import { GEMV_MAX_M } from "./gen_gemv.ts";
 import { DEFAULT_MATMUL_CONFIG, type MatmulConfig, matmulScratchBytes } from "./gen_matmul.ts";
-import { elementIndex, type HeapStats, WasmHeap } from "./heap.ts";
+import { type HeapStats, WasmHeap } from "./heap.ts";
 import { buildKernelModule, type KernelModule } from "./kernels.ts";
 import { REDUCE_CODES } from "./gen_rows.ts";
-import { SLOT_BYTES, ThreadPool } from "./threads.ts";
-import { collapseDims, contiguousStridesOf, sizeOfShape } from "./views.ts";
+import { ThreadPool } from "./threads.ts";
+import {
+  type Exports,
+  HEAP_BASE,
+  HEAVY_UNARY,
+  KernelDispatch,
+  MAX_THREADS,
+  PAR_CHEAP,
+  PAR_GEMV_FLOPS,
+  PAR_HEAVY,
+  PAR_MATMUL_FLOPS,
+  SLOT_BASE,
+} from "./dispatch.ts";
+import { contiguousStridesOf, sizeOfShape } from "./views.ts";
 import { installArgumentChecks } from "../checks.ts";
 
 /** Options of {@link createWasmBackend}. */
@@ -80,7 +91,6 @@ export class WasmStorage implements Storage {
   ) {}
 }
 
-const MAX_THREADS = 8;
 /**
  * Elements of the largest buffer. Kernels take element counts and strides as signed 32-bit
  * integers and turn them into byte offsets in 64-bit arithmetic, so element offsets within one
@@ -102,21 +112,7 @@ function envThreads(): number | undefined {
   const n = Number(v);
   return v && Number.isInteger(n) && n >= 1 ? n : undefined;
 }
-const SLOT_BASE = 1024;
-const PARAM_BASE = SLOT_BASE + MAX_THREADS * SLOT_BYTES;
-const PARAM_STRIDE = Math.ceil(EW_PARAM_BYTES / 64) * 64;
-const HEAP_BASE = PARAM_BASE + MAX_THREADS * PARAM_STRIDE;
 const PAGE = 65536;
-
-/** Work thresholds (elements, or flops for matmul) below which the caller's thread works alone. */
-const PAR_MATMUL_FLOPS = 2e6;
-const PAR_GEMV_FLOPS = 2e7;
-const PAR_CHEAP = 1 << 17;
-const PAR_HEAVY = 1 << 13;
-
-const HEAVY_UNARY = new Set(["exp", "log", "tanh", "gelu", "geluGrad", "powScalar"]);
-
-type Exports = Record<string, (...args: number[]) => void>;
 
 /** The WebAssembly SIMD backend. */
 export class WasmBackend implements Backend {
@@ -133,7 +129,7 @@ export class WasmBackend implements Backend {
   #heap: WasmHeap;
   #ex: Exports;
   #slots: Map<string, number>;
-  #pool: ThreadPool | null;
+  #d: KernelDispatch;
   #live = 0;
   #noGemv: boolean;
   /** Test hook: force (true) or forbid (false) splitting matmul rows between threads. */
@@ -158,7 +154,7 @@ export class WasmBackend implements Backend {
     this.#heap = init.heap;
     this.#ex = init.exports;
     this.#slots = init.km.slots;
-    this.#pool = init.pool;
+    this.#d = new KernelDispatch(init.exports, init.heap, init.km.slots, init.pool);
     this.memory64 = init.memory64;
     this.relaxedSimd = init.relaxed;
     this.features = init.features;
@@ -236,13 +232,12 @@ export class WasmBackend implements Backend {
 
   /** Stops the worker threads (the backend keeps working on one thread). */
   close(): void {
-    this.#pool?.close();
-    this.#pool = null;
+    this.#d.close();
   }
 
   /** Threads used, the caller's included. */
   get threads(): number {
-    return 1 + (this.#pool?.size ?? 0);
+    return 1 + this.#d.workers;
   }
 
   /** Allocator statistics. */
@@ -339,26 +334,12 @@ export class WasmBackend implements Backend {
   }
 
   // ------------------------------------------------------------------------------------------
-  // threading helpers
+  // dispatch (work splitting between threads: dispatch.ts)
 
-  /** Runs `fn` over [0, total) split into per-thread ranges (multiples of 4 elements). */
-  #flat(
-    fn: string,
-    total: number,
-    minPer: number,
-    args: (i0: number, i1: number) => number[],
-  ): void {
-    const T = this.#threadsFor(total, minPer);
-    if (T <= 1) {
-      this.#ex[fn](...args(0, total));
-      return;
-    }
-    const bounds: number[] = [];
-    for (let t = 0; t <= T; t++) bounds.push(t === T ? total : Math.floor((total * t) / T / 4) * 4);
-    this.#run(fn, T, (t) => args(bounds[t], bounds[t + 1]));
+  #flat(fn: string, total: number, minPer: number, args: (i0: number, i1: number) => number[]) {
+    this.#d.flat(fn, total, minPer, args);
   }
 
-  /** Runs `fn` over rows [0, rows) split into per-thread ranges. */
   #rows(
     fn: string,
     rows: number,
@@ -366,40 +347,17 @@ export class WasmBackend implements Backend {
     minPer: number,
     args: (r0: number, r1: number) => number[],
   ): void {
-    const T = Math.min(this.#threadsFor(work, minPer), rows);
-    if (T <= 1) {
-      this.#ex[fn](...args(0, rows));
-      return;
-    }
-    this.#run(fn, T, (t) => args(Math.floor((rows * t) / T), Math.floor((rows * (t + 1)) / T)));
+    this.#d.rows(fn, rows, work, minPer, args);
   }
 
   #threadsFor(work: number, minPer: number): number {
-    const workers = this.#pool?.size ?? 0; // 0 once closed (by close() or a lost worker)
-    if (workers === 0) return 1;
-    return Math.max(1, Math.min(workers + 1, Math.floor(work / minPer)));
+    return this.#d.threadsFor(work, minPer);
   }
 
-  /** Thread 0 (the caller) runs job 0; workers run jobs 1..T−1. */
   #run(fn: string, T: number, job: (t: number) => number[]): void {
-    const jobs: number[][] = [];
-    for (let t = 1; t < T; t++) jobs.push(job(t));
-    this.#pool!.post(fn, jobs);
-    try {
-      this.#ex[fn](...job(0));
-    } finally {
-      this.#pool!.wait();
-    }
+    this.#d.run(fn, T, job);
   }
 
-  // ------------------------------------------------------------------------------------------
-  // elementwise
-
-  /**
-   * Runs row kernel `slot` over `shape`, writing through `outView` into `out` and reading the
-   * inputs through their views. Dimensions of size 1 are dropped and dimensions contiguous for
-   * every operand merged, so most calls are one row.
-   */
   #elementwise(
     slot: string,
     shape: readonly number[],
@@ -410,70 +368,7 @@ export class WasmBackend implements Backend {
     param: number,
     heavy: boolean,
   ): void {
-    let total = 1;
-    for (const d of shape) total *= d;
-    if (total === 0) return;
-    const ops = [
-      { strides: outStrides, ptr: out.ptr + 4 * outOffset },
-      ...ins.map((x) => ({
-        strides: x.v.strides,
-        ptr: x.s.ptr + 4 * x.v.offset,
-      })),
-    ];
-    const { dims, strides } = collapseDims(shape, ops.map((o) => o.strides));
-    const R = dims.length;
-    if (R > EW_MAX_RANK) {
-      throw new Error(`wasm backend: elementwise op on rank ${R} (after merging) > ${EW_MAX_RANK}`);
-    }
-    const rowLen = dims[R - 1];
-    const outer = total / rowLen;
-    const ptrs = [0, 1, 2, 3].map((k) => (k < ops.length ? ops[k].ptr : 0));
-    const writeParams = (pp: number, d: number[], st: number[][]) => {
-      const i32 = this.#heap.i32;
-      const b = elementIndex(pp);
-      i32[b] = d.length;
-      for (let j = 0; j < d.length; j++) {
-        i32[b + 1 + j] = d[j];
-        for (let k = 0; k < 4; k++) {
-          i32[b + 1 + EW_MAX_RANK * (1 + k) + j] = k < st.length ? st[k][j] : 0;
-        }
-      }
-    };
-    const slotIdx = this.#slots.get(slot);
-    if (slotIdx === undefined) throw new Error(`wasm backend: no kernel ${slot}`);
-    const T = this.#threadsFor(total, heavy ? PAR_HEAVY : PAR_CHEAP);
-    if (T > 1 && outer >= T) {
-      // Split the outer rows; each thread has its own parameter block (counters are scratch).
-      for (let t = 0; t < T; t++) writeParams(PARAM_BASE + t * PARAM_STRIDE, dims, strides);
-      this.#run("ew", T, (t) => [
-        slotIdx,
-        PARAM_BASE + t * PARAM_STRIDE,
-        ...ptrs,
-        param,
-        Math.floor((outer * t) / T),
-        Math.floor((outer * (t + 1)) / T),
-      ]);
-    } else if (T > 1 && R === 1) {
-      // One long row: split it into T pieces.
-      const bounds: number[] = [];
-      for (let t = 0; t <= T; t++) {
-        bounds.push(t === T ? rowLen : Math.floor((rowLen * t) / T / 4) * 4);
-      }
-      for (let t = 0; t < T; t++) {
-        writeParams(PARAM_BASE + t * PARAM_STRIDE, [bounds[t + 1] - bounds[t]], strides);
-      }
-      this.#run("ew", T, (t) => [
-        slotIdx,
-        PARAM_BASE + t * PARAM_STRIDE,
-        ...ptrs.map((p, k) => (k < ops.length ? p + 4 * bounds[t] * strides[k][0] : 0)),
-        param,
-        0,
-        1,
-      ]);
-    } else {
-      writeParams(PARAM_BASE, dims, strides);
-      this.#ex.ew(slotIdx, PARAM_BASE, ...ptrs, param, 0, outer);
-    }
+    this.#d.elementwise(slot, shape, out.ptr, outStrides, outOffset, ins, param, heavy);
   }
 
   copy(src: Storage, srcView: View, dst: Storage, dstView: View): void {
