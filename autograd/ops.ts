@@ -1,6 +1,9 @@
 /**
  * Every differentiable op, defined once above the backends: the forward calls a backend
- * primitive, the backward is written with other ops (so it runs on any backend).
+ * primitive; the backward is written with other ops (so it runs on any backend), except for the
+ * fused row ops, whose backwards are backend primitives of their own: softmax and log-softmax
+ * (`softmaxBackward`), layer norm (`layerNormBackward`), cross-entropy (`crossEntropyBackward`)
+ * and attention (`attentionBackward`).
  *
  * @module
  */

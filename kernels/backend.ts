@@ -3,7 +3,10 @@
  *
  * A backend owns opaque buffers ({@link Storage}) and implements a small set of primitives on
  * them. Every differentiable op is defined once in `autograd/ops.ts` in terms of these
- * primitives; its backward is written with other ops. Adding a backend never touches the ops.
+ * primitives; its backward is written with other ops, except for softmax, layer norm,
+ * cross-entropy and attention, whose backwards are primitives too (`softmaxBackward`,
+ * `layerNormBackward`, `crossEntropyBackward`, `attentionBackward`). Adding a backend never
+ * touches the ops. Arguments are checked once for every backend (`checks.ts`).
  *
  * Conventions, shared by every backend:
  * - Buffers hold `f32` values or `i32` indices. A primitive returns a new, contiguous buffer
@@ -143,6 +146,12 @@ export interface AdamWParams {
  * j ≤ keys − queries + i and the padding mask (if any) is non-zero at [b, j].
  * Scores are `scale · q·k`; masked scores count as the most negative f32, as in Hugging Face,
  * so a row with nothing visible attends uniformly to all keys instead of giving NaN.
+ *
+ * Non-finite values: a row with a visible NaN or +Inf score, or with only −Inf visible scores,
+ * is NaN (output, log-sum-exp and the gradients it reaches), as softmax gives. A masked key never
+ * enters a row, neither its score nor its value (not even as 0·v), so NaN or Inf there leaves
+ * the row unchanged; a visible key whose probability is 0 (dropped out, or underflowed) enters
+ * as 0·v, as in the unfused matmul.
  */
 export interface AttentionParams {
   /** Batch size B. */

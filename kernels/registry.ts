@@ -1,8 +1,9 @@
 /**
  * Which backend new tensors go to, and how backends are created by name.
  *
- * The CPU reference backend is always available. Faster backends register a factory here
- * (`kernels/wasm`, `kernels/webgpu`) so that the core never imports them directly.
+ * The CPU reference backend is always available. Factories of the faster backends are
+ * registered by `kernels/select.ts` when it is imported (lazy imports of `kernels/wasm` and
+ * `kernels/webgpu`), so that the core never imports them directly.
  *
  * @module
  */
@@ -18,7 +19,7 @@ const cpu = new CpuBackend();
 instances.set("cpu", cpu);
 let current: Backend = cpu;
 
-/** Registers a factory for a backend name (called once by each backend module). */
+/** Registers a factory for a backend name (`kernels/select.ts` registers wasm and webgpu). */
 export function registerBackend(name: string, factory: Factory): void {
   factories.set(name, factory);
 }

@@ -20,6 +20,7 @@ import {
   type RefKV,
   type RefTensor,
 } from "./fixtures/gpt2_reference.ts";
+import { assertClose } from "./helpers/close.ts";
 
 const FAKE = new URL("../../shared/models/fake-gpt2", import.meta.url).pathname;
 const FIXTURE = new URL("./fixtures/fake_gpt2_logits.json", import.meta.url).pathname;
@@ -37,15 +38,6 @@ const wasm = await lf.loadBackend("wasm").catch((e: Error) => {
 });
 
 const vals = (t: lf.Tensor): Float64Array => f64.readF64(t.contiguous().storage);
-const close = (got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string) => {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    assert.ok(
-      Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])),
-      `${what} index ${i}: ${got[i]} vs ${want[i]}`,
-    );
-  }
-};
 const refCfg = (c: GPT2Config) => ({
   nLayer: c.nLayer,
   nHead: c.nHead,
@@ -104,16 +96,22 @@ Deno.test({
     const fx: Fixture = JSON.parse(await Deno.readTextFile(FIXTURE));
     assert.deepEqual(fx.ids, FIXED_IDS);
     const now = summarise(ref);
-    close(now.logits.flat(), fx.logits.flat(), 1e-12, "reference vs fixture");
-    close(now.logSumExp, fx.logSumExp, 1e-12, "reference log-sum-exp vs fixture");
+    assertClose(now.logits.flat(), fx.logits.flat(), "reference vs fixture", 1e-12, 1e-12);
+    assertClose(now.logSumExp, fx.logSumExp, "reference log-sum-exp vs fixture", 1e-12, 1e-12);
     const logits = await lf.noGrad(() => model.forward([FIXED_IDS]).logits).data();
     assert.equal(logits.length, FIXED_IDS.length * 50257);
-    close(logits, ref.flat(), 1e-6, "model vs reference");
+    assertClose(logits, ref.flat(), "model vs reference", 1e-6, 1e-6);
     // On the float64 backend the same checkpoint agrees with the reference to rounding level.
     const m64 = (await GPT2.fromPretrained(FAKE, { backend: f64 })).eval();
-    close(vals(m64.forward([FIXED_IDS]).logits), ref.flat(), 1e-10, "f64 model vs reference");
+    assertClose(
+      vals(m64.forward([FIXED_IDS]).logits),
+      ref.flat(),
+      "f64 model vs reference",
+      1e-10,
+      1e-10,
+    );
     const mine = summarise(ref.map((_, t) => Array.from(logits.slice(t * 50257, (t + 1) * 50257))));
-    close(mine.logits.flat(), fx.logits.flat(), 1e-6, "model vs fixture");
+    assertClose(mine.logits.flat(), fx.logits.flat(), "model vs fixture", 1e-6, 1e-6);
     assert.deepEqual(mine.argmax, fx.argmax);
   },
 });
@@ -193,8 +191,8 @@ Deno.test("random 2-layer model: save → fromPretrained round trip, HF names, l
     seqs.forEach((ids, b) => {
       const ref = refForward(weights, refCfg(TINY), ids).logits.flat();
       const n = ref.length;
-      close(out64.slice(b * n, (b + 1) * n), ref, 1e-10, `f64 model row ${b}`);
-      close(out32.slice(b * n, (b + 1) * n), ref, 1e-4, `f32 model row ${b}`);
+      assertClose(out64.slice(b * n, (b + 1) * n), ref, `f64 model row ${b}`, 1e-10, 1e-10);
+      assertClose(out32.slice(b * n, (b + 1) * n), ref, `f32 model row ${b}`, 1e-4, 1e-4);
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -225,7 +223,7 @@ Deno.test("KV cache: incremental logits equal the full pass; past = past ++ curr
   for (let t = 4; t < 7; t++) {
     const o = model.forward(ids.map((r) => [r[t]]), { past, useCache: true });
     assert.deepEqual(o.past![1].v.shape, [2, 2, t + 1, 8]);
-    close(vals(o.past![1].v.slice(2, 0, t)), vals(past[1].v), 0, "old past kept");
+    assertClose(vals(o.past![1].v.slice(2, 0, t)), vals(past[1].v), "old past kept", 0, 0);
     past = o.past!;
     got.push(vals(o.logits));
   }
@@ -236,14 +234,20 @@ Deno.test("KV cache: incremental logits equal the full pass; past = past ++ curr
       const piece = t < 4
         ? got[0].slice((b * 4 + t) * V, (b * 4 + t + 1) * V)
         : got[t - 3].slice(b * V, (b + 1) * V);
-      close(piece, full.slice((b * 7 + t) * V, (b * 7 + t + 1) * V), 1e-12, `b ${b} t ${t}`);
+      assertClose(
+        piece,
+        full.slice((b * 7 + t) * V, (b * 7 + t + 1) * V),
+        `b ${b} t ${t}`,
+        1e-12,
+        1e-12,
+      );
     }
   }
   // Without useCache no past is returned; lastTokenOnly gives the last row only.
   assert.equal(model.forward(ids).past, undefined);
   const last = model.forward(ids, { lastTokenOnly: true }).logits;
   assert.deepEqual(last.shape, [2, 1, V]);
-  close(vals(last).slice(0, V), full.slice(6 * V, 7 * V), 0, "lastTokenOnly");
+  assertClose(vals(last).slice(0, V), full.slice(6 * V, 7 * V), "lastTokenOnly", 0, 0);
 });
 
 Deno.test("prefix as past: positions start at the prefix length; matches the reference", () => {
@@ -265,10 +269,10 @@ Deno.test("prefix as past: positions start at the prefix length; matches the ref
   };
   const refPast: RefKV[] = past.map((p) => ({ k: toRef(p.k), v: toRef(p.v) }));
   const ref = refForward(refWeights(model), refCfg(TINY), ids, { past: refPast });
-  close(vals(out.logits), ref.logits.flat(), 1e-10, "prefix logits");
+  assertClose(vals(out.logits), ref.logits.flat(), "prefix logits", 1e-10, 1e-10);
   // The same with explicit positions L.. equals the default; positions 0.. differ.
   const explicit = vals(model.forward([ids], { past, positionIds: [[3, 4, 5, 6]] }).logits);
-  close(explicit, ref.logits.flat(), 1e-10, "explicit positions");
+  assertClose(explicit, ref.logits.flat(), "explicit positions", 1e-10, 1e-10);
   const wrong = vals(model.forward([ids], { past, positionIds: [[0, 1, 2, 3]] }).logits);
   assert.ok(wrong.some((v, i) => Math.abs(v - explicit[i]) > 1e-6));
 });
@@ -283,8 +287,8 @@ Deno.test("left padding with an attention mask and position ids gives each row's
   const got = vals(model.forward(ids, { attentionMask, positionIds }).logits);
   const refShort = refForward(w, refCfg(TINY), short).logits.flat();
   const refLong = refForward(w, refCfg(TINY), long).logits.flat();
-  close(got.slice(2 * V, 5 * V), refShort, 1e-10, "padded row");
-  close(got.slice(5 * V), refLong, 1e-10, "full row");
+  assertClose(got.slice(2 * V, 5 * V), refShort, "padded row", 1e-10, 1e-10);
+  assertClose(got.slice(5 * V), refLong, "full row", 1e-10, 1e-10);
   // A padding mask over a past: mask the middle past position for row 0 only.
   const past = model.forward([[2, 8, 4], [2, 8, 4]], { useCache: true }).past!;
   const masked = vals(
@@ -294,12 +298,13 @@ Deno.test("left padding with an attention mask and position ids gives each row's
   const refPast = refForward(w, refCfg(TINY), [2, 8, 4]).present;
   const refStep =
     refForward(w, refCfg(TINY), [6], { past: refPast, keyMask: [1, 0, 1, 1] }).logits[0];
-  close(masked.slice(0, V), refStep, 1e-10, "masked past");
-  close(
+  assertClose(masked.slice(0, V), refStep, "masked past", 1e-10, 1e-10);
+  assertClose(
     masked.slice(V),
     refForward(w, refCfg(TINY), [2, 8, 4, 6]).logits[3],
-    1e-10,
     "unmasked row",
+    1e-10,
+    1e-10,
   );
 });
 
@@ -324,18 +329,31 @@ Deno.test("loss: shifted cross-entropy with ignore index -100, Hugging Face sema
       count++;
     }
   });
-  close(vals(model.loss(ids, labels)), [total / count], 1e-12, "mean loss");
-  close(
+  assertClose(vals(model.loss(ids, labels)), [total / count], "mean loss", 1e-12, 1e-12);
+  assertClose(
     vals(model.loss(ids, lf.ids(labels, { backend: f64 }), { reduction: "sum" })),
     [total],
-    1e-12,
     "sum",
+    1e-12,
+    1e-12,
   );
-  close(vals(model.loss(ids, labels, { reduction: "none" })), perToken, 1e-12, "per token");
+  assertClose(
+    vals(model.loss(ids, labels, { reduction: "none" })),
+    perToken,
+    "per token",
+    1e-12,
+    1e-12,
+  );
   assert.throws(() => model.loss(ids, [[1, 2, 3]]), /labels \[1, 3\] must match ids \[2, 5\]/);
   const h = model.hidden(ids);
   assert.deepEqual(h.hidden.shape, [2, 5, 16]);
-  close(vals(model.lmHead(h.hidden)), vals(model.forward(ids).logits), 0, "lmHead(hidden)");
+  assertClose(
+    vals(model.lmHead(h.hidden)),
+    vals(model.forward(ids).logits),
+    "lmHead(hidden)",
+    0,
+    0,
+  );
   await Promise.resolve();
 });
 
@@ -512,17 +530,18 @@ Deno.test({
     const cpu = GPT2.random(TINY, 4).eval(),
       other = GPT2.random(TINY, 4, { backend: wasm! }).eval();
     const ids = [[3, 1, 4, 1, 5, 9, 2, 6], [22, 7, 7, 0, 21, 8, 11, 19]];
-    close(
+    assertClose(
       await other.forward(ids).logits.data(),
       await cpu.forward(ids).logits.data(),
-      1e-5,
       "logits",
+      1e-5,
+      1e-5,
     );
     cpu.loss(ids, ids).backward();
     other.loss(ids, ids).backward();
     for (const name of ["transformer.wte.weight", "transformer.h.0.attn.c_attn.weight"]) {
       const a = cpu.stateDict().get(name)!.grad!, b = other.stateDict().get(name)!.grad!;
-      close(await b.data(), await a.data(), 1e-4, `grad ${name}`);
+      assertClose(await b.data(), await a.data(), `grad ${name}`, 1e-4, 1e-4);
     }
   },
 });
@@ -565,8 +584,10 @@ Deno.test("fused and unfused attention: same logits (padding, past) and same gra
   };
   for (const train of [false, true]) {
     const a = run(true, train), b = run(false, train);
-    close(a.logits, b.logits, 1e-12, `logits (train ${train})`);
-    a.grads.forEach((ga, i) => close(ga, b.grads[i], 1e-10, `grad ${i} (train ${train})`));
+    assertClose(a.logits, b.logits, `logits (train ${train})`, 1e-12, 1e-12);
+    a.grads.forEach((ga, i) =>
+      assertClose(ga, b.grads[i], `grad ${i} (train ${train})`, 1e-10, 1e-10)
+    );
   }
   // Dropout really acts in training mode (the comparison above is not vacuous).
   assert.ok(run(true, true).logits.some((v, i) => Math.abs(v - run(true, false).logits[i]) > 1e-6));

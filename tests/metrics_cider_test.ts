@@ -5,21 +5,19 @@
 // with the official script.
 import assert from "node:assert/strict";
 import { cider, ciderScoresTokenized } from "../metrics/cider.ts";
-
-const close = (actual: number, expected: number, what: string) =>
-  assert.ok(Math.abs(actual - expected) < 1e-12, `${what}: ${actual} != ${expected}`);
+import { assertNear } from "./helpers/close.ts";
 
 Deno.test("CIDEr: identical outputs of at least 4 words score 10", () => {
   // 2 instances with disjoint vocabularies: every n-gram has df 1, weight log 2;
   // each order's cosine is 1, no length difference -> mean 1 -> x10
-  close(cider(["a b c d", "e f g h"], [["a b c d"], ["e f g h"]]), 10, "CIDEr");
+  assertNear(cider(["a b c d", "e f g h"], [["a b c d"], ["e f g h"]]), 10, "CIDEr", 1e-12);
 });
 
 Deno.test("CIDEr: a 2-word identical output only gets the 1- and 2-gram halves", () => {
   // instance 1 "a b" vs "a b": orders 1 and 2 have cosine 1; orders 3 and 4 have no
   // n-grams (zero norms, similarity left at 0) -> mean (1+1+0+0)/4 -> 5
   // instance 2 "c d" vs "e f": nothing in common -> 0; corpus mean 2.5
-  close(cider(["a b", "c d"], [["a b"], ["e f"]]), 2.5, "CIDEr");
+  assertNear(cider(["a b", "c d"], [["a b"], ["e f"]]), 2.5, "CIDEr", 1e-12);
 });
 
 Deno.test("CIDEr: clipping, unseen n-grams and the length penalty", () => {
@@ -34,9 +32,9 @@ Deno.test("CIDEr: clipping, unseen n-grams and the length penalty", () => {
   // instance 1 = (2/sqrt(6) + 1/sqrt(2)) * exp(-1/72) / 4 * 10; instance 2 = 0
   const s1 = (2 / Math.sqrt(6) + 1 / Math.sqrt(2)) * Math.exp(-1 / 72) / 4 * 10;
   const scores = ciderScoresTokenized(["a b c", "x"], [["a b"], ["y z"]]);
-  close(scores[0], s1, "instance 1");
+  assertNear(scores[0], s1, "instance 1", 1e-12);
   assert.equal(scores[1], 0);
-  close(cider(["a b c", "x"], [["a b"], ["y z"]]), s1 / 2, "CIDEr"); // 1.8782356...
+  assertNear(cider(["a b c", "x"], [["a b"], ["y z"]]), s1 / 2, "CIDEr", 1e-12); // 1.8782356...
 });
 
 Deno.test("CIDEr: an n-gram found in every instance's references carries no weight", () => {
@@ -47,7 +45,7 @@ Deno.test("CIDEr: an n-gram found in every instance's references carries no weig
   // penalty exp(-1/72). Score = exp(-1/72) / 4 * 10.
   const scores = ciderScoresTokenized(["the", "b"], [["the a"], ["the b"]]);
   assert.equal(scores[0], 0);
-  close(scores[1], 2.5 * Math.exp(-1 / 72), "instance 2");
+  assertNear(scores[1], 2.5 * Math.exp(-1 / 72), "instance 2", 1e-12);
 });
 
 Deno.test("CIDEr: a one-instance corpus scores 0 (log of one document)", () => {
@@ -60,5 +58,5 @@ Deno.test("CIDEr: empty output and multiple references", () => {
   // n-grams of both instances' refs are distinct, df 1 -> weight log 2. Against "a b":
   // orders 1-2 cosine 1 -> sum (1+1+0+0); against "x y": 0. Mean over orders and the 2
   // references: 2/4/2 -> x10 = 2.5; corpus mean (0 + 2.5) / 2
-  close(cider(["", "a b"], [["p q"], ["a b", "x y"]]), 1.25, "CIDEr");
+  assertNear(cider(["", "a b"], [["p q"], ["a b", "x y"]]), 1.25, "CIDEr", 1e-12);
 });

@@ -18,6 +18,7 @@ import {
 import { meteorNormalize } from "../metrics/meteor_normalize.ts";
 import { loadParaphraseTable, meteorResourceDir } from "../metrics/meteor_resources.ts";
 import { snowballEnglishStem } from "../metrics/snowball_english.ts";
+import { assertNear } from "./helpers/close.ts";
 
 const SHARED = new URL("../../shared/", import.meta.url).pathname;
 const METEOR_DIR = `${SHARED}meteor`;
@@ -54,10 +55,6 @@ const G = 0.6;
 const D = 0.75;
 const fmean = (p: number, r: number) => 1 / ((1 - A) / p + A / r);
 const penalty = (chunks: number, meanMatched: number) => G * Math.pow(chunks / meanMatched, B);
-
-function close(actual: number, expected: number, what: string, tol = 1e-12): void {
-  assert.ok(Math.abs(actual - expected) <= tol, `${what}: got ${actual}, expected ${expected}`);
-}
 
 Deno.test("snowball english: Porter2 sample vocabulary and the spec's worked examples", () => {
   // Sample vocabulary/output pairs published with the Snowball English stemmer.
@@ -124,7 +121,7 @@ Deno.test("identical output scores exactly 1; one extra reference word brings th
   // P = (3·0.75 + 3·0.25) / (3·0.75 + 3·0.25) = 1; R = 3 / (4·0.75 + 3·0.25) = 3 / 3.75.
   const extra = sc.segment("the cat sat on the mat", ["the cat sat on the mat today"]);
   const expected = fmean(1, (3 * D + 3 * (1 - D)) / (4 * D + 3 * (1 - D))) * (1 - penalty(1, 6));
-  close(extra.score, expected, "segment score");
+  assertNear(extra.score, expected, "segment score", 1e-12);
 
   // System level: the perfect segment adds no chunk to the sum (METEOR's addStats), so
   // chunks = 1 over 12 + 12 matched words; P = 6 / 6, R = 6 / (4·0.75 + 3·0.25 + 3·0.75 + 3·0.25).
@@ -133,10 +130,11 @@ Deno.test("identical output scores exactly 1; one extra reference word brings th
     [["the cat sat on the mat"], ["the cat sat on the mat today"]],
     EXACT_STEM,
   );
-  close(
+  assertNear(
     sys.score,
     fmean(1, (6 * D + 6 * (1 - D)) / (7 * D + 6 * (1 - D))) * (1 - penalty(1, 12)),
     "system score",
+    1e-12,
   );
   assert.equal(sys.stats.chunks, 1);
   assert.deepEqual(sys.segmentScores, [1, extra.score]);
@@ -158,11 +156,11 @@ Deno.test("stem-only match weighs 0.6", async () => {
   assert.deepEqual(sc.modules, ["exact", "stem"]);
   // Snowball: generously -> generous, generous -> generous; one content word each, one
   // stem match in one chunk: P = R = 0.6·0.75 / 0.75 = 0.6, Fmean = 0.6, no penalty.
-  close(sc.segment("generously", ["generous"]).score, 0.6, "generously/generous");
-  close(sc.segment("cats", ["cat"]).score, 0.6, "cats/cat (exact + stem only)");
+  assertNear(sc.segment("generously", ["generous"]).score, 0.6, "generously/generous", 1e-12);
+  assertNear(sc.segment("cats", ["cat"]).score, 0.6, "cats/cat (exact + stem only)", 1e-12);
   // Two words, one exact ("big") and one stem match, in one chunk:
   // P = R = (0.75 + 0.6·0.75) / 1.5 = 0.8.
-  close(sc.segment("big cats", ["big cat"]).score, 0.8, "big cats/big cat");
+  assertNear(sc.segment("big cats", ["big cat"]).score, 0.8, "big cats/big cat", 1e-12);
 });
 
 Deno.test({
@@ -172,7 +170,7 @@ Deno.test({
     const sc = await createMeteorScorer({ resourceDir: METEOR_DIR, tokenize: "none" });
     assert.deepEqual(sc.modules, ["exact", "stem", "synonym"]);
     // centre/center: stems "centr"/"center" differ; WordNet puts both in shared synsets.
-    close(sc.segment("centre", ["center"]).score, 0.8, "centre/center");
+    assertNear(sc.segment("centre", ["center"]).score, 0.8, "centre/center", 1e-12);
     // cats/cat: stem AND synonym (WordNet morphology cats -> cat) propose the same pair, so
     // it is not fixed up front; the beam search ranks paths by Java-int match counts where a
     // one-word non-exact match adds (int)0.5 = 0, so the empty path (0 chunks) beats the
@@ -185,15 +183,16 @@ Deno.test("multiple references: the best-scoring reference counts", async () => 
   const sc = await createMeteorScorer(EXACT_STEM);
   const hyp = "the cat sat on the mat";
   const oneExtra = fmean(1, 3 / 3.75) * (1 - penalty(1, 6));
-  close(
+  assertNear(
     sc.segment(hyp, ["a dog ran", "the cat sat on the mat today"]).score,
     oneExtra,
     "best of two",
+    1e-12,
   );
   assert.equal(sc.segment(hyp, ["a dog ran", "the cat sat on the mat today", hyp]).score, 1);
   assert.equal(sc.segment(hyp, [hyp, "a dog ran"]).score, 1);
   const r = await meteor([hyp], [["a dog ran", "the cat sat on the mat today"]], EXACT_STEM);
-  close(r.score, oneExtra, "system score with two references");
+  assertNear(r.score, oneExtra, "system score with two references", 1e-12);
   assert.equal(r.stats.referenceLength, 7, "statistics come from the chosen reference");
 });
 
@@ -219,7 +218,7 @@ Deno.test("paraphrase module reads a gzip'd table and matches phrases", async ()
     // R = (0.75 + 0.25 + 0.6·0.75) / (2·0.75 + 0.25) = 1.45 / 1.75
     const p = (D + (1 - D) + 0.6 * D + 0.6 * (1 - D)) / (2 * D + 2 * (1 - D));
     const rec = (D + (1 - D) + 0.6 * D) / (2 * D + (1 - D));
-    close(r.score, fmean(p, rec), "paraphrase score");
+    assertNear(r.score, fmean(p, rec), "paraphrase score", 1e-12);
     assert.equal(r.stats.testContent[2] + r.stats.testFunction[2], 2);
 
     await Deno.writeFile(

@@ -5,16 +5,8 @@ import { Module, ModuleList } from "../nn/module.ts";
 import { Conv1D, Dropout, Embedding, GELU, LayerNorm, Linear } from "../nn/layers.ts";
 import { Block, buildBlockedMask, CausalSelfAttention, MASK_VALUE } from "../nn/attention.ts";
 import { f64, gradcheck } from "./gradcheck.ts";
+import { assertClose } from "./helpers/close.ts";
 
-const close = (got: ArrayLike<number>, want: ArrayLike<number>, tol = 1e-5, what = "") => {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    assert.ok(
-      Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])),
-      `${what} index ${i}: ${got[i]} vs ${want[i]}`,
-    );
-  }
-};
 /** Exact values of an f64-backend tensor. */
 const vals = (t: lf.Tensor): Float64Array => f64.readF64(t.contiguous().storage);
 
@@ -125,7 +117,7 @@ Deno.test("layers: Linear, Conv1D, Embedding, LayerNorm, GELU, Dropout by hand",
     bias: { shape: [2], data: [0.5, -1] },
   });
   // y = x·Wᵀ + b: [1−3+0.5, 2+2−1] and [−1−0.5+0.5, −2+0−1].
-  close(await lin.forward(x).data(), [-1.5, 3, -1, -3]);
+  assertClose(await lin.forward(x).data(), [-1.5, 3, -1, -3], "", 1e-5, 1e-5);
   assert.deepEqual(lin.forward(lf.ones([4, 5, 3])).shape, [4, 5, 2]);
   assert.throws(
     () => lin.forward(lf.ones([2, 4])),
@@ -137,10 +129,16 @@ Deno.test("layers: Linear, Conv1D, Embedding, LayerNorm, GELU, Dropout by hand",
     bias: { shape: [2], data: [0.5, -1] },
   });
   // y = x·W + b with W [in, out]: same numbers as the Linear above (W here is its transpose).
-  close(await conv.forward(x).data(), [-1.5, 3, -1, -3]);
+  assertClose(await conv.forward(x).data(), [-1.5, 3, -1, -3], "", 1e-5, 1e-5);
   const emb = new Embedding(4, 2);
   emb.loadStateDict({ weight: { shape: [4, 2], data: [0, 1, 10, 11, 20, 21, 30, 31] } });
-  close(await emb.forward(lf.ids([[3, 0], [1, 1]])).data(), [30, 31, 0, 1, 10, 11, 10, 11]);
+  assertClose(
+    await emb.forward(lf.ids([[3, 0], [1, 1]])).data(),
+    [30, 31, 0, 1, 10, 11, 10, 11],
+    "",
+    1e-5,
+    1e-5,
+  );
   const ln = new LayerNorm(3, { eps: 0 });
   ln.loadStateDict({
     weight: { shape: [3], data: [1, 2, 1] },
@@ -148,10 +146,10 @@ Deno.test("layers: Linear, Conv1D, Embedding, LayerNorm, GELU, Dropout by hand",
   });
   // Row [1, 2, 3]: mean 2, variance 2/3.
   const s = 1 / Math.sqrt(2 / 3);
-  close((await ln.forward(x).data()).slice(0, 3), [-s, 0, s + 1]);
+  assertClose((await ln.forward(x).data()).slice(0, 3), [-s, 0, s + 1], "", 1e-5, 1e-5);
   const g = (v: number) =>
     0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
-  close(await new GELU().forward(x).data(), [1, 2, 3, -1, 0, 0.5].map(g));
+  assertClose(await new GELU().forward(x).data(), [1, 2, 3, -1, 0, 0.5].map(g), "", 1e-5, 1e-5);
   const drop = new Dropout(0.5);
   const big = lf.ones([10000]);
   const kept = Array.from(await drop.forward(big).data());
@@ -279,16 +277,17 @@ Deno.test("CausalSelfAttention: matches a loop implementation with past keys/val
     const want = loopAttention(xb, w, H, perHead(pk), perHead(pv), mask[b]);
     for (let t = 0; t < T; t++) {
       // Row 1's query at the masked position 0 has all keys but the past visible: still compared.
-      close(
+      assertClose(
         o.slice((b * T + t) * C, (b * T + t + 1) * C),
         want[t],
-        1e-12,
         `row ${b} position ${t}`,
+        1e-12,
+        1e-12,
       );
     }
   }
   // present = past ++ current keys, unchanged past part.
-  close(vals(present.k.slice(2, 0, P)), pk, 0, "past part of present");
+  assertClose(vals(present.k.slice(2, 0, P)), pk, "past part of present", 0, 0);
 });
 
 Deno.test("CausalSelfAttention: causal, and a fully masked row gives finite values", async () => {
@@ -309,7 +308,7 @@ Deno.test("CausalSelfAttention: causal, and a fully masked row gives finite valu
   // Changing the last position must not change earlier outputs.
   const x2 = lf.concat([x.slice(1, 0, 3), lf.full([1, 1, C], 7)], 1);
   const y2 = await attn.forward(x2).out.data();
-  close(y2.slice(0, 3 * C), y.slice(0, 3 * C), 0);
+  assertClose(y2.slice(0, 3 * C), y.slice(0, 3 * C), "", 0, 0);
   assert.ok(Array.from(y2.slice(3 * C)).some((v, i) => v !== y[3 * C + i]));
   const none = await attn.forward(x, { attentionMask: [[0, 0, 0, 0]] }).out.data();
   assert.ok(Array.from(none).every(Number.isFinite), "no NaN when every key is masked");

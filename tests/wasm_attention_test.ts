@@ -13,6 +13,7 @@ import {
 } from "../kernels/backend.ts";
 import { CpuBackend } from "../kernels/cpu/backend.ts";
 import { createWasmBackend, type WasmBackend } from "../kernels/wasm/backend.ts";
+import { assertCloseScaled } from "./helpers/close.ts";
 
 const cpu = new CpuBackend();
 const CONFIGS: [string, WasmBackend][] = [
@@ -155,20 +156,6 @@ async function run(b: Backend, x: Inputs): Promise<Float32Array[]> {
   return res;
 }
 
-/** |got − want| ≤ 1e-5 · max |want| (+ 1e-6) elementwise: f32 rounding of sums over S and d. */
-function assertClose(got: Float32Array, want: Float32Array, what: string): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  let scale = 0;
-  for (const w of want) scale = Math.max(scale, Math.abs(w));
-  const tol = 1e-5 * scale + 1e-6;
-  for (let i = 0; i < want.length; i++) {
-    assert.ok(
-      Math.abs(got[i] - want[i]) <= tol,
-      `${what}[${i}]: got ${got[i]}, want ${want[i]} (tolerance ${tol})`,
-    );
-  }
-}
-
 const NAMES = ["out", "lse", "dq", "dk", "dv"];
 
 for (const c of CASES) {
@@ -190,8 +177,14 @@ for (const c of CASES) {
             }
           }
           const finite = (a: Float32Array) => a.map((t) => (t < -1e38 ? 0 : t));
-          assertClose(finite(got[1]), finite(want[1]), `${c.name} ${name} lse`);
-        } else assertClose(got[i], want[i], `${c.name} ${name} ${NAMES[i]}`);
+          assertCloseScaled(finite(got[1]), finite(want[1]), `${c.name} ${name} lse`, {
+            atolScale: 1e-5,
+            atol: 1e-6,
+          });
+        } else {assertCloseScaled(got[i], want[i], `${c.name} ${name} ${NAMES[i]}`, {
+            atolScale: 1e-5,
+            atol: 1e-6,
+          });}
       }
       assert.ok(
         got.every((a) => a.every(Number.isFinite)),
@@ -271,9 +264,15 @@ Deno.test("wasm attention: bad operands are named", () => {
   const small = w.fromHost(new Float32Array(8), "f32"),
     big = w.fromHost(new Float32Array(12), "f32");
   const tiny = w.fromHost(new Float32Array(2), "f32");
-  assert.throws(() => w.attention(small, small, big, null, p), /attention k \[1, 1, 3, 4\]/);
+  assert.throws(
+    () => w.attention(small, small, big, null, p),
+    /wasm attention: k \[1, 1, 3, 4\] has 8 elements, needs 12/,
+  );
   assert.throws(() => w.attention(small, big, big, small, { ...p, keys: 1 }), /keys S ≥ queries T/);
-  assert.throws(() => w.attention(small, big, big, tiny, p), /attention mask \[1, 3\]/);
+  assert.throws(
+    () => w.attention(small, big, big, tiny, p),
+    /wasm attention: mask \[1, 3\] has 2 elements, needs 3/,
+  );
   for (const s of [small, big, tiny]) w.dispose(s);
 });
 

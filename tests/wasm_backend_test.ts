@@ -15,6 +15,7 @@ import {
 } from "../kernels/backend.ts";
 import { CpuBackend } from "../kernels/cpu/backend.ts";
 import { createWasmBackend, type WasmBackend } from "../kernels/wasm/backend.ts";
+import { assertClose } from "./helpers/close.ts";
 
 const cpu = new CpuBackend();
 // 64-bit memory with two threads (the default configuration here); 32-bit memory, one thread and
@@ -32,29 +33,6 @@ function rand(): number {
 }
 function randn(n: number, lo = -2, hi = 2): Float32Array {
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * rand());
-}
-
-/** Asserts |a − b| ≤ atol + rtol·|b| elementwise (NaN only where both are NaN). */
-function assertClose(
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  what: string,
-  rtol = 1e-5,
-  atol = 1e-6,
-): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    const a = got[i], b = want[i];
-    if (Number.isNaN(b)) {
-      assert.ok(Number.isNaN(a), `${what}[${i}]: got ${a}, want NaN`);
-      continue;
-    }
-    if (a === b) continue;
-    assert.ok(
-      Math.abs(a - b) <= atol + rtol * Math.abs(b),
-      `${what}[${i}]: got ${a}, want ${b} (|diff| ${Math.abs(a - b)})`,
-    );
-  }
 }
 
 async function readAll(b: Backend, ...ss: Storage[]): Promise<(Float32Array | Int32Array)[]> {
@@ -927,7 +905,7 @@ Deno.test("wasm: liveCount, dispose, and errors that name the culprit", () => {
         bBatchStride: 0,
         bOffset: 1,
       }),
-    /matmul B/,
+    /wasm matmul: b \(batch 1, k 3, n 2\) has 6 elements, needs 7/,
   );
   const ids = w.fromHost(Int32Array.from([0, 5]), "i32");
   assert.throws(() => w.gather(x, ids, 2, 3), /index 5 at position 1 is outside \[0, 2\)/);

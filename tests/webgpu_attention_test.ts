@@ -8,6 +8,7 @@ import type { AttentionParams, Backend, Storage } from "../kernels/backend.ts";
 import { CpuBackend } from "../kernels/cpu/backend.ts";
 import { adapterInfo } from "../kernels/webgpu/device.ts";
 import { createWebGPUBackend, type WebGPUBackend } from "../kernels/webgpu/backend.ts";
+import { assertCloseScaled } from "./helpers/close.ts";
 
 const info = await adapterInfo();
 const ignore = info === null;
@@ -37,24 +38,6 @@ function randArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
   });
-}
-
-/**
- * |a − e| ≤ rtol · max|e| elementwise (f32 accuracy relative to the tensor's scale). Values at
- * or below −1e38 (lse of rows with nothing visible) must match exactly and do not set the scale.
- */
-function assertClose(a: ArrayLike<number>, e: ArrayLike<number>, what: string, rtol = 1e-5) {
-  assert.equal(a.length, e.length, `${what}: length`);
-  let scale = 0;
-  for (let i = 0; i < e.length; i++) if (e[i] > -1e38) scale = Math.max(scale, Math.abs(e[i]));
-  const tol = rtol * scale + 1e-30;
-  for (let i = 0; i < e.length; i++) {
-    if (e[i] <= -1e38) {
-      assert.equal(a[i], e[i], `${what}: element ${i} is ${a[i]}, expected exactly ${e[i]}`);
-    } else if (!(Math.abs(a[i] - e[i]) <= tol)) {
-      assert.fail(`${what}: element ${i} is ${a[i]}, expected ${e[i]} (tolerance ${tol})`);
-    }
-  }
 }
 
 interface Case {
@@ -166,7 +149,11 @@ async function checkCase(be: WebGPUBackend, c: Case, seed: number): Promise<void
   const want = await run(cpu, c, host, p);
   const got = await run(be, c, host, p);
   for (const key of ["out", "lse", "gq", "gk", "gv"] as const) {
-    assertClose(got[key], want[key], `${c.name}: ${key}`);
+    assertCloseScaled(got[key], want[key], `${c.name}: ${key}`, {
+      atolScale: 1e-5,
+      atol: 1e-30,
+      exactBelow: -1e38,
+    });
   }
   assert.equal(be.liveCount(), live, `${c.name}: leaked storages`);
 }

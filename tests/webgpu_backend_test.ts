@@ -17,6 +17,7 @@ import {
 import { CpuBackend } from "../kernels/cpu/backend.ts";
 import { adapterInfo } from "../kernels/webgpu/device.ts";
 import { createWebGPUBackend, type WebGPUBackend } from "../kernels/webgpu/backend.ts";
+import { assertClose } from "./helpers/close.ts";
 
 const info = await adapterInfo();
 const ignore = info === null;
@@ -42,25 +43,6 @@ function rng(seed: number): (lo?: number, hi?: number) => number {
 function randArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
   const r = rng(seed);
   return Float32Array.from({ length: n }, () => r(lo, hi));
-}
-
-/** Asserts |a − e| ≤ atol + rtol·|e| elementwise (NaN matches NaN), naming the first miss. */
-function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  what: string,
-  rtol = 1e-5,
-  atol = 1e-6,
-): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i], e = expected[i];
-    if (Number.isNaN(e) && Number.isNaN(a)) continue;
-    if (a === e) continue;
-    if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e))) {
-      assert.fail(`${what}: element ${i} is ${a}, expected ${e} (rtol ${rtol}, atol ${atol})`);
-    }
-  }
 }
 
 /** Uploads the same host data to both backends. */

@@ -6,6 +6,7 @@ import { contiguousView, type Storage, type View } from "../kernels/backend.ts";
 import { CpuBackend } from "../kernels/cpu/backend.ts";
 import { adapterInfo } from "../kernels/webgpu/device.ts";
 import { createWebGPUBackend, type WebGPUBackend } from "../kernels/webgpu/backend.ts";
+import { assertClose } from "./helpers/close.ts";
 
 const info = await adapterInfo();
 const ignore = info === null;
@@ -33,20 +34,6 @@ function randArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
   });
-}
-
-function assertClose(
-  a: ArrayLike<number>,
-  e: ArrayLike<number>,
-  what: string,
-  rtol = 1e-5,
-  atol = 1e-6,
-) {
-  assert.equal(a.length, e.length, `${what}: length`);
-  for (let i = 0; i < e.length; i++) {
-    if (a[i] === e[i] || Math.abs(a[i] - e[i]) <= atol + rtol * Math.abs(e[i])) continue;
-    assert.fail(`${what}: element ${i} is ${a[i]}, expected ${e[i]}`);
-  }
 }
 
 function both(be: WebGPUBackend, data: Float32Array | Int32Array, dtype: "f32" | "i32" = "f32") {

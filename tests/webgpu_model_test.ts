@@ -21,6 +21,7 @@ import { getBackend, setBackend } from "../kernels/registry.ts";
 import { useBackend } from "../kernels/select.ts";
 import { adapterInfo, hardwareAdapterAvailable } from "../kernels/webgpu/device.ts";
 import { createWebGPUBackend, type WebGPUBackend } from "../kernels/webgpu/backend.ts";
+import { assertCloseScaled } from "./helpers/close.ts";
 
 const info = await adapterInfo();
 const ignore = info === null;
@@ -43,35 +44,6 @@ const haveFake = (() => {
   }
 })();
 if (!haveFake) console.log(`webgpu fake-gpt2 parity skipped: ${FAKE} is absent (no ../shared)`);
-
-/**
- * Asserts |a − e| ≤ rtol·|e| + atol·max|e| elementwise: the absolute part scales with the
- * tensor's magnitude, because f32 sums in a different order differ by a few ulps of the
- * largest terms, not of each result. Names the first element out of tolerance.
- */
-function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  what: string,
-  rtol = 1e-4,
-  atol = 1e-5,
-): number {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]));
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i], e = expected[i];
-    const err = Math.abs(a - e);
-    if (!(err <= rtol * Math.abs(e) + atol * scale)) {
-      assert.fail(
-        `${what}: element ${i} is ${a}, expected ${e} (rtol ${rtol}, atol ${atol}·${scale})`,
-      );
-    }
-    worst = Math.max(worst, err / (scale || 1));
-  }
-  return worst;
-}
 
 /** A tiny GPT-2 written by this test: 2 layers, n_embd 32, 4 heads, 61 tokens. */
 const TINY: GPT2Config = gpt2Config({
@@ -162,8 +134,16 @@ async function compareModels(dir: string, label: string): Promise<void> {
   const vocab = onCpu.config.vocabSize;
   const [g, c] = [await forwards(onGpu, vocab), await forwards(onCpu, vocab)];
   for (const k of Object.keys(c)) {
-    const worst = assertClose(g[k].logits, c[k].logits, `${label} ${k}: logits`);
-    c[k].kv.forEach((e, i) => assertClose(g[k].kv[i], e, `${label} ${k}: present ${i}`));
+    const worst = assertCloseScaled(g[k].logits, c[k].logits, `${label} ${k}: logits`, {
+      rtol: 1e-4,
+      atolScale: 1e-5,
+    });
+    c[k].kv.forEach((e, i) =>
+      assertCloseScaled(g[k].kv[i], e, `${label} ${k}: present ${i}`, {
+        rtol: 1e-4,
+        atolScale: 1e-5,
+      })
+    );
     console.log(`  ${label} ${k}: max |Δlogit| / max |logit| = ${worst.toExponential(2)}`);
   }
   // The cache must not change the result: logits of positions 4..6 of the full padded forward
@@ -174,7 +154,10 @@ async function compareModels(dir: string, label: string): Promise<void> {
       if (b === 1 && t === 2) continue; // masked as its own key in the cached step
       const full = g.padded.logits.subarray((b * 7 + 4 + t) * V, (b * 7 + 5 + t) * V);
       const step = g.cached.logits.subarray((b * 3 + t) * V, (b * 3 + t + 1) * V);
-      assertClose(step, full, `${label}: cached vs full logits, row ${b} position ${4 + t}`);
+      assertCloseScaled(step, full, `${label}: cached vs full logits, row ${b} position ${4 + t}`, {
+        rtol: 1e-4,
+        atolScale: 1e-5,
+      });
     }
   }
   onGpu.dispose();
@@ -280,14 +263,17 @@ Deno.test(
     const c = await prefixStep(cpu, cfg);
     assert.equal(gpu!.liveCount(), before, "buffers left alive after the step");
     assert.ok(Number.isFinite(c.loss) && c.loss > 0, `CPU loss ${c.loss}`);
-    assertClose([g.loss], [c.loss], "loss", 1e-4, 0);
+    assertCloseScaled([g.loss], [c.loss], "loss", { rtol: 1e-4, atolScale: 0 });
     console.log(`  loss: webgpu ${g.loss}, cpu ${c.loss}`);
     assert.deepEqual(g.grads.map(([n]) => n), c.grads.map(([n]) => n));
     c.grads.forEach(([name, e], i) => {
       let norm = 0;
       for (const v of e) norm += v * v;
       assert.ok(norm > 0, `CPU gradient of ${name} is all zero: the check would be empty`);
-      const worst = assertClose(g.grads[i][1], e, `gradient of ${name}`, 1e-4, 1e-5);
+      const worst = assertCloseScaled(g.grads[i][1], e, `gradient of ${name}`, {
+        rtol: 1e-4,
+        atolScale: 1e-5,
+      });
       console.log(`  grad ${name}: max |Δ| / max |g| = ${worst.toExponential(2)}`);
     });
   },
@@ -307,9 +293,12 @@ Deno.test(
     const c = await prefixStep(cpu, cfg);
     assert.equal(be.liveCount(), 0, "buffers left alive");
     // Weights rounded to f16 (relative error ≤ 2⁻¹¹): the step agrees to about 1e-3.
-    assertClose([g.loss], [c.loss], "loss (f16 weights)", 2e-3, 0);
+    assertCloseScaled([g.loss], [c.loss], "loss (f16 weights)", { rtol: 2e-3, atolScale: 0 });
     c.grads.forEach(([name, e], i) => {
-      const worst = assertClose(g.grads[i][1], e, `f16: gradient of ${name}`, 2e-2, 2e-3);
+      const worst = assertCloseScaled(g.grads[i][1], e, `f16: gradient of ${name}`, {
+        rtol: 2e-2,
+        atolScale: 2e-3,
+      });
       console.log(`  f16 grad ${name}: max |Δ| / max |g| = ${worst.toExponential(2)}`);
     });
     // Unfreezing and training an f16 weight is refused with a clear message.

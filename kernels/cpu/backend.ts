@@ -23,6 +23,7 @@ import {
   type UnaryOp,
   type View,
 } from "../backend.ts";
+import { installArgumentChecks } from "../checks.ts";
 
 /** The float arrays the CPU backend computes in. */
 export type Floats = Float32Array | Float64Array;
@@ -496,6 +497,7 @@ export class CpuBackend implements Backend {
     const { batch: B, heads: H, queries: T, keys: S, dim: D, scale, dropP, dropSeed } = p;
     const out = this.#floats(B * H * T * D), lse = this.#floats(B * H * T);
     const prob = new Float64Array(S);
+    const seen = new Uint8Array(S);
     const keep = dropP > 0 ? 1 / (1 - dropP) : 1;
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
@@ -514,12 +516,14 @@ export class CpuBackend implements Backend {
             D,
             scale,
             prob,
+            seen,
           );
           lse[row] = l;
           for (let j = 0; j < S; j++) {
+            // A masked key never enters the row, not even as 0·v (v may be NaN or Inf there).
+            if (visible && !seen[j]) continue;
             let pj = visible ? prob[j] : 1 / S;
             if (dropP > 0) pj *= hashUniform(dropSeed, row * S + j) >= dropP ? keep : 0;
-            if (pj === 0) continue;
             for (let c = 0; c < D; c++) out[qo + c] += pj * V[kv + j * D + c];
           }
         }
@@ -602,6 +606,8 @@ export class CpuBackend implements Backend {
   }
 }
 
+installArgumentChecks(CpuBackend);
+
 /** Whether a view is row-major contiguous (any offset): the loops can skip index arithmetic. */
 function isDense(v: View): boolean {
   let acc = 1;
@@ -619,8 +625,10 @@ function sizeOf(shape: readonly number[]): number {
 }
 
 /**
- * Softmax of one attention row into `prob` (visible keys only); returns its log-sum-exp and
- * whether any key was visible (else the caller attends uniformly).
+ * Softmax of one attention row into `prob` over the keys it may see (`seen[j]` = 1; the others
+ * are left out, whatever their scores); returns its log-sum-exp and whether any key was visible
+ * (else the caller attends uniformly). A NaN or +Inf score, or only −Inf ones, give NaN
+ * probabilities and log-sum-exp, as softmax does: NaN in, NaN out.
  */
 function attentionRow(
   Q: ArrayLike<number>,
@@ -634,24 +642,25 @@ function attentionRow(
   D: number,
   scale: number,
   prob: Float64Array,
+  seen: Uint8Array,
 ): { lse: number; visible: boolean } {
-  let mx = -Infinity;
+  let mx = -Infinity, any = false;
   for (let j = 0; j < S; j++) {
-    if (j > last || (M !== null && M[mo + j] === 0)) {
-      prob[j] = -Infinity;
-      continue;
-    }
+    seen[j] = j > last || (M !== null && M[mo + j] === 0) ? 0 : 1;
+    if (!seen[j]) continue;
+    any = true;
     let s = 0;
     for (let c = 0; c < D; c++) s += Q[qo + c] * K[kv + j * D + c];
     prob[j] = s * scale;
-    if (prob[j] > mx) mx = prob[j];
+    mx = Math.max(mx, prob[j]); // NaN-propagating
   }
-  if (mx === -Infinity) return { lse: ATTENTION_MASK_VALUE, visible: false };
+  if (!any) return { lse: ATTENTION_MASK_VALUE, visible: false };
   let sum = 0;
   for (let j = 0; j < S; j++) {
-    prob[j] = prob[j] === -Infinity ? 0 : Math.exp(prob[j] - mx);
+    if (!seen[j]) continue;
+    prob[j] = Math.exp(prob[j] - mx); // NaN when mx is NaN or ±Inf (−Inf − −Inf, Inf − Inf)
     sum += prob[j];
   }
-  for (let j = 0; j < S; j++) prob[j] /= sum;
+  for (let j = 0; j < S; j++) if (seen[j]) prob[j] /= sum;
   return { lse: mx + Math.log(sum), visible: true };
 }

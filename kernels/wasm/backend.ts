@@ -26,16 +26,27 @@ import type {
   UnaryOp,
   View,
 } from "../backend.ts";
-import { checkAttentionParams } from "../backend.ts";
 import { detectFeatures, type WasmFeatures } from "./builder.ts";
-import { EW_MAX_RANK, EW_PARAM_BYTES } from "./gen_elementwise.ts";
 import { GEMV_MAX_M } from "./gen_gemv.ts";
 import { DEFAULT_MATMUL_CONFIG, type MatmulConfig, matmulScratchBytes } from "./gen_matmul.ts";
 import { type HeapStats, WasmHeap } from "./heap.ts";
 import { buildKernelModule, type KernelModule } from "./kernels.ts";
 import { REDUCE_CODES } from "./gen_rows.ts";
-import { SLOT_BYTES, ThreadPool } from "./threads.ts";
-import { checkView, collapseDims, contiguousStridesOf, sameShape, sizeOfShape } from "./views.ts";
+import { ThreadPool } from "./threads.ts";
+import {
+  type Exports,
+  HEAP_BASE,
+  HEAVY_UNARY,
+  KernelDispatch,
+  MAX_THREADS,
+  PAR_CHEAP,
+  PAR_GEMV_FLOPS,
+  PAR_HEAVY,
+  PAR_MATMUL_FLOPS,
+  SLOT_BASE,
+} from "./dispatch.ts";
+import { contiguousStridesOf, sizeOfShape } from "./views.ts";
+import { installArgumentChecks } from "../checks.ts";
 
 /** Options of {@link createWasmBackend}. */
 export interface WasmBackendOptions {
@@ -61,6 +72,12 @@ export interface WasmBackendOptions {
    * passes the URL of its built copy.
    */
   workerUrl?: URL;
+  /**
+   * Bytes of address space left unused below the first buffer (default 0). Tests use it to put
+   * buffers above 4 GiB without writing gigabytes: memory that is never written is never
+   * committed by the operating system.
+   */
+  reserveBytes?: number;
 }
 
 /** A buffer of the wasm backend: a block of the shared memory. */
@@ -79,7 +96,12 @@ export class WasmStorage implements Storage {
   ) {}
 }
 
-const MAX_THREADS = 8;
+/**
+ * Elements of the largest buffer. Kernels take element counts and strides as signed 32-bit
+ * integers and turn them into byte offsets in 64-bit arithmetic, so element offsets within one
+ * buffer must stay below 2^31; addresses themselves are never 32-bit with 64-bit memory.
+ */
+const MAX_BUFFER_ELEMENTS = 2 ** 31 - 1;
 
 /**
  * `LF_WASM_THREADS=N` caps the worker threads of backends created without an explicit `threads`
@@ -97,21 +119,7 @@ function envThreads(): number | undefined {
   const n = Number(v);
   return v && Number.isInteger(n) && n >= 1 ? n : undefined;
 }
-const SLOT_BASE = 1024;
-const PARAM_BASE = SLOT_BASE + MAX_THREADS * SLOT_BYTES;
-const PARAM_STRIDE = Math.ceil(EW_PARAM_BYTES / 64) * 64;
-const HEAP_BASE = PARAM_BASE + MAX_THREADS * PARAM_STRIDE;
 const PAGE = 65536;
-
-/** Work thresholds (elements, or flops for matmul) below which the caller's thread works alone. */
-const PAR_MATMUL_FLOPS = 2e6;
-const PAR_GEMV_FLOPS = 2e7;
-const PAR_CHEAP = 1 << 17;
-const PAR_HEAVY = 1 << 13;
-
-const HEAVY_UNARY = new Set(["exp", "log", "tanh", "gelu", "geluGrad", "powScalar"]);
-
-type Exports = Record<string, (...args: number[]) => void>;
 
 /** The WebAssembly SIMD backend. */
 export class WasmBackend implements Backend {
@@ -128,7 +136,7 @@ export class WasmBackend implements Backend {
   #heap: WasmHeap;
   #ex: Exports;
   #slots: Map<string, number>;
-  #pool: ThreadPool | null;
+  #d: KernelDispatch;
   #live = 0;
   #noGemv: boolean;
   /** Test hook: force (true) or forbid (false) splitting matmul rows between threads. */
@@ -153,7 +161,7 @@ export class WasmBackend implements Backend {
     this.#heap = init.heap;
     this.#ex = init.exports;
     this.#slots = init.km.slots;
-    this.#pool = init.pool;
+    this.#d = new KernelDispatch(init.exports, init.heap, init.km.slots, init.pool);
     this.memory64 = init.memory64;
     this.relaxedSimd = init.relaxed;
     this.features = init.features;
@@ -205,7 +213,13 @@ export class WasmBackend implements Backend {
     const memory = new WebAssembly.Memory(desc as unknown as WebAssembly.MemoryDescriptor);
     const module = await WebAssembly.compile(km.bytes as BufferSource);
     const instance = await WebAssembly.instantiate(module, { env: { memory } });
-    const heap = new WasmHeap(memory, memory64, maxPages * PAGE, HEAP_BASE);
+    const reserve = opts.reserveBytes ?? 0;
+    if (!Number.isInteger(reserve) || reserve < 0) {
+      throw new RangeError(
+        `wasm backend: reserveBytes must be a non-negative integer, got ${reserve}`,
+      );
+    }
+    const heap = new WasmHeap(memory, memory64, maxPages * PAGE, HEAP_BASE + reserve);
     const pool = threads > 1
       ? await ThreadPool.create(module, memory, SLOT_BASE, threads - 1, km.exports, opts.workerUrl)
       : null;
@@ -225,13 +239,12 @@ export class WasmBackend implements Backend {
 
   /** Stops the worker threads (the backend keeps working on one thread). */
   close(): void {
-    this.#pool?.close();
-    this.#pool = null;
+    this.#d.close();
   }
 
   /** Threads used, the caller's included. */
   get threads(): number {
-    return 1 + (this.#pool?.size ?? 0);
+    return 1 + this.#d.workers;
   }
 
   /** Allocator statistics. */
@@ -245,6 +258,12 @@ export class WasmBackend implements Backend {
   #alloc(dtype: DType, length: number, what: string): WasmStorage {
     if (!Number.isInteger(length) || length < 0) {
       throw new RangeError(`wasm backend: invalid buffer length ${length} for ${what}`);
+    }
+    if (length > MAX_BUFFER_ELEMENTS) {
+      throw new RangeError(
+        `wasm backend: ${what} needs ${length} elements; one buffer holds at most ` +
+          `${MAX_BUFFER_ELEMENTS} (8 GiB)`,
+      );
     }
     const bytes = Math.max(4 * length, 16);
     const ptr = this.#heap.alloc(bytes, `${what} (${length} × ${dtype})`);
@@ -276,16 +295,10 @@ export class WasmBackend implements Backend {
     return w;
   }
 
-  #need(s: WasmStorage, n: number, what: string): void {
-    if (n > s.length) {
-      throw new RangeError(`wasm backend: ${what} needs ${n} elements, buffer has ${s.length}`);
-    }
-  }
-
   fromHost(data: HostArray, dtype: DType): Storage {
     const s = this.#alloc(dtype, data.length, "fromHost");
-    if (dtype === "f32") this.#heap.f32.set(data, s.ptr >>> 2);
-    else this.#heap.i32.set(data, s.ptr >>> 2);
+    if (dtype === "f32") this.#heap.f32At(s.ptr, data.length).set(data);
+    else this.#heap.i32At(s.ptr, data.length).set(data);
     return s;
   }
 
@@ -297,22 +310,15 @@ export class WasmBackend implements Backend {
   }
 
   read(s: Storage): Promise<Float32Array | Int32Array> {
-    const w = this.#get(s, "read()");
-    const start = w.ptr >>> 2;
-    const out = w.dtype === "f32" ? new Float32Array(w.length) : new Int32Array(w.length);
-    if (w.dtype === "f32") {
-      (out as Float32Array).set(this.#heap.f32.subarray(start, start + w.length));
-    } else (out as Int32Array).set(this.#heap.i32.subarray(start, start + w.length));
-    return Promise.resolve(out);
+    return Promise.resolve(this.readSync(s));
   }
 
   /** Synchronous read (tests, loaders). */
   readSync(s: Storage): Float32Array | Int32Array {
-    const w = this.#get(s, "readSync()");
-    const start = w.ptr >>> 2;
+    const w = this.#get(s, "read()");
     return w.dtype === "f32"
-      ? this.#heap.f32.slice(start, start + w.length)
-      : this.#heap.i32.slice(start, start + w.length);
+      ? this.#heap.f32At(w.ptr, w.length).slice()
+      : this.#heap.i32At(w.ptr, w.length).slice();
   }
 
   dispose(s: Storage): void {
@@ -335,26 +341,12 @@ export class WasmBackend implements Backend {
   }
 
   // ------------------------------------------------------------------------------------------
-  // threading helpers
+  // dispatch (work splitting between threads: dispatch.ts)
 
-  /** Runs `fn` over [0, total) split into per-thread ranges (multiples of 4 elements). */
-  #flat(
-    fn: string,
-    total: number,
-    minPer: number,
-    args: (i0: number, i1: number) => number[],
-  ): void {
-    const T = this.#threadsFor(total, minPer);
-    if (T <= 1) {
-      this.#ex[fn](...args(0, total));
-      return;
-    }
-    const bounds: number[] = [];
-    for (let t = 0; t <= T; t++) bounds.push(t === T ? total : Math.floor((total * t) / T / 4) * 4);
-    this.#run(fn, T, (t) => args(bounds[t], bounds[t + 1]));
+  #flat(fn: string, total: number, minPer: number, args: (i0: number, i1: number) => number[]) {
+    this.#d.flat(fn, total, minPer, args);
   }
 
-  /** Runs `fn` over rows [0, rows) split into per-thread ranges. */
   #rows(
     fn: string,
     rows: number,
@@ -362,44 +354,17 @@ export class WasmBackend implements Backend {
     minPer: number,
     args: (r0: number, r1: number) => number[],
   ): void {
-    const T = Math.min(this.#threadsFor(work, minPer), rows);
-    if (T <= 1) {
-      this.#ex[fn](...args(0, rows));
-      return;
-    }
-    this.#run(fn, T, (t) => args(Math.floor((rows * t) / T), Math.floor((rows * (t + 1)) / T)));
+    this.#d.rows(fn, rows, work, minPer, args);
   }
 
   #threadsFor(work: number, minPer: number): number {
-    const workers = this.#pool?.size ?? 0; // 0 once closed (by close() or a lost worker)
-    if (workers === 0) return 1;
-    return Math.max(1, Math.min(workers + 1, Math.floor(work / minPer)));
+    return this.#d.threadsFor(work, minPer);
   }
 
-  /** Thread 0 (the caller) runs job 0; workers run jobs 1..T−1. */
   #run(fn: string, T: number, job: (t: number) => number[]): void {
-    const jobs: number[][] = [];
-    for (let t = 1; t < T; t++) jobs.push(job(t));
-    this.#pool!.post(fn, jobs);
-    try {
-      this.#ex[fn](...job(0));
-    } finally {
-      this.#pool!.wait();
-    }
+    this.#d.run(fn, T, job);
   }
 
-  // ------------------------------------------------------------------------------------------
-  // elementwise
-
-  #checkView(s: WasmStorage, v: View, what: string): void {
-    checkView(v, s.length, what);
-  }
-
-  /**
-   * Runs row kernel `slot` over `shape`, writing through `outView` into `out` and reading the
-   * inputs through their views. Dimensions of size 1 are dropped and dimensions contiguous for
-   * every operand merged, so most calls are one row.
-   */
   #elementwise(
     slot: string,
     shape: readonly number[],
@@ -410,85 +375,12 @@ export class WasmBackend implements Backend {
     param: number,
     heavy: boolean,
   ): void {
-    let total = 1;
-    for (const d of shape) total *= d;
-    if (total === 0) return;
-    const ops = [
-      { strides: outStrides, ptr: out.ptr + 4 * outOffset },
-      ...ins.map((x) => ({
-        strides: x.v.strides,
-        ptr: x.s.ptr + 4 * x.v.offset,
-      })),
-    ];
-    const { dims, strides } = collapseDims(shape, ops.map((o) => o.strides));
-    const R = dims.length;
-    if (R > EW_MAX_RANK) {
-      throw new Error(`wasm backend: elementwise op on rank ${R} (after merging) > ${EW_MAX_RANK}`);
-    }
-    const rowLen = dims[R - 1];
-    const outer = total / rowLen;
-    const ptrs = [0, 1, 2, 3].map((k) => (k < ops.length ? ops[k].ptr : 0));
-    const writeParams = (pp: number, d: number[], st: number[][]) => {
-      const i32 = this.#heap.i32;
-      const b = pp >>> 2;
-      i32[b] = d.length;
-      for (let j = 0; j < d.length; j++) {
-        i32[b + 1 + j] = d[j];
-        for (let k = 0; k < 4; k++) {
-          i32[b + 1 + EW_MAX_RANK * (1 + k) + j] = k < st.length ? st[k][j] : 0;
-        }
-      }
-    };
-    const slotIdx = this.#slots.get(slot);
-    if (slotIdx === undefined) throw new Error(`wasm backend: no kernel ${slot}`);
-    const T = this.#threadsFor(total, heavy ? PAR_HEAVY : PAR_CHEAP);
-    if (T > 1 && outer >= T) {
-      // Split the outer rows; each thread has its own parameter block (counters are scratch).
-      for (let t = 0; t < T; t++) writeParams(PARAM_BASE + t * PARAM_STRIDE, dims, strides);
-      this.#run("ew", T, (t) => [
-        slotIdx,
-        PARAM_BASE + t * PARAM_STRIDE,
-        ...ptrs,
-        param,
-        Math.floor((outer * t) / T),
-        Math.floor((outer * (t + 1)) / T),
-      ]);
-    } else if (T > 1 && R === 1) {
-      // One long row: split it into T pieces.
-      const bounds: number[] = [];
-      for (let t = 0; t <= T; t++) {
-        bounds.push(t === T ? rowLen : Math.floor((rowLen * t) / T / 4) * 4);
-      }
-      for (let t = 0; t < T; t++) {
-        writeParams(PARAM_BASE + t * PARAM_STRIDE, [bounds[t + 1] - bounds[t]], strides);
-      }
-      this.#run("ew", T, (t) => [
-        slotIdx,
-        PARAM_BASE + t * PARAM_STRIDE,
-        ...ptrs.map((p, k) => (k < ops.length ? p + 4 * bounds[t] * strides[k][0] : 0)),
-        param,
-        0,
-        1,
-      ]);
-    } else {
-      writeParams(PARAM_BASE, dims, strides);
-      this.#ex.ew(slotIdx, PARAM_BASE, ...ptrs, param, 0, outer);
-    }
+    this.#d.elementwise(slot, shape, out.ptr, outStrides, outOffset, ins, param, heavy);
   }
 
   copy(src: Storage, srcView: View, dst: Storage, dstView: View): void {
     const s = this.#get(src, "copy source");
     const d = this.#get(dst, "copy destination");
-    if (s.dtype !== d.dtype) {
-      throw new Error(`wasm backend: copy from ${s.dtype} to ${d.dtype} (use cast)`);
-    }
-    if (!sameShape(srcView.shape, dstView.shape)) {
-      throw new Error(
-        `wasm backend: copy shapes differ: source [${srcView.shape}], destination [${dstView.shape}]`,
-      );
-    }
-    this.#checkView(s, srcView, "copy source");
-    this.#checkView(d, dstView, "copy destination");
     this.#elementwise(
       "copy",
       dstView.shape,
@@ -503,17 +395,15 @@ export class WasmBackend implements Backend {
 
   unary(op: UnaryOp, x: Storage, xv: View, param = 0): Storage {
     const xs = this.#f32(x, `unary ${op} input`);
-    this.#checkView(xs, xv, `unary ${op} input`);
     let kernel: string = op;
     if (op === "powScalar") {
       // Exact special cases (and the reference's Math.pow(x, 0) = 1 for every x).
+      // Not 0.5 → sqrt nor −0.5 → 1/sqrt: Math.pow(−∞, 0.5) is +∞ and Math.pow(−0, −0.5) +∞.
       const special: Record<number, string> = {
         1: "ident",
         2: "sqr",
         3: "cube",
-        0.5: "sqrt",
         [-1]: "recip",
-        [-0.5]: "rsqrt",
       };
       if (param === 0) return this.full(sizeOfShape(xv.shape), 1, "f32");
       kernel = special[param] ?? "powScalar";
@@ -536,11 +426,6 @@ export class WasmBackend implements Backend {
   binary(op: BinaryOp, a: Storage, av: View, b: Storage, bv: View): Storage {
     const as = this.#f32(a, `binary ${op} left input`);
     const bs = this.#f32(b, `binary ${op} right input`);
-    if (!sameShape(av.shape, bv.shape)) {
-      throw new Error(`wasm backend: binary ${op} shapes differ: [${av.shape}] vs [${bv.shape}]`);
-    }
-    this.#checkView(as, av, `binary ${op} left input`);
-    this.#checkView(bs, bv, `binary ${op} right input`);
     const out = this.#alloc("f32", sizeOfShape(av.shape), `binary ${op} output`);
     this.#elementwise(
       `binary:${op}`,
@@ -559,14 +444,6 @@ export class WasmBackend implements Backend {
     const cs = this.#get(cond, "where condition");
     const as = this.#f32(a, "where first input");
     const bs = this.#f32(b, "where second input");
-    if (!sameShape(cv.shape, av.shape) || !sameShape(cv.shape, bv.shape)) {
-      throw new Error(
-        `wasm backend: where shapes differ: cond [${cv.shape}], a [${av.shape}], b [${bv.shape}]`,
-      );
-    }
-    this.#checkView(cs, cv, "where condition");
-    this.#checkView(as, av, "where first input");
-    this.#checkView(bs, bv, "where second input");
     const out = this.#alloc("f32", sizeOfShape(cv.shape), "where output");
     this.#elementwise(
       `where:${cs.dtype}`,
@@ -602,7 +479,6 @@ export class WasmBackend implements Backend {
 
   reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage {
     const xs = this.#f32(x, `reduce ${op} input`);
-    this.#need(xs, outer * size * inner, `reduce ${op} [${outer}, ${size}, ${inner}]`);
     const out = this.#alloc("f32", outer * inner, `reduce ${op} output`);
     const code = REDUCE_CODES[op];
     if (code === undefined) throw new Error(`wasm backend: unknown reduction ${op}`);
@@ -639,7 +515,6 @@ export class WasmBackend implements Backend {
 
   argmax(x: Storage, outer: number, size: number, inner: number): Storage {
     const xs = this.#f32(x, "argmax input");
-    this.#need(xs, outer * size * inner, `argmax [${outer}, ${size}, ${inner}]`);
     const out = this.#alloc("i32", outer * inner, "argmax output");
     if (outer * inner === 0) return out;
     if (size === 0) {
@@ -772,7 +647,6 @@ export class WasmBackend implements Backend {
 
   softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
     const xs = this.#f32(x, "softmax input");
-    this.#need(xs, rows * cols, `softmax [${rows}, ${cols}]`);
     const out = this.#alloc("f32", rows * cols, "softmax output");
     if (rows * cols === 0) return out;
     this.#rows(
@@ -788,8 +662,6 @@ export class WasmBackend implements Backend {
   softmaxBackward(y: Storage, gy: Storage, rows: number, cols: number, log: boolean): Storage {
     const ys = this.#f32(y, "softmaxBackward y");
     const gs = this.#f32(gy, "softmaxBackward gy");
-    this.#need(ys, rows * cols, `softmaxBackward y [${rows}, ${cols}]`);
-    this.#need(gs, rows * cols, `softmaxBackward gy [${rows}, ${cols}]`);
     const out = this.#alloc("f32", rows * cols, "softmaxBackward output");
     if (rows * cols === 0) return out;
     this.#rows(
@@ -813,9 +685,6 @@ export class WasmBackend implements Backend {
     const xs = this.#f32(x, "layerNorm x");
     const ws = this.#f32(w, "layerNorm weight");
     const bs = this.#f32(b, "layerNorm bias");
-    this.#need(xs, rows * cols, `layerNorm x [${rows}, ${cols}]`);
-    this.#need(ws, cols, `layerNorm weight [${cols}]`);
-    this.#need(bs, cols, `layerNorm bias [${cols}]`);
     const y = this.#alloc("f32", rows * cols, "layerNorm y");
     const mean = this.#alloc("f32", rows, "layerNorm mean");
     const rstd = this.#alloc("f32", rows, "layerNorm rstd");
@@ -850,11 +719,6 @@ export class WasmBackend implements Backend {
     const ms = this.#f32(mean, "layerNormBackward mean");
     const rs = this.#f32(rstd, "layerNormBackward rstd");
     const gs = this.#f32(gy, "layerNormBackward gy");
-    this.#need(xs, rows * cols, `layerNormBackward x [${rows}, ${cols}]`);
-    this.#need(gs, rows * cols, `layerNormBackward gy [${rows}, ${cols}]`);
-    this.#need(ws, cols, `layerNormBackward weight [${cols}]`);
-    this.#need(ms, rows, `layerNormBackward mean [${rows}]`);
-    this.#need(rs, rows, `layerNormBackward rstd [${rows}]`);
     const gx = this.#alloc("f32", rows * cols, "layerNormBackward gx");
     const gw = this.#alloc("f32", cols, "layerNormBackward gw");
     const gb = this.#alloc("f32", cols, "layerNormBackward gb");
@@ -894,8 +758,7 @@ export class WasmBackend implements Backend {
     ignoreIndex: number,
     what: string,
   ): void {
-    this.#need(t, rows, `${what} targets [${rows}]`);
-    const ids = this.#heap.i32.subarray(t.ptr >>> 2, (t.ptr >>> 2) + rows);
+    const ids = this.#heap.i32At(t.ptr, rows);
     for (let r = 0; r < rows; r++) {
       const v = ids[r];
       if (v !== ignoreIndex && (v < 0 || v >= cols)) {
@@ -913,7 +776,6 @@ export class WasmBackend implements Backend {
   ): { loss: Storage; lse: Storage } {
     const ls = this.#f32(logits, "crossEntropy logits");
     const ts = this.#i32(targets, "crossEntropy targets");
-    this.#need(ls, rows * cols, `crossEntropy logits [${rows}, ${cols}]`);
     this.#checkTargets(ts, rows, cols, ignoreIndex, "crossEntropy");
     const loss = this.#alloc("f32", rows, "crossEntropy loss");
     const lse = this.#alloc("f32", rows, "crossEntropy lse");
@@ -945,9 +807,6 @@ export class WasmBackend implements Backend {
     const ts = this.#i32(targets, "crossEntropyBackward targets");
     const ss = this.#f32(lse, "crossEntropyBackward lse");
     const gs = this.#f32(gLoss, "crossEntropyBackward gLoss");
-    this.#need(ls, rows * cols, `crossEntropyBackward logits [${rows}, ${cols}]`);
-    this.#need(ss, rows, `crossEntropyBackward lse [${rows}]`);
-    this.#need(gs, rows, `crossEntropyBackward gLoss [${rows}]`);
     this.#checkTargets(ts, rows, cols, ignoreIndex, "crossEntropyBackward");
     const out = this.#alloc("f32", rows * cols, "crossEntropyBackward output");
     if (rows > 0 && cols > 0) {
@@ -972,9 +831,8 @@ export class WasmBackend implements Backend {
   gather(table: Storage, ids: Storage, n: number, cols: number): Storage {
     const tab = this.#f32(table, "gather table");
     const is = this.#i32(ids, "gather ids");
-    this.#need(is, n, `gather ids [${n}]`);
     const rowsInTable = cols > 0 ? Math.floor(tab.length / cols) : 0;
-    const idv = this.#heap.i32.subarray(is.ptr >>> 2, (is.ptr >>> 2) + n);
+    const idv = this.#heap.i32At(is.ptr, n);
     for (let i = 0; i < n; i++) {
       const id = idv[i];
       if (id < 0 || id >= rowsInTable) {
@@ -997,9 +855,7 @@ export class WasmBackend implements Backend {
   scatterAdd(g: Storage, ids: Storage, n: number, cols: number, vocab: number): Storage {
     const gs = this.#f32(g, "scatterAdd values");
     const is = this.#i32(ids, "scatterAdd ids");
-    this.#need(gs, n * cols, `scatterAdd values [${n}, ${cols}]`);
-    this.#need(is, n, `scatterAdd ids [${n}]`);
-    const idv = this.#heap.i32.subarray(is.ptr >>> 2, (is.ptr >>> 2) + n);
+    const idv = this.#heap.i32At(is.ptr, n);
     for (let i = 0; i < n; i++) {
       const id = idv[i];
       if (id < 0 || id >= vocab) {
@@ -1034,24 +890,17 @@ export class WasmBackend implements Backend {
     return out;
   }
 
-  /** Checks the operands of fused attention; returns their storages. */
+  /** The storages of fused attention's operands (checked by `kernels/checks.ts`). */
   #attentionInputs(
     q: Storage,
     k: Storage,
     v: Storage,
     mask: Storage | null,
-    p: AttentionParams,
     what: string,
   ): { qs: WasmStorage; ks: WasmStorage; vs: WasmStorage; ms: WasmStorage | null } {
-    const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
-    checkAttentionParams(p, `wasm backend: ${what}`);
     const qs = this.#f32(q, `${what} q`), ks = this.#f32(k, `${what} k`);
     const vs = this.#f32(v, `${what} v`);
-    this.#need(qs, B * H * T * D, `${what} q [${B}, ${H}, ${T}, ${D}]`);
-    this.#need(ks, B * H * S * D, `${what} k [${B}, ${H}, ${S}, ${D}]`);
-    this.#need(vs, B * H * S * D, `${what} v [${B}, ${H}, ${S}, ${D}]`);
     const ms = mask ? this.#f32(mask, `${what} mask`) : null;
-    if (ms) this.#need(ms, B * S, `${what} mask [${B}, ${S}]`);
     return { qs, ks, vs, ms };
   }
 
@@ -1069,7 +918,7 @@ export class WasmBackend implements Backend {
     mask: Storage | null,
     p: AttentionParams,
   ): { out: Storage; lse: Storage } {
-    const { qs, ks, vs, ms } = this.#attentionInputs(q, k, v, mask, p, "attention");
+    const { qs, ks, vs, ms } = this.#attentionInputs(q, k, v, mask, "attention");
     const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
     const rows = B * H * T;
     const out = this.#alloc("f32", rows * D, `attention output [${B}, ${H}, ${T}, ${D}]`);
@@ -1120,13 +969,10 @@ export class WasmBackend implements Backend {
     p: AttentionParams,
   ): { gq: Storage; gk: Storage; gv: Storage } {
     const what = "attentionBackward";
-    const { qs, ks, vs, ms } = this.#attentionInputs(q, k, v, mask, p, what);
+    const { qs, ks, vs, ms } = this.#attentionInputs(q, k, v, mask, what);
     const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
     const os = this.#f32(out, `${what} out`), ls = this.#f32(lse, `${what} lse`);
     const gs = this.#f32(gOut, `${what} gOut`);
-    this.#need(os, B * H * T * D, `${what} out [${B}, ${H}, ${T}, ${D}]`);
-    this.#need(gs, B * H * T * D, `${what} gOut [${B}, ${H}, ${T}, ${D}]`);
-    this.#need(ls, B * H * T, `${what} lse [${B}, ${H}, ${T}]`);
     const gq = this.#alloc("f32", B * H * T * D, `${what} gq [${B}, ${H}, ${T}, ${D}]`);
     const gk = this.#alloc("f32", B * H * S * D, `${what} gk [${B}, ${H}, ${S}, ${D}]`);
     const gv = this.#alloc("f32", B * H * S * D, `${what} gv [${B}, ${H}, ${S}, ${D}]`);
@@ -1177,11 +1023,6 @@ export class WasmBackend implements Backend {
     const ms = this.#f32(m, "adamw m");
     const vs = this.#f32(v, "adamw v");
     const n = ps.length;
-    for (const [what, s] of [["grad", gs], ["m", ms], ["v", vs]] as const) {
-      if (s.length !== n) {
-        throw new Error(`wasm backend: adamw ${what} has ${s.length} elements, param has ${n}`);
-      }
-    }
     const bc1 = 1 - Math.pow(p.beta1, p.step);
     const bc2 = 1 - Math.pow(p.beta2, p.step);
     const scalars = [
@@ -1202,6 +1043,8 @@ export class WasmBackend implements Backend {
     );
   }
 }
+
+installArgumentChecks(WasmBackend);
 
 const liveFlags = new WeakMap<WasmStorage, { v: boolean }>();
 

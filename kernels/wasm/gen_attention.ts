@@ -14,6 +14,11 @@
  *   dK_j = Σ_i dS_ij q_i and dV_j = Σ_i P̃_ij dO_i. Every output element is written by one
  *   thread, in a fixed order.
  *
+ * Non-finite values (see `AttentionParams`): visibility is tracked apart from the scores, the
+ * maximum propagates NaN, and masked (query, key) pairs are marked −0 in the scratch so that the
+ * weighted sums skip them instead of adding 0·NaN; rows and heads without a padding-masked pair
+ * take the sums without that test.
+ *
  * Dot products over d and the weighted row sums accumulate in f32 (d and S are small); the
  * softmax denominator in f64 lanes, as the softmax kernel does.
  *
@@ -124,9 +129,20 @@ function dots4(
 }
 
 /**
+ * Bits of −0.0, the mark a kernel writes into its scratch for a masked (query, key) pair. No
+ * probability is −0 (exp and its products with positive factors give +0 at least), so the mark
+ * is never a value; a masked pair's weight is −0, and the sums below skip it.
+ */
+const MASKED = 0x80000000 | 0;
+
+/**
  * Emits out[c] = Σ_{t<n} coef[t·cstep] · row_t[c] for the row length (`dBytes` bytes), with
  * row_t = rows + t·rstep (strides in bytes). Column blocks of up to 8 vectors stay in registers
  * while t runs, so each output element is summed in the order of t and stored once.
+ *
+ * With `mark` (a byte offset from each coefficient to its pair's probability), terms whose
+ * probability is {@link MASKED} are skipped rather than added as 0·row: a masked key's row may
+ * hold NaN or Inf, and 0·NaN is NaN. Without it every term is added (no masked pair in range).
  */
 function weightedSum(
   c: Ctx,
@@ -138,6 +154,7 @@ function weightedSum(
   n: Local,
   dBytes4: Local,
   dBytes: Local,
+  mark: Expr | null = null,
 ): void {
   const { f, g } = c;
   const cb = f.local(g.ptr);
@@ -150,6 +167,12 @@ function weightedSum(
   const rs = f.local(g.ptr);
   const c0 = f.local(g.ptr);
   const r0 = f.local(g.ptr);
+  const mo = mark === null ? null : f.local(g.ptr);
+  if (mo !== null) f.set(mo, mark!);
+  const unlessMasked = (body: () => void) => {
+    if (mo === null) body();
+    else f.if(op("i32.ne", load("i32.load", g.padd(cp, mo)), i32(MASKED)), body);
+  };
   f.set(o, out);
   f.set(c0, coef);
   f.set(cs, cstep);
@@ -165,10 +188,12 @@ function weightedSum(
         f.set(cp, c0);
         f.set(rp, g.padd(r0, cb));
         f.forRange(t, i32(0), n, 1, () => {
-          f.set(cv, load("v128.load32_splat", cp));
-          for (let m = 0; m < W; m++) {
-            f.set(accs[m], g.madd(cv, load("v128.load", rp, 16 * m, 0), accs[m]));
-          }
+          unlessMasked(() => {
+            f.set(cv, load("v128.load32_splat", cp));
+            for (let m = 0; m < W; m++) {
+              f.set(accs[m], g.madd(cv, load("v128.load", rp, 16 * m, 0), accs[m]));
+            }
+          });
           f.set(cp, g.padd(cp, cs));
           f.set(rp, g.padd(rp, rs));
         });
@@ -186,7 +211,9 @@ function weightedSum(
     f.set(cp, c0);
     f.set(rp, g.padd(r0, cb));
     f.forRange(t, i32(0), n, 1, () => {
-      f.set(s, op("f32.add", s, op("f32.mul", load("f32.load", cp), load("f32.load", rp))));
+      unlessMasked(() =>
+        f.set(s, op("f32.add", s, op("f32.mul", load("f32.load", cp), load("f32.load", rp))))
+      );
       f.set(cp, g.padd(cp, cs));
       f.set(rp, g.padd(rp, rs));
     });
@@ -214,6 +241,17 @@ function keyRows(
     f.set(jk, select(jk, last, op("i32.le_s", jk, last)));
     f.set(ptrs[k], g.padd(base, g.pmul(g.idx(jk, 0), rowBytes)));
   }
+}
+
+/** {@link MASKED} in every lane. */
+function kMasked(f: FunctionBuilder): Local {
+  return f.hoisted("masked4", "v128", i32x4(MASKED, MASKED, MASKED, MASKED));
+}
+
+/** All-ones lanes for the keys j..j+3 that are causally in range: j + k ≤ last. */
+function inRange(c: Ctx, j: Local, last: Local): Expr {
+  const iota = c.f.hoisted("iota4", "v128", i32x4(0, 1, 2, 3));
+  return op("i32x4.le_s", op("i32x4.add", op("i32x4.splat", j), iota), op("i32x4.splat", last));
 }
 
 /**
@@ -334,6 +372,9 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
       const inv = f.local("v128");
       const pv = f.local("v128");
       const hx = f.local("v128");
+      const anyVis = f.local("v128");
+      const hidden = f.local("v128");
+      const rowHidden = f.local(I);
       const negInf = kf32(f, -Infinity);
       f.forRange(r, r0, r1, 1, () => {
         f.set(bh, op("i32.div_u", r, T));
@@ -343,16 +384,23 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
         f.set(kb, g.padd(k, g.pmul(g.idx(bh, 0), headBytes)));
         f.set(vb, g.padd(v, g.pmul(g.idx(bh, 0), headBytes)));
         f.set(mrow, g.padd(mask, g.pmul(g.idx(op("i32.div_u", bh, H), 0), g.idx(S))));
-        // Scores of the keys that can be visible, −∞ where masked; their maximum.
+        // Scores of the keys that can be visible, −∞ where masked; their maximum, NaN if any
+        // visible score is NaN (f32x4.max propagates NaN). Which keys are visible is tracked
+        // apart from the scores: a visible score may itself be −∞.
         f.set(mxv, negInf);
+        f.set(anyVis, i32x4(0, 0, 0, 0));
+        f.set(hidden, i32x4(0, 0, 0, 0));
         f.forRange(j, i32(0), op("i32.add", last, i32(1)), 4, () => {
           keyRows(c, kp, kb, j, last, rowBytes);
           const [d] = dots4(c, [{ x: qr, ys: kp }], dBytes4, rowBytes);
           const vis = visible(c, j, last, hasMask, mrow);
+          f.set(anyVis, op("v128.or", anyVis, vis));
+          f.set(hidden, op("v128.or", hidden, op("v128.andnot", inRange(c, j, last), vis)));
           f.set(s, op("v128.bitselect", op("f32x4.mul", d, scalev), negInf, vis));
           f.do(store("v128.store", g.at(scr, j), s, 0, 0));
-          f.set(mxv, op("f32x4.pmax", mxv, s));
+          f.set(mxv, op("f32x4.max", mxv, s));
         });
+        f.set(rowHidden, op("v128.any_true", hidden));
         f.set(
           mx,
           op(
@@ -362,11 +410,12 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
           ),
         );
         f.if(
-          op("f32.eq", mx, f32(-Infinity)),
+          op("i32.eqz", op("v128.any_true", anyVis)),
           () => {
             // Nothing visible: uniform over all S keys, as the masked scores of Hugging Face give.
             f.do(store("f32.store", g.at(lse, r), f32(-3.4028234663852886e38)));
             f.set(nj, S);
+            f.set(rowHidden, i32(0));
             f.forRange(j, i32(0), S, 4, () => {
               f.do(store("v128.store", g.at(scr, j), kf32(f, 1), 0, 0));
             });
@@ -379,12 +428,14 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
             f.set(hx, op("f32x4.splat", mx));
             f.forRange(j, i32(0), nj, 4, () => {
               f.set(s, load("v128.load", g.at(scr, j), 0, 0));
-              // exp(−∞ − max) is only tiny after the clamp in expV: masked lanes are set to 0.
-              f.set(
-                e,
-                op("v128.and", expV(f, op("f32x4.sub", s, hx), mo), op("f32x4.ne", s, negInf)),
+              // exp(s − max): NaN for every key when max is NaN or ±∞ (NaN in, NaN out); only
+              // tiny, not 0, for masked lanes after expV's clamp, so they are cleared for the
+              // sum and marked in the scratch.
+              const vis = visible(c, j, last, hasMask, mrow);
+              f.set(e, op("v128.and", expV(f, op("f32x4.sub", s, hx), mo), vis));
+              f.do(
+                store("v128.store", g.at(scr, j), op("v128.bitselect", e, kMasked(f), vis), 0, 0),
               );
-              f.do(store("v128.store", g.at(scr, j), e, 0, 0));
               f.set(a0, op("f64x2.add", a0, op("f64x2.promote_low_f32x4", e)));
               f.set(
                 a1,
@@ -432,17 +483,22 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
               f.do(store("v128.store", g.at(scr, j), op("f32x4.mul", pv, keep), 0, 0));
             }),
         );
-        weightedSum(
-          c,
-          g.padd(out, g.pmul(g.idx(r, 0), rowBytes)),
-          scr,
-          g.pconst(4),
-          vb,
-          rowBytes,
-          nj,
-          dBytes4,
-          rowBytes,
-        );
+        // Rows with a padding-masked key skip its (possibly non-finite) value; the others add
+        // every term up to their last key, without the test.
+        const sumRow = (mark: Expr | null) =>
+          weightedSum(
+            c,
+            g.padd(out, g.pmul(g.idx(r, 0), rowBytes)),
+            scr,
+            g.pconst(4),
+            vb,
+            rowBytes,
+            nj,
+            dBytes4,
+            rowBytes,
+            mark,
+          );
+        f.if(rowHidden, () => sumRow(g.pconst(0)), () => sumRow(null));
       });
     },
   );
@@ -520,6 +576,8 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
       const i0 = f.local(I);
       const n = f.local(I);
       const anyFull = f.local(I);
+      const hidden = f.local("v128");
+      const headHidden = f.local(I);
       const lsei = f.local(F);
       const qb = f.local(g.ptr);
       const ob = f.local(g.ptr);
@@ -554,6 +612,7 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
         f.set(gvb, headOf(gv, kvHead));
         f.set(mrow, g.padd(mask, g.pmul(g.idx(op("i32.div_u", bh, H), 0), g.idx(S))));
         f.set(anyFull, i32(0));
+        f.set(headHidden, i32(0));
         // ---- query rows: P̃ and dS into the scratch, dQ ----
         f.forRange(i, i32(0), T, 1, () => {
           f.set(r, op("i32.add", op("i32.mul", bh, T), i));
@@ -578,7 +637,10 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
             () => {
               // Nothing visible: P̃ = keep/S on every key, no gradient to q or k.
               f.set(anyFull, i32(1));
-              f.do(memoryFill(g.padd(pr, dsOff), i32(0), sRow));
+              // Its dS are all marked: the key pass adds nothing of this row to dK.
+              f.forRange(j, i32(0), S4, 4, () => {
+                f.do(store("v128.store", g.padd(g.at(pr, j), dsOff), kMasked(f), 0, 0));
+              });
               f.do(memoryFill(gqr, i32(0), rowBytes));
               f.set(uni, op("f32x4.splat", op("f32.div", f32(1), op("f32.convert_i32_u", S))));
               f.if(
@@ -604,6 +666,7 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
               f.set(dv, op("f32x4.splat", lane("f32x4.extract_lane", di, 0)));
               f.set(lv, op("f32x4.splat", lsei));
               f.set(nvis, op("i32.add", last, i32(1)));
+              f.set(hidden, i32x4(0, 0, 0, 0));
               const body = (drop: boolean) =>
                 f.forRange(j, i32(0), nvis, 4, () => {
                   keyRows(c, kp, kb, j, last, rowBytes);
@@ -615,6 +678,7 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
                     rowBytes,
                   );
                   const vis = visible(c, j, last, hasMask, mrow);
+                  f.set(hidden, op("v128.or", hidden, op("v128.andnot", inRange(c, j, last), vis)));
                   f.set(
                     pv,
                     op(
@@ -624,33 +688,55 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
                     ),
                   );
                   f.set(kv, drop ? keepAt(kf32(f, 1)) : kf32(f, 1));
-                  f.do(store("v128.store", g.at(pr, j), op("f32x4.mul", pv, kv), 0, 0));
+                  // Masked pairs are marked, for the sums below to skip (P̃ for dV, dS for dQ, dK).
+                  f.do(store(
+                    "v128.store",
+                    g.at(pr, j),
+                    op("v128.bitselect", op("f32x4.mul", pv, kv), kMasked(f), vis),
+                    0,
+                    0,
+                  ));
                   const ds = op(
                     "f32x4.mul",
                     op("f32x4.mul", pv, op("f32x4.sub", op("f32x4.mul", kv, dp), dv)),
                     scalev,
                   );
                   f.do(
-                    store("v128.store", g.padd(g.at(pr, j), dsOff), op("v128.and", ds, vis), 0, 0),
+                    store(
+                      "v128.store",
+                      g.padd(g.at(pr, j), dsOff),
+                      // + 0 turns a −0 (from P = 0) into +0: only masked pairs are −0.
+                      op("v128.bitselect", op("f32x4.add", ds, kf32(f, 0)), kMasked(f), vis),
+                      0,
+                      0,
+                    ),
                   );
                 });
               f.if(op("i32.eqz", thr), () => body(false), () => body(true));
-              // Keys past the last visible one: zero, for the key pass.
+              // Keys past the last visible one: masked, for the key pass (which reads them when
+              // some row attends uniformly).
               f.set(j4, op("i32.and", op("i32.add", nvis, i32(3)), i32(~3)));
-              const rest = g.idx(op("i32.sub", S4, j4));
-              f.do(memoryFill(g.at(pr, j4), i32(0), rest));
-              f.do(memoryFill(g.padd(g.at(pr, j4), dsOff), i32(0), rest));
-              weightedSum(
-                c,
-                gqr,
-                g.padd(pr, dsOff),
-                g.pconst(4),
-                kb,
-                rowBytes,
-                nvis,
-                dBytes4,
-                rowBytes,
-              );
+              f.forRange(j, j4, S4, 4, () => {
+                f.do(store("v128.store", g.at(pr, j), kMasked(f), 0, 0));
+                f.do(store("v128.store", g.padd(g.at(pr, j), dsOff), kMasked(f), 0, 0));
+              });
+              // dQ_i = Σ_j dS_ij k_j, skipping padding-masked keys (their k may be NaN).
+              const rowHidden = op("v128.any_true", hidden);
+              f.set(headHidden, op("i32.or", headHidden, rowHidden));
+              const sumDq = (mark: Expr | null) =>
+                weightedSum(
+                  c,
+                  gqr,
+                  g.padd(pr, dsOff),
+                  g.pconst(4),
+                  kb,
+                  rowBytes,
+                  nvis,
+                  dBytes4,
+                  rowBytes,
+                  mark,
+                );
+              f.if(op("v128.any_true", hidden), () => sumDq(g.pconst(0)), () => sumDq(null));
             },
           );
         });
@@ -664,28 +750,35 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
           const col = g.padd(g.pmul(g.idx(i0, 0), sRow), g.idx(j));
           const rows = g.pmul(g.idx(i0, 0), rowBytes);
           const keyOff = g.pmul(g.idx(j, 0), rowBytes);
-          weightedSum(
-            c,
-            g.padd(gvb, keyOff),
-            g.padd(scr, col),
-            sRow,
-            g.padd(gob, rows),
-            rowBytes,
-            n,
-            dBytes4,
-            rowBytes,
-          );
-          weightedSum(
-            c,
-            g.padd(gkb, keyOff),
-            g.padd(g.padd(scr, dsOff), col),
-            sRow,
-            g.padd(qb, rows),
-            rowBytes,
-            n,
-            dBytes4,
-            rowBytes,
-          );
+          // Masked pairs in range (padding, or rows before the causal start when some row
+          // attends uniformly) are skipped: their q or dO may be NaN.
+          const sums = (marked: boolean) => {
+            weightedSum(
+              c,
+              g.padd(gvb, keyOff),
+              g.padd(scr, col),
+              sRow,
+              g.padd(gob, rows),
+              rowBytes,
+              n,
+              dBytes4,
+              rowBytes,
+              marked ? g.pconst(0) : null,
+            );
+            weightedSum(
+              c,
+              g.padd(gkb, keyOff),
+              g.padd(g.padd(scr, dsOff), col),
+              sRow,
+              g.padd(qb, rows),
+              rowBytes,
+              n,
+              dBytes4,
+              rowBytes,
+              marked ? g.pconst(0) : null,
+            );
+          };
+          f.if(op("i32.or", headHidden, anyFull), () => sums(true), () => sums(false));
         });
       });
     },

@@ -220,9 +220,11 @@ export function geluGradV(f: FunctionBuilder, x: Expr, o: MathOptions = {}): Loc
   const sc = v(f, op("f32x4.mul", s, c));
   const t = v(f, op("f32x4.mul", op("f32x4.mul", op("f32x4.mul", kf32(f, 2), xin), sc), du));
   // Far in the tails σ(1−σ) underflows to 0 while x·u′ may overflow: the term is 0 there.
+  const g = op("f32x4.add", s, op("v128.bitselect", kf32(f, 0), t, op("f32x4.eq", sc, kf32(f, 0))));
+  // At ±∞ the formula is ∞·0, NaN, as in the reference (and PyTorch): not the limit.
   return v(
     f,
-    op("f32x4.add", s, op("v128.bitselect", kf32(f, 0), t, op("f32x4.eq", sc, kf32(f, 0)))),
+    op("v128.bitselect", kf32(f, NaN), g, op("f32x4.eq", op("f32x4.abs", xin), kf32(f, Infinity))),
   );
 }
 
@@ -238,16 +240,14 @@ export function powV(f: FunctionBuilder, a: Expr, b: Expr, o: MathOptions = {}):
   const negBase = v(f, op("i32x4.lt_s", av, ki32(f, 0))); // sign bit set (includes −0)
   const flip = op("v128.and", op("v128.and", odd, negBase), ki32(f, -0x80000000));
   let out = v(f, op("v128.xor", r, flip));
-  // Negative (non-zero) base with a non-integer exponent: NaN.
-  out = v(
-    f,
-    op(
-      "v128.bitselect",
-      kf32(f, NaN),
-      out,
-      op("v128.andnot", op("f32x4.lt", av, kf32(f, 0)), isInt),
-    ),
+  // Negative (non-zero, finite) base with a non-integer exponent: NaN. (−∞ to such a power
+  // is +∞ or +0, as Math.pow gives: exp(b·log ∞) already is.)
+  const negFinite = op(
+    "v128.and",
+    op("f32x4.lt", av, kf32(f, 0)),
+    op("f32x4.ne", av, kf32(f, -Infinity)),
   );
+  out = v(f, op("v128.bitselect", kf32(f, NaN), out, op("v128.andnot", negFinite, isInt)));
   // x^0 = 1 for every x.
   return v(f, op("v128.bitselect", kf32(f, 1), out, op("f32x4.eq", bv, kf32(f, 0))));
 }

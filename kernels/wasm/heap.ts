@@ -22,6 +22,15 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
+/**
+ * Index of the 4-byte element at byte address `ptr`. A division, not `ptr >>> 2`: a shift
+ * truncates to 32 bits and would wrap every address above 4 GiB.
+ */
+export function elementIndex(ptr: number): number {
+  if (ptr % 4 !== 0 || ptr < 0) throw new RangeError(`wasm heap: misaligned address ${ptr}`);
+  return ptr / 4;
+}
+
 /** A free range of memory. */
 interface Span {
   ptr: number;
@@ -190,6 +199,22 @@ export class WasmHeap {
       this.u8Cache = new Uint8Array(b);
       this.f64Cache = new Float64Array(b);
     }
+  }
+
+  /**
+   * The `length` f32 elements at byte address `ptr`, as a view into the memory (valid until the
+   * memory grows). Addresses may exceed 2^32 with 64-bit memory: they are divided, never shifted,
+   * so no 32-bit arithmetic ever touches them.
+   */
+  f32At(ptr: number, length: number): Float32Array<ArrayBufferLike> {
+    const i = elementIndex(ptr);
+    return this.f32.subarray(i, i + length);
+  }
+
+  /** The `length` i32 elements at byte address `ptr` (see {@link WasmHeap.f32At}). */
+  i32At(ptr: number, length: number): Int32Array<ArrayBufferLike> {
+    const i = elementIndex(ptr);
+    return this.i32.subarray(i, i + length);
   }
 
   /** A Float32Array over the whole memory (refreshed after growth). */

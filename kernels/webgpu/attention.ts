@@ -41,6 +41,8 @@ const WG = 64;
 const PITCH = WG + 1;
 /** Bits of ATTENTION_MASK_VALUE (−3.4028234663852886e38, the most negative f32), exact. */
 const ATTENTION_MASK_BITS = 0xff7fffff;
+/** Bits of a quiet NaN. */
+const NAN_BITS = 0x7fc00000;
 
 /** Output columns each invocation owns: c = lid + 64·a for a < this. */
 function colsPerInvocation(dim: number): number {
@@ -63,10 +65,11 @@ interface Variant {
 
 /**
  * Bytes of workgroup memory of the largest attention kernel: two vectors per row, the staged
- * tile, three 64-entry arrays of row vectors (two chunk arrays, the reduction) and a flag.
+ * tile, four 64-entry arrays of row vectors (two chunk arrays, their visibility, the reduction)
+ * and a flag.
  */
 export function attentionWorkgroupBytes(dim: number, rows: number, dc: number): number {
-  return 4 * (2 * rows * colsPerInvocation(dim) * WG + dc * PITCH + 3 * rows * WG + 1);
+  return 4 * (2 * rows * colsPerInvocation(dim) * WG + dc * PITCH + 4 * rows * WG + 1);
 }
 
 /**
@@ -88,7 +91,8 @@ function layout(dim: number, maxBytes: number, op: string): { rows: number; dc: 
 
 // Parameter words shared by the three kernels:
 // 0 workgroups, 1 H, 2 T, 3 S, 4 d, 5 scale, 6 dropout threshold, 7 keep scale, 8 seed,
-// 9 the most negative f32, 10 whether rows may have nothing visible (key kernel).
+// 9 the most negative f32, 10 whether rows may have nothing visible (key kernel), 11 a NaN
+// (a run-time value: WGSL forbids NaN in constant expressions).
 function params(p: AttentionParams, workgroups: number, mayBeFull = false): number[] {
   if (!Number.isInteger(p.dropSeed)) {
     throw new Error(`webgpu attention: dropSeed ${p.dropSeed} is not an integer`);
@@ -106,6 +110,7 @@ function params(p: AttentionParams, workgroups: number, mayBeFull = false): numb
     p.dropSeed >>> 0,
     ATTENTION_MASK_BITS,
     mayBeFull ? 1 : 0,
+    NAN_BITS,
   ];
 }
 
@@ -157,6 +162,12 @@ fn keep_(idx: u32) -> f32 {
 fn key_visible_(b: u32, j: u32) -> bool {
   ${mask ? "return msk_ld(b * prm(3u) + j) != 0.0;" : "return true;"}
 }
+// NaN or +Inf (by the bits: WGSL lets compilers assume floats are finite). A visible score
+// like this makes its row's softmax NaN.
+fn nan_or_inf_(x: RV) -> VB {
+  let b = bitcast<VU>(x);
+  return (b & VU(0x7fffffffu)) > VU(0x7f800000u) | b == VU(0x7f800000u);
+}
 // Number of keys query i may see causally: keys 0 .. S − T + i (clamped to [0, S]).
 fn causal_end_(i: u32) -> u32 {
   return u32(clamp(i32(prm(3u)) - i32(prm(2u)) + i32(i) + 1, 0, i32(prm(3u))));
@@ -202,14 +213,17 @@ function dots(out: string, vec: string): string {
 
 /**
  * WGSL: `acc[a] += w · name[base + c]` over this invocation's columns for the R rows' weights
- * `w` (a row vector), each element of `name` loaded once; skipped when every weight is 0 (as
- * the CPU skips them).
+ * `w` (a row vector), each element of `name` loaded once, for the rows where `vis` (a VB) holds:
+ * a masked pair adds nothing, not even 0·x (x may be NaN or Inf there). Skipped when no row
+ * sees the pair.
  */
-function accumulate(acc: string, w: string, name: string, base: string): string {
-  return `if (any(${w} != RV(0.0))) {
+function accumulate(acc: string, w: string, name: string, base: string, vis: string): string {
+  return `if (any(${vis})) {
         for (var a = 0u; a < NA; a++) {
           let c = lid + a * WG;
-          if (c < D) { ${acc}[a] = fma(${w}, RV(${name}_ld(${base} + c)), ${acc}[a]); }
+          if (c < D) {
+            ${acc}[a] = select(${acc}[a], fma(${w}, RV(${name}_ld(${base} + c)), ${acc}[a]), ${vis});
+          }
         }
       }`;
 }
@@ -246,7 +260,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let S = prm(3u);
   let D = prm(4u);
   let scale = prmf(5u);
-  let NEG = prmf(9u);`;
+  let NEG = prmf(9u);
+  let NANV = RV(prmf(11u));`;
 
 /** WGSL: ends = the number of keys each of the R query rows r0 + r sees (0 for dummy rows). */
 function queryEnds(v: Variant): string {
@@ -260,6 +275,7 @@ function forwardBody(v: Variant): string {
 var<workgroup> qs: array<RV, ${v.na * WG}>;
 var<workgroup> ss: array<RV, ${WG}>;
 var<workgroup> ps: array<RV, ${WG}>;
+var<workgroup> vss: array<VU, ${WG}>;
 var<workgroup> none_: u32;
 ${ENTRY}
   // Query rows i = r0 + r (r < nr) of head bh; flat row index (b·H + h)·T + i = q0 + r.
@@ -272,9 +288,13 @@ ${ENTRY}
   // Online softmax per row: m the running max of the visible scores (NEG: none yet), lpart
   // this invocation's share of Σ exp(score − m), acc the running Σ exp(score − m)·keep·v over
   // this invocation's columns.
+  // seen: this invocation's keys include a visible one; bad: one of its visible scores is NaN
+  // or +Inf (the row's result is then NaN, whatever max() does with NaN on this device).
   var m = RV(NEG);
   var lpart = RV(0.0);
   var acc = array<RV, NA>();
+  var seen = VB(false);
+  var bad = VB(false);
   for (var j0 = 0u; j0 < end; j0 += WG) {
     let n = min(WG, end - j0);
     let j = j0 + lid;
@@ -288,6 +308,8 @@ ${ENTRY}
     if (lid < n) { kvis = key_visible_(b, j); }
     let vis = (VU(j) < ends) & VB(kvis);
     let sc = select(RV(NEG), s * scale, vis);
+    seen = seen | vis;
+    bad = bad | (vis & nan_or_inf_(sc));
     ss[lid] = sc;
     workgroupBarrier();
     var mc = RV(NEG);
@@ -300,18 +322,23 @@ ${ENTRY}
     lpart = lpart * alpha + e;
     ${keeps(v, "kp", "q0", "j")}
     ps[lid] = e * kp;
+    vss[lid] = select(VU(0u), VU(1u), vis);
     workgroupBarrier();
     for (var a = 0u; a < NA; a++) { acc[a] = acc[a] * alpha; }
     for (var jj = 0u; jj < n; jj++) {
       let w = ps[jj];
-      ${accumulate("acc", "w", "v", "kv + (j0 + jj) * D")}
+      ${accumulate("acc", "w", "v", "kv + (j0 + jj) * D", "vss[jj] != VU(0u)")}
     }
     // The next chunk writes ss, then ps after a barrier: no barrier needed here.
   }
   let l = wg_sum(lpart, lid);
+  let nSeen = wg_sum(select(RV(0.0), RV(1.0), seen), lid);
+  let nBad = wg_sum(select(RV(0.0), RV(1.0), bad), lid);
   // Rows with nothing visible: every score is the most negative f32, so they attend uniformly
-  // to all S keys (their acc is still 0 here).
-  let fullv = (l == RV(0.0)) & live;
+  // to all S keys (their acc is still 0 here). Rows with a NaN or +Inf score, or only −Inf
+  // ones (Σexp = 0), are NaN: NaN in, NaN out.
+  let fullv = (nSeen == RV(0.0)) & live;
+  let nanv = (nBad != RV(0.0)) | ((nSeen != RV(0.0)) & (l == RV(0.0)));
   if (lid == 0u) { none_ = select(0u, 1u, any(fullv)); }
   if (workgroupUniformLoad(&none_) != 0u) {
     let inv = select(RV(0.0), RV(1.0 / f32(S)), fullv);
@@ -320,20 +347,21 @@ ${ENTRY}
       let j = j0 + lid;
       ${keeps(v, "kp", "q0", "j")}
       ps[lid] = select(RV(0.0), inv * kp, VB(lid < n));
+      vss[lid] = select(VU(0u), VU(1u), fullv & VB(lid < n));
       workgroupBarrier();
       for (var jj = 0u; jj < n; jj++) {
         let w = ps[jj];
-        ${accumulate("acc", "w", "v", "kv + (j0 + jj) * D")}
+        ${accumulate("acc", "w", "v", "kv + (j0 + jj) * D", "vss[jj] != VU(0u)")}
       }
       workgroupBarrier();
     }
   }
   let lr = select(l, RV(1.0), fullv);
-  let lse = select(m + log(lr), RV(NEG), fullv);
+  let lse = select(select(m + log(lr), RV(NEG), fullv), NANV, nanv);
   for (var a = 0u; a < NA; a++) {
     let c = lid + a * WG;
     if (c < D) {
-      let o = acc[a] / lr;
+      let o = select(acc[a] / lr, NANV, nanv);
       for (var r = 0u; r < nr; r++) { out_st((q0 + r) * D + c, ${at(v, "o", "r")}); }
     }
   }
@@ -346,6 +374,7 @@ function backwardQueryBody(v: Variant): string {
 var<workgroup> qs: array<RV, ${v.na * WG}>;
 var<workgroup> gs: array<RV, ${v.na * WG}>;
 var<workgroup> dss: array<RV, ${WG}>;
+var<workgroup> vss: array<VU, ${WG}>;
 ${ENTRY}
   ${rowsOfWorkgroup("T")}
   let q0 = bh * T + r0;
@@ -389,10 +418,11 @@ ${ENTRY}
     // Invisible scores may overflow exp; select drops them.
     let P = exp(s * scale - L);
     dss[lid] = select(RV(0.0), P * (kp * dp - Di) * scale, vis);
+    vss[lid] = select(VU(0u), VU(1u), vis);
     workgroupBarrier();
     for (var jj = 0u; jj < n; jj++) {
       let w = dss[jj];
-      ${accumulate("acc", "w", "k", "kv + (j0 + jj) * D")}
+      ${accumulate("acc", "w", "k", "kv + (j0 + jj) * D", "vss[jj] != VU(0u)")}
     }
     // The next chunk writes dss only after its staging barriers (or, with d = 0, there is
     // nothing to accumulate).
@@ -413,6 +443,8 @@ var<workgroup> ks: array<RV, ${v.na * WG}>;
 var<workgroup> vs: array<RV, ${v.na * WG}>;
 var<workgroup> pks: array<RV, ${WG}>;
 var<workgroup> dss: array<RV, ${WG}>;
+// Bit 0: the query sees the key (for dV); bit 1: its dS counts (for dK).
+var<workgroup> vss: array<VU, ${WG}>;
 ${ENTRY}
   // Key rows j = r0 + r (r < nr) of head bh; flat key row (b·H + h)·S + j = k0 + r.
   ${rowsOfWorkgroup("S")}
@@ -464,19 +496,23 @@ ${ENTRY}
     let P = exp(s * scale - L);
     var pk = select(RV(0.0), P * kp, vis);
     var ds = select(RV(0.0), P * (kp * dp - Dq) * scale, vis);
+    var flags = select(VU(0u), VU(3u), vis);
     if (L < -1e38) {
+      // Nothing visible: uniform over every key, constant scores (no dS).
       pk = select(RV(0.0), invS * kp, here);
       ds = RV(0.0);
+      flags = select(VU(0u), VU(1u), here);
     }
     pks[lid] = pk;
     dss[lid] = ds;
+    vss[lid] = flags;
     workgroupBarrier();
     for (var ii = 0u; ii < n; ii++) {
       let qo = qb + ii * D;
       let w1 = pks[ii];
       let w2 = dss[ii];
-      ${accumulate("gv", "w1", "g", "qo")}
-      ${accumulate("gk", "w2", "q", "qo")}
+      ${accumulate("gv", "w1", "g", "qo", "(vss[ii] & VU(1u)) != VU(0u)")}
+      ${accumulate("gk", "w2", "q", "qo", "(vss[ii] & VU(2u)) != VU(0u)")}
     }
     // The next chunk writes pks and dss only after its staging barriers (or d = 0).
   }

@@ -25,7 +25,7 @@ import type {
   UnaryOp,
   View,
 } from "../backend.ts";
-import { checkAttentionParams, contiguousView } from "../backend.ts";
+import { contiguousView } from "../backend.ts";
 import { type AdapterDescription, type GpuContext, openDevice } from "./device.ts";
 export { adapterInfo, hardwareAdapterAvailable } from "./device.ts";
 import { type BufferArg, Dispatcher, type ElemFormat, type KernelCall } from "./dispatch.ts";
@@ -53,6 +53,7 @@ import {
 import { gatherCall, scatterLinksCall, scatterSumCall } from "./indexing.ts";
 import { adamwCall } from "./optim.ts";
 import { attentionBackwardCalls, attentionCall } from "./attention.ts";
+import { installArgumentChecks } from "../checks.ts";
 
 /** Options of {@link createWebGPUBackend}. */
 export interface WebGPUBackendOptions {
@@ -98,21 +99,6 @@ export interface WebGPUStats extends PoolStats {
   submits: number;
   /** Compiled pipelines. */
   pipelines: number;
-}
-
-function viewExtent(v: View): [number, number] {
-  let lo = v.offset, hi = v.offset;
-  for (let d = 0; d < v.shape.length; d++) {
-    if (v.shape[d] === 0) return [0, -1];
-    const span = (v.shape[d] - 1) * v.strides[d];
-    if (span < 0) lo += span;
-    else hi += span;
-  }
-  return [lo, hi];
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
 function size(shape: readonly number[]): number {
@@ -185,27 +171,6 @@ export class WebGPUBackend implements Backend {
   #i32(s: Storage, op: string, name: string): BufferArg {
     if (s.dtype !== "i32") throw new Error(`webgpu ${op}: ${name} must be i32, got ${s.dtype}`);
     return this.#arg(s, op, name);
-  }
-
-  #need(s: Storage, elems: number, op: string, name: string): void {
-    if (s.length < elems) {
-      throw new Error(`webgpu ${op}: ${name} has ${s.length} elements, needs ${elems}`);
-    }
-  }
-
-  #checkView(s: Storage, v: View, op: string, name: string): void {
-    if (v.strides.length !== v.shape.length) {
-      throw new Error(
-        `webgpu ${op}: ${name} view has shape [${v.shape}] but strides [${v.strides}]`,
-      );
-    }
-    const [lo, hi] = viewExtent(v);
-    if (hi >= lo && (lo < 0 || hi >= s.length)) {
-      throw new Error(
-        `webgpu ${op}: ${name} view (shape [${v.shape}], strides [${v.strides}], offset ` +
-          `${v.offset}) reaches elements ${lo}..${hi} of a buffer of ${s.length}`,
-      );
-    }
   }
 
   #alloc(length: number, dtype: DType, what: string, format: ElemFormat = dtype): WebGPUStorage {
@@ -317,13 +282,6 @@ export class WebGPUBackend implements Backend {
 
   /** Writes `src` seen through `srcView` into `dst` seen through `dstView`. */
   copy(src: Storage, srcView: View, dst: Storage, dstView: View): void {
-    if (!sameShape(srcView.shape, dstView.shape)) {
-      throw new Error(
-        `webgpu copy: source shape [${srcView.shape}] differs from destination [${dstView.shape}]`,
-      );
-    }
-    this.#checkView(src, srcView, "copy", "source");
-    this.#checkView(dst, dstView, "copy", "destination");
     let a = this.#arg(src, "copy", "a");
     const out = this.#arg(dst, "copy", "out", true);
     let temp: BufferArg | null = null;
@@ -357,12 +315,6 @@ export class WebGPUBackend implements Backend {
   ): Storage {
     const operands: EwOperand[] = [];
     for (const i of inputs) {
-      if (!sameShape(i.v.shape, shape)) {
-        throw new Error(
-          `webgpu ${op}: operand ${i.name} has shape [${i.v.shape}], expected [${shape}]`,
-        );
-      }
-      this.#checkView(i.s, i.v, op, i.name);
       const arg = i.f32 ? this.#f32(i.s, op, i.name) : this.#arg(i.s, op, i.name);
       operands.push({ arg, view: i.v });
     }
@@ -426,7 +378,6 @@ export class WebGPUBackend implements Backend {
   #reduce(op: ReduceOp | "argmax", x: Storage, outer: number, sz: number, inner: number): Storage {
     const name = op === "argmax" ? "argmax" : `reduce.${op}`;
     const xa = this.#f32(x, name, "x");
-    this.#need(x, outer * sz * inner, name, `x [${outer}, ${sz}, ${inner}]`);
     const dtype: DType = op === "argmax" ? "i32" : "f32";
     if (sz === 0) {
       // Empty axis: the sum is 0; max/min have no element (NaN); argmax gives index 0.
@@ -453,14 +404,6 @@ export class WebGPUBackend implements Backend {
   matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
     const aa = this.#f32(a, "matmul", "a");
     const ba = this.#f32(b, "matmul", "b");
-    const lastA = (p.aOffset ?? 0) + (p.batch - 1) * p.aBatchStride + p.m * p.k;
-    const lastB = (p.bOffset ?? 0) + (p.batch - 1) * p.bBatchStride + p.k * p.n;
-    if (p.batch > 0 && p.m * p.k > 0) {
-      this.#need(a, lastA, "matmul", `a (batch ${p.batch}, m ${p.m}, k ${p.k})`);
-    }
-    if (p.batch > 0 && p.k * p.n > 0) {
-      this.#need(b, lastB, "matmul", `b (batch ${p.batch}, k ${p.k}, n ${p.n})`);
-    }
     const out = this.#alloc(p.batch * p.m * p.n, "f32", "matmul");
     if (p.batch * p.m * p.n === 0) return out;
     for (const call of matmulCalls(aa, ba, this.#out(out), p, this.#maxDim)) this.#run(call);
@@ -472,7 +415,6 @@ export class WebGPUBackend implements Backend {
   /** Softmax or log-softmax of each row. */
   softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
     const xa = this.#f32(x, "softmax", "x");
-    this.#need(x, rows * cols, "softmax", `x [${rows}, ${cols}]`);
     const out = this.#alloc(rows * cols, "f32", "softmax");
     if (cols > 0) this.#run(softmaxCall(xa, this.#out(out), rows, cols, log, this.#maxDim));
     return out;
@@ -482,8 +424,6 @@ export class WebGPUBackend implements Backend {
   softmaxBackward(y: Storage, gy: Storage, rows: number, cols: number, log: boolean): Storage {
     const ya = this.#f32(y, "softmaxBackward", "x");
     const ga = this.#f32(gy, "softmaxBackward", "g");
-    this.#need(y, rows * cols, "softmaxBackward", `y [${rows}, ${cols}]`);
-    this.#need(gy, rows * cols, "softmaxBackward", `gy [${rows}, ${cols}]`);
     const out = this.#alloc(rows * cols, "f32", "softmaxBackward");
     if (cols > 0) {
       this.#run(softmaxBackwardCall(ya, ga, this.#out(out), rows, cols, log, this.#maxDim));
@@ -502,9 +442,6 @@ export class WebGPUBackend implements Backend {
   ): { y: Storage; mean: Storage; rstd: Storage } {
     const op = "layerNorm";
     const xa = this.#f32(x, op, "x"), wa = this.#f32(w, op, "w"), ba = this.#f32(b, op, "b");
-    this.#need(x, rows * cols, op, `x [${rows}, ${cols}]`);
-    this.#need(w, cols, op, "w");
-    this.#need(b, cols, op, "b");
     const y = this.#alloc(rows * cols, "f32", "layerNorm y");
     const mean = this.#alloc(rows, "f32", "layerNorm mean");
     const rstd = this.#alloc(rows, "f32", "layerNorm rstd");
@@ -541,11 +478,6 @@ export class WebGPUBackend implements Backend {
     const xa = this.#f32(x, op, "x"), wa = this.#f32(w, op, "w");
     const ma = this.#f32(mean, op, "mean"), ra = this.#f32(rstd, op, "rstd");
     const ga = this.#f32(gy, op, "g");
-    this.#need(x, rows * cols, op, `x [${rows}, ${cols}]`);
-    this.#need(gy, rows * cols, op, `gy [${rows}, ${cols}]`);
-    this.#need(w, cols, op, "w");
-    this.#need(mean, rows, op, "mean");
-    this.#need(rstd, rows, op, "rstd");
     const gx = this.#alloc(rows * cols, "f32", "layerNormBackward gx");
     if (rows === 0 || cols === 0) {
       return { gx, gw: this.full(cols, 0, "f32"), gb: this.full(cols, 0, "f32") };
@@ -594,8 +526,6 @@ export class WebGPUBackend implements Backend {
   ): { loss: Storage; lse: Storage } {
     const op = "crossEntropy";
     const xa = this.#f32(logits, op, "x"), ta = this.#i32(targets, op, "t");
-    this.#need(logits, rows * cols, op, `logits [${rows}, ${cols}]`);
-    this.#need(targets, rows, op, "targets");
     const loss = this.#alloc(rows, "f32", "crossEntropy loss");
     const lse = this.#alloc(rows, "f32", "crossEntropy lse");
     if (cols > 0) {
@@ -623,10 +553,6 @@ export class WebGPUBackend implements Backend {
     const op = "crossEntropyBackward";
     const xa = this.#f32(logits, op, "x"), ta = this.#i32(targets, op, "t");
     const la = this.#f32(lse, op, "lse"), ga = this.#f32(gLoss, op, "g");
-    this.#need(logits, rows * cols, op, `logits [${rows}, ${cols}]`);
-    this.#need(targets, rows, op, "targets");
-    this.#need(lse, rows, op, "lse");
-    this.#need(gLoss, rows, op, "gLoss");
     const out = this.#alloc(rows * cols, "f32", op);
     this.#run(crossEntropyBackwardCall(
       { x: xa, t: ta, lse: la, g: ga, out: this.#out(out) },
@@ -643,7 +569,6 @@ export class WebGPUBackend implements Backend {
   /** out[i, :] = table[ids[i], :]; out-of-range ids give zero rows. */
   gather(table: Storage, ids: Storage, n: number, cols: number): Storage {
     const ta = this.#f32(table, "gather", "table"), ia = this.#i32(ids, "gather", "ids");
-    this.#need(ids, n, "gather", "ids");
     const vocab = cols > 0 ? Math.floor(table.length / cols) : 0;
     const out = this.#alloc(n * cols, "f32", "gather");
     this.#run(gatherCall(ta, ia, this.#out(out), n, cols, vocab, this.#maxDim));
@@ -653,8 +578,6 @@ export class WebGPUBackend implements Backend {
   /** out[v, :] = Σ_{i: ids[i]=v} g[i, :], summed in increasing i (deterministic). */
   scatterAdd(g: Storage, ids: Storage, n: number, cols: number, vocab: number): Storage {
     const ga = this.#f32(g, "scatterAdd", "g"), ia = this.#i32(ids, "scatterAdd", "ids");
-    this.#need(g, n * cols, "scatterAdd", `g [${n}, ${cols}]`);
-    this.#need(ids, n, "scatterAdd", "ids");
     const out = this.#alloc(vocab * cols, "f32", "scatterAdd");
     this.#run(fillCall(this.#out(out), vocab * cols, 0, this.#maxDim));
     if (n > 0 && cols > 0) {
@@ -697,17 +620,10 @@ export class WebGPUBackend implements Backend {
     p: AttentionParams,
   ): { out: Storage; lse: Storage } {
     const op = "attention";
-    checkAttentionParams(p, `webgpu ${op}`);
-    const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
+    const { batch: B, heads: H, queries: T, dim: D } = p;
     const qa = this.#f32(q, op, "q"), ka = this.#f32(k, op, "k"), va = this.#f32(v, op, "v");
-    this.#need(q, B * H * T * D, op, `q [${B}, ${H}, ${T}, ${D}]`);
-    this.#need(k, B * H * S * D, op, `k [${B}, ${H}, ${S}, ${D}]`);
-    this.#need(v, B * H * S * D, op, `v [${B}, ${H}, ${S}, ${D}]`);
     let ma: BufferArg | null = null;
-    if (mask !== null) {
-      ma = this.#f32(mask, op, "msk");
-      this.#need(mask, B * S, op, `mask [${B}, ${S}]`);
-    }
+    if (mask !== null) ma = this.#f32(mask, op, "msk");
     const out = this.#alloc(B * H * T * D, "f32", "attention out");
     const lse = this.#alloc(B * H * T, "f32", "attention lse");
     this.#run(attentionCall(
@@ -731,22 +647,12 @@ export class WebGPUBackend implements Backend {
     p: AttentionParams,
   ): { gq: Storage; gk: Storage; gv: Storage } {
     const op = "attentionBackward";
-    checkAttentionParams(p, `webgpu ${op}`);
     const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
     const qa = this.#f32(q, op, "q"), ka = this.#f32(k, op, "k"), va = this.#f32(v, op, "v");
     const oa = this.#f32(out, op, "o"), la = this.#f32(lse, op, "lse");
     const ga = this.#f32(gOut, op, "g");
-    this.#need(q, B * H * T * D, op, `q [${B}, ${H}, ${T}, ${D}]`);
-    this.#need(k, B * H * S * D, op, `k [${B}, ${H}, ${S}, ${D}]`);
-    this.#need(v, B * H * S * D, op, `v [${B}, ${H}, ${S}, ${D}]`);
-    this.#need(out, B * H * T * D, op, `out [${B}, ${H}, ${T}, ${D}]`);
-    this.#need(gOut, B * H * T * D, op, `gOut [${B}, ${H}, ${T}, ${D}]`);
-    this.#need(lse, B * H * T, op, `lse [${B}, ${H}, ${T}]`);
     let ma: BufferArg | null = null;
-    if (mask !== null) {
-      ma = this.#f32(mask, op, "msk");
-      this.#need(mask, B * S, op, `mask [${B}, ${S}]`);
-    }
+    if (mask !== null) ma = this.#f32(mask, op, "msk");
     const gq = this.#alloc(B * H * T * D, "f32", "attentionBackward gq");
     const gk = this.#alloc(B * H * S * D, "f32", "attentionBackward gk");
     const gv = this.#alloc(B * H * S * D, "f32", "attentionBackward gv");
@@ -780,12 +686,6 @@ export class WebGPUBackend implements Backend {
   /** One AdamW step in place on param, m and v. */
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
     const op = "adamw";
-    const all = [param, grad, m, v];
-    if (new Set(all).size !== 4) throw new Error("webgpu adamw: param, grad, m and v must differ");
-    for (const [s, nm] of [[param, "param"], [grad, "grad"], [m, "m"], [v, "v"]] as const) {
-      if (s.dtype !== "f32") throw new Error(`webgpu adamw: ${nm} must be f32`);
-      this.#need(s, param.length, op, nm);
-    }
     this.#run(adamwCall(
       {
         param: this.#arg(param, op, "param", true),
@@ -842,6 +742,8 @@ export class WebGPUBackend implements Backend {
     this.#ctx.device.destroy();
   }
 }
+
+installArgumentChecks(WebGPUBackend);
 
 /**
  * Opens the high-performance WebGPU adapter and returns a backend on it. Throws when there is

@@ -34,7 +34,7 @@ export const OP_WGSL: Readonly<Record<UnaryOp | BinaryOp | "where", string>> = {
   gelu: "gelu_(a)",
   geluGrad: "gelu_grad_(a)",
   abs: "abs(a)",
-  sign: "sign(a)",
+  sign: "select(sign(a), a, isnan_(a))",
   step: "select(0.0, 1.0, a > 0.0)",
   recip: "1.0 / a",
   powScalar: "pow_(a, p)",
@@ -59,8 +59,14 @@ export const OP_WGSL: Readonly<Record<UnaryOp | BinaryOp | "where", string>> = {
 /** Scalar math helpers shared by the elementwise kernels. */
 export const MATH_WGSL = `
 const SQRT_2_OVER_PI = 0.7978845608028654;
-// tanh saturates to ±1 in f32 beyond |x| = 9.1; clamping keeps exp-based implementations finite.
-fn tanh_(x: f32) -> f32 { return tanh(clamp(x, -15.0, 15.0)); }
+// NaN, by the bits: WGSL lets compilers assume floats are not NaN, so x != x may fold away.
+fn isnan_(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+// tanh saturates to ±1 in f32 beyond |x| = 9.1; clamping keeps exp-based implementations finite
+// (and would turn NaN into a number: NaN passes through).
+fn tanh_(x: f32) -> f32 {
+  if (isnan_(x)) { return x; }
+  return tanh(clamp(x, -15.0, 15.0));
+}
 fn gelu_(x: f32) -> f32 {
   return 0.5 * x * (1.0 + tanh_(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
 }
@@ -73,6 +79,20 @@ fn gelu_grad_(x: f32) -> f32 {
 // integer exponents, and exact small powers.
 fn pow_(x: f32, y: f32) -> f32 {
   if (y == 0.0) { return 1.0; }
+  if (isnan_(x) || isnan_(y)) { return x + y; }
+  let odd = floor(y) == y && abs(y) < 16777216.0 && (i32(y) & 1) != 0;
+  if (bitcast<u32>(x) == 0xff800000u) {
+    // x = −∞: ±∞ for y > 0, ±0 for y < 0, negative for odd integers (−x is +∞).
+    if (y > 0.0) { return select(-x, x, odd); }
+    return select(0.0, -0.0, odd);
+  }
+  if (x == 0.0) {
+    // ±0: ±0 for y > 0, ±∞ for y < 0, the sign kept for odd integers (as Math.pow). The
+    // infinity is built at run time (WGSL forbids it in constant expressions).
+    let inf = bitcast<f32>(0x7f800000u | (bitcast<u32>(y) & 0u));
+    let r = select(inf, 0.0, y > 0.0);
+    return select(r, select(r, -r, bitcast<u32>(x) != 0u), odd);
+  }
   if (y == 1.0) { return x; }
   if (y == 2.0) { return x * x; }
   if (y == 3.0) { return x * x * x; }
@@ -80,7 +100,7 @@ fn pow_(x: f32, y: f32) -> f32 {
   if (y == -1.0) { return 1.0 / x; }
   if (x < 0.0 && floor(y) == y) {
     let r = exp2(y * log2(-x));
-    if (abs(y) < 16777216.0 && (i32(y) & 1) != 0) { return -r; }
+    if (odd) { return -r; }
     return r;
   }
   return pow(x, y);

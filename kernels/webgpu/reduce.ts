@@ -16,11 +16,13 @@ import { type BufferArg, entry1d, grid1, type KernelCall } from "./dispatch.ts";
 const TREE_WG = 256;
 const COL_WG = 256;
 
-// Combining expressions; `acc` and `v`. NaN handling follows the hardware's max/min compare.
+// Combining expressions; `acc` and `v`. A NaN element makes max and min NaN, as in the
+// reference (tested by its bits: WGSL lets compilers assume floats are not NaN).
+const IS_NAN_V = "(bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u";
 const COMBINE: Record<ReduceOp, string> = {
   sum: "acc + v",
-  max: "select(acc, v, v > acc)",
-  min: "select(acc, v, v < acc)",
+  max: `select(acc, v, v > acc || ${IS_NAN_V})`,
+  min: `select(acc, v, v < acc || ${IS_NAN_V})`,
 };
 
 /** Whether the tree strategy suits a shape. */

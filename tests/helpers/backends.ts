@@ -1,0 +1,61 @@
+/**
+ * The backends the conformance suite runs over, and the inputs it feeds them. Adding a backend
+ * to every conformance check is one line in {@link BACKEND_VARIANTS}.
+ *
+ * @module
+ */
+import type { Backend } from "../../kernels/backend.ts";
+import { CpuBackend } from "../../kernels/cpu/backend.ts";
+import { createWasmBackend } from "../../kernels/wasm/backend.ts";
+import { adapterInfo } from "../../kernels/webgpu/device.ts";
+import { createWebGPUBackend } from "../../kernels/webgpu/backend.ts";
+
+/** A backend to test: its label and how to make it (null: not available here, with why). */
+export interface BackendVariant {
+  label: string;
+  make: () => Promise<Backend | string>;
+  /**
+   * Absolute tolerance this backend needs at least (WGSL's transcendental functions are less
+   * exact than the WebAssembly polynomials).
+   */
+  minAtol?: number;
+}
+
+/** Every backend configuration the suite checks against the reference. */
+export const BACKEND_VARIANTS: BackendVariant[] = [
+  { label: "cpu", make: () => Promise.resolve(new CpuBackend()) },
+  { label: "wasm64×1", make: () => createWasmBackend({ threads: 1 }) },
+  { label: "wasm64×2", make: () => createWasmBackend({ threads: 2 }) },
+  { label: "wasm32×2", make: () => createWasmBackend({ threads: 2, memory64: false }) },
+  { label: "wasm64×2 no relaxed SIMD", make: () => createWasmBackend({ relaxedSimd: false }) },
+  {
+    label: "wasm32×1 no relaxed SIMD",
+    make: () => createWasmBackend({ threads: 1, memory64: false, relaxedSimd: false }),
+  },
+  {
+    label: "webgpu",
+    make: async () =>
+      (await adapterInfo())
+        ? await createWebGPUBackend()
+        : "no WebGPU adapter (mesa-vulkan-drivers)",
+    minAtol: 2e-6,
+  },
+];
+
+/** The reference a backend is compared with: float64 for the float32 CPU backend itself. */
+export function referenceFor(label: string): Backend {
+  return label === "cpu" ? f64Reference : f32Reference;
+}
+const f32Reference = new CpuBackend();
+const f64Reference = new CpuBackend({ precision: "f64" });
+
+/** A seeded generator of uniform numbers in [0, 1) (mulberry32). */
+export function seeded(seed: number): () => number {
+  let s = seed | 0;
+  return () => {
+    s = (s + 0x6d2b79f5) | 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
