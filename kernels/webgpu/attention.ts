@@ -166,7 +166,7 @@ fn key_visible_(b: u32, j: u32) -> bool {
 // like this makes its row's softmax NaN.
 fn nan_or_inf_(x: RV) -> VB {
   let b = bitcast<VU>(x);
-  return (b & VU(0x7fffffffu)) > VU(0x7f800000u) | b == VU(0x7f800000u);
+  return ((b & VU(0x7fffffffu)) > VU(0x7f800000u)) | (b == VU(0x7f800000u));
 }
 // Number of keys query i may see causally: keys 0 .. S − T + i (clamped to [0, S]).
 fn causal_end_(i: u32) -> u32 {
