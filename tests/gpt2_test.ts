@@ -332,6 +332,13 @@ Deno.test("loss: shifted cross-entropy with ignore index -100, Hugging Face sema
     "sum",
   );
   close(vals(model.loss(ids, labels, { reduction: "none" })), perToken, 1e-12, "per token");
+  // Host labels take only labelled positions through the head; a labels tensor takes all: same loss.
+  close(vals(model.loss(ids, labels, { reduction: "sum" })), [total], 1e-12, "sum, host labels");
+  close(vals(model.loss(ids, lf.ids(labels, { backend: f64 }))), [total / count], 1e-12, "mean");
+  assert.throws(
+    () => model.loss(ids, ids.map((r) => r.map(() => -100))),
+    /no labelled positions/,
+  );
   assert.throws(() => model.loss(ids, [[1, 2, 3]]), /labels \[1, 3\] must match ids \[2, 5\]/);
   const h = model.hidden(ids);
   assert.deepEqual(h.hidden.shape, [2, 5, 16]);
