@@ -20,7 +20,12 @@ const cpu = new CpuBackend();
 // 64-bit memory with two threads (the default configuration here); 32-bit memory, one thread and
 // no relaxed SIMD (the fallbacks: plain mul+add in matmul and polynomials).
 const w64 = await createWasmBackend({ threads: 2, blas: false });
-const w32 = await createWasmBackend({ threads: 1, memory64: false, relaxedSimd: false, blas: false });
+const w32 = await createWasmBackend({
+  threads: 1,
+  memory64: false,
+  relaxedSimd: false,
+  blas: false,
+});
 const BACKENDS: [string, WasmBackend][] = [["wasm64×2", w64], ["wasm32×1", w32]];
 
 let seed = 987654321;
