@@ -325,6 +325,9 @@ export async function comparePeer(opts: PeerOptions = {}): Promise<PeerRow[]> {
           },
         );
         ours.dispose();
+        const rss = `peak RSS: ours ${peakRssMiB().toFixed(0)} MiB, torch ${
+          ((await peer.call({ cmd: "rss" })).peakRssMiB as number).toFixed(0)
+        } MiB`;
         const name = `${label} ${mode === "prefix" ? "prefix-tuning" : "fine-tuning"} step, 10×64`;
         rows.push(
           peerRow(
@@ -336,7 +339,7 @@ export async function comparePeer(opts: PeerOptions = {}): Promise<PeerRow[]> {
             load,
             `first losses: ours ${losses[0].toFixed(4)}, torch ${
               tl[0].toFixed(4)
-            } (different random weights)`,
+            } (different random weights); ${rss}`,
           ),
         );
         say(
@@ -408,6 +411,45 @@ export async function comparePeer(opts: PeerOptions = {}): Promise<PeerRow[]> {
     }
   }
   return rows;
+}
+
+/** Peak resident memory of this process (Linux `VmHWM`), NaN where unknown. */
+export function peakRssMiB(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync("/proc/self/status"));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * The loss of the same random weights (seed 0) and batch on our WebAssembly backend and on the
+ * plain-TypeScript reference backend, no gradient. The reference runs at about a GFLOP/s, so a
+ * large model is checked on the first `rows` × `tokens` of the batch.
+ */
+export async function referenceLossCheck(
+  size: { nLayer: number; nHead: number; nEmbd: number },
+  batch: ShapedBatch,
+  rows: number,
+  tokens: number,
+): Promise<{ ours: number; reference: number }> {
+  const { CpuBackend } = await import("../kernels/cpu/backend.ts");
+  const ids = batch.ids.slice(0, rows).map((r) => r.slice(0, tokens));
+  const labels = batch.labels.slice(0, rows).map((r) => r.slice(0, tokens));
+  const config = gpt2Config({ ...size, attnPdrop: 0, embdPdrop: 0, residPdrop: 0 });
+  const lossOn = async (backend: lf.Backend) => {
+    const model = GPT2.random(config, 0, { backend }).eval();
+    const l = lf.noGrad(() => model.loss(ids, labels));
+    const v = await l.item();
+    l.dispose();
+    model.dispose();
+    return v;
+  };
+  const be = await createWasmBackend();
+  const ours = await lossOn(be);
+  be.close();
+  return { ours, reference: await lossOn(new CpuBackend()) };
 }
 
 /** Our training step on `batch` (prefix-tuning or fine-tuning), with its time and loss. */

@@ -24,9 +24,11 @@ import {
 } from "../bench/suite.ts";
 import {
   comparePeer,
+  e2eShapedBatch,
   type PeerOptions,
   type PeerRow,
   peerTable,
+  referenceLossCheck,
   TorchPeer,
 } from "../bench/peer.ts";
 
@@ -117,6 +119,14 @@ export async function main(args: string[]): Promise<number> {
         opts.parts ??= ["prefix", "fine"];
       }
       peer = await comparePeer(opts);
+      if (values.medium) {
+        // The reference backend is slow: the first 2 rows × 16 tokens of the same batch.
+        say("medium: loss against the reference backend (2 × 16 tokens) ...");
+        const r = await referenceLossCheck(opts.model!, e2eShapedBatch(10, 64, 50257), 2, 16);
+        peerNote = `GPT-2 Medium loss, same weights and batch (first 2 rows × 16 tokens): ` +
+          `ours ${r.ours.toFixed(6)}, reference backend ${r.reference.toFixed(6)}`;
+        say(peerNote);
+      }
     }
   }
   if (values.json) console.log(JSON.stringify({ rows, peer, peerNote }, null, 2));
