@@ -323,8 +323,20 @@ Deno.test("wasm BLAS: LF_BLAS=off and an explicit bad path", async () => {
   );
   if (blasPath) {
     const w = await createWasmBackend({ threads: 2, blas: blasPath });
-    assert.match(w.matmulPath, /^BLAS /);
+    assert.match(w.matmulPath, /^BLAS .*, 2 thread\(s\)$/);
     w.close();
+    // One setting caps both: LF_WASM_THREADS=1 gives one worker thread and one BLAS thread.
+    const prevThreads = Deno.env.get("LF_WASM_THREADS");
+    try {
+      Deno.env.set("LF_WASM_THREADS", "1");
+      const w1 = await createWasmBackend({ blas: blasPath });
+      assert.equal(w1.threads, 1);
+      assert.match(w1.matmulPath, /, 1 thread\(s\)$/);
+      w1.close();
+    } finally {
+      if (prevThreads === undefined) Deno.env.delete("LF_WASM_THREADS");
+      else Deno.env.set("LF_WASM_THREADS", prevThreads);
+    }
   }
 });
 
