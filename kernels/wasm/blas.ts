@@ -24,6 +24,9 @@
 /** The thread count last set in each opened library (it is a process-wide setting there). */
 const libThreads = new Map<string, number>();
 
+/** Products below this many flops run on one library thread. */
+const SMALL_FLOPS = 2e7;
+
 /** Up to this many rows, a product with B stored [k, n] runs as one GEMV per row. */
 const GEMV_ROWS_MAX_M = 6;
 
@@ -166,10 +169,10 @@ export class Blas {
     return this.#openblas.symbols.openblas_get_num_threads();
   }
 
-  #applyThreads(): void {
-    if (this.#openblas && libThreads.get(this.path) !== this.#threads) {
-      this.#openblas.symbols.openblas_set_num_threads(this.#threads);
-      libThreads.set(this.path, this.#threads);
+  #applyThreads(n = this.#threads): void {
+    if (this.#openblas && libThreads.get(this.path) !== n) {
+      this.#openblas.symbols.openblas_set_num_threads(n);
+      libThreads.set(this.path, n);
     }
   }
 
@@ -190,10 +193,14 @@ export class Blas {
    */
   gemm(g: GemmCall): void {
     const base = this.#baseAddress();
-    this.#applyThreads();
     const { m, n, k } = g;
+    // Small products (decoding's one-row products) stay on the calling thread: waking the
+    // library's workers costs more than they save, and a worker that keeps spinning after the
+    // call competes with the backend's own threads for the next ops.
+    const rows = m > 1 && m <= GEMV_ROWS_MAX_M && !g.transB;
+    this.#applyThreads(2 * (rows ? 1 : m) * n * k < SMALL_FLOPS ? 1 : this.#threads);
     const lda = g.transA ? m : k, ldb = g.transB ? k : n;
-    if (m > 1 && m <= GEMV_ROWS_MAX_M && !g.transB) {
+    if (rows) {
       // A few rows times a B stored [k, n] (decoding's beams through a layer): one GEMV per
       // row reads B m times, but without packing it, which costs more at these sizes (measured
       // with OpenBLAS 0.3.21: m = 5, 768×3072, 0.67 ms against 0.93 ms for the GEMM).
