@@ -607,9 +607,21 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   if (A !== a) A.dispose();
   if (B !== b) B.dispose();
   const out = Tensor.fromStorage(s, [...batchShape, m, n]);
+  // A 2-d operand stored transposed (e.g. the tied LM head's wteᵀ) gets its gradient in its
+  // storage's layout, (gᵀ·a)ᵀ rather than aᵀ·g: it then adds to the stored tensor's other
+  // gradients (the embedding's) contiguously instead of through a transposed, cache-hostile view.
+  const flat = a.ndim === 2 && b.ndim === 2;
   return record(out, "matmul", [a, b], (g) => [
-    a.requiresGrad ? sumTo(matmul(g, transpose(b, -1, -2)), a.shape) : null,
-    b.requiresGrad ? sumTo(matmul(transpose(a, -1, -2), g), b.shape) : null,
+    a.requiresGrad
+      ? flat && la.trans
+        ? transpose(matmul(b, transpose(g, 0, 1)), 0, 1)
+        : sumTo(matmul(g, transpose(b, -1, -2)), a.shape)
+      : null,
+    b.requiresGrad
+      ? flat && lb.trans
+        ? transpose(matmul(transpose(g, 0, 1), a), 0, 1)
+        : sumTo(matmul(transpose(a, -1, -2), g), b.shape)
+      : null,
   ]);
 }
 

@@ -6,6 +6,9 @@
  * (non-fallback) adapter — WGSL on a software rasteriser is slower than the CPU — then the
  * WebAssembly backend, then the reference backend.
  *
+ * For the WebAssembly backend the line also says which matmul it runs: the system BLAS found
+ * (`LF_BLAS` picks one or turns it off) or the WebAssembly kernels, and why.
+ *
  * @module
  */
 import type { Backend } from "./backend.ts";
@@ -42,6 +45,12 @@ function nvidiaWithoutAdapter(): boolean {
   return false;
 }
 
+/** The matmul path of a backend that has a choice of one (the WebAssembly backend). */
+function matmulNote(b: Backend): string {
+  const path = (b as { matmulPath?: unknown }).matmulPath;
+  return typeof path === "string" ? `; matmul: ${path}` : "";
+}
+
 /** Whether a hardware WebGPU adapter is present. */
 async function hardwareGpu(): Promise<boolean> {
   try {
@@ -62,7 +71,7 @@ export async function useBackend(
 ): Promise<Backend> {
   if (name !== "auto") {
     const b = await setBackend(name);
-    log(`backend: ${b.name}`);
+    log(`backend: ${b.name}${matmulNote(b)}`);
     return b;
   }
   if (await hardwareGpu()) {
@@ -77,7 +86,7 @@ export async function useBackend(
   const note = nvidiaWithoutAdapter() ? `; ${NVIDIA_HINT}` : "";
   try {
     const b = await setBackend("wasm");
-    log(`backend: wasm (no hardware GPU adapter${note})`);
+    log(`backend: wasm (no hardware GPU adapter${note}${matmulNote(b)})`);
     return b;
   } catch (e) {
     log(

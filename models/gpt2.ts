@@ -17,7 +17,7 @@
  * @module
  */
 import { ids as idsTensor } from "../autograd/creation.ts";
-import { crossEntropy, matmul, reshape, slice, transpose } from "../autograd/ops.ts";
+import { crossEntropy, embedding, matmul, reshape, slice, transpose } from "../autograd/ops.ts";
 import { Xoshiro128 } from "../autograd/random.ts";
 import { isGradEnabled, Tensor, tidy } from "../autograd/tensor.ts";
 import type { Backend } from "../kernels/backend.ts";
@@ -517,6 +517,8 @@ export class GPT2 extends Module {
   /**
    * Causal-LM loss with Hugging Face's semantics: logits[:, :-1] against labels[:, 1:]
    * (labels are the ids with -100 where no loss is wanted), mean over non-ignored targets.
+   * With labels given as host arrays (`number[][]`), only labelled positions go through the LM
+   * head (same loss, less work); with a labels tensor, every position does.
    */
   loss(ids: IdsInput, labels: IdsInput, opts: LossOptions = {}): Tensor {
     if (!this.transformer.recordsGraph(opts.past)) return tidy(() => this.#loss(ids, labels, opts));
@@ -533,6 +535,31 @@ export class GPT2 extends Module {
     if (lshape.length !== 2 || lshape[0] !== B || lshape[1] !== T) {
       throw new Error(`GPT2.loss: labels [${lshape.join(", ")}] must match ids [${B}, ${T}]`);
     }
+    const reduction = opts.reduction ?? "mean";
+    if (!(labels instanceof Tensor) && reduction !== "none") {
+      // Labels known on the host: only the positions that carry one go through the head (the
+      // [n_embd × vocab] product dominates a step; an E2E example's MR and padding are -100).
+      const rows: number[] = [], targets: number[] = [];
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t + 1 < T; t++) {
+          const y = labels[b][t + 1];
+          if (y === -100) continue;
+          rows.push(b * T + t);
+          targets.push(y);
+        }
+      }
+      if (rows.length === 0) {
+        throw new Error("GPT2.loss: no labelled positions (every label is -100)");
+      }
+      const C = hidden.shape[2];
+      const picked = embedding(
+        reshape(hidden, [B * T, C]),
+        idsTensor(rows, { backend: this.backend }),
+      );
+      return crossEntropy(this.lmHead(picked), idsTensor(targets, { backend: this.backend }), {
+        reduction,
+      });
+    }
     // Only positions 0..T-2 predict a label: skip the last one before the (large) head.
     const logits = this.lmHead(slice(hidden, 1, 0, T - 1));
     const targets = labels instanceof Tensor
@@ -543,7 +570,7 @@ export class GPT2 extends Module {
     }
     return crossEntropy(logits, targets, {
       ignoreIndex: -100,
-      reduction: opts.reduction ?? "mean",
+      reduction,
     });
   }
 }

@@ -344,6 +344,25 @@ Deno.test("loss: shifted cross-entropy with ignore index -100, Hugging Face sema
     1e-12,
     1e-12,
   );
+  // Host labels take only labelled positions through the head; a labels tensor takes all: same loss.
+  assertClose(
+    vals(model.loss(ids, labels, { reduction: "sum" })),
+    [total],
+    "sum, host labels",
+    1e-12,
+    1e-12,
+  );
+  assertClose(
+    vals(model.loss(ids, lf.ids(labels, { backend: f64 }))),
+    [total / count],
+    "mean",
+    1e-12,
+    1e-12,
+  );
+  assert.throws(
+    () => model.loss(ids, ids.map((r) => r.map(() => -100))),
+    /no labelled positions/,
+  );
   assert.throws(() => model.loss(ids, [[1, 2, 3]]), /labels \[1, 3\] must match ids \[2, 5\]/);
   const h = model.hidden(ids);
   assert.deepEqual(h.hidden.shape, [2, 5, 16]);

@@ -20,8 +20,13 @@ import { assertClose } from "./helpers/close.ts";
 const cpu = new CpuBackend();
 // 64-bit memory with two threads (the default configuration here); 32-bit memory, one thread and
 // no relaxed SIMD (the fallbacks: plain mul+add in matmul and polynomials).
-const w64 = await createWasmBackend({ threads: 2 });
-const w32 = await createWasmBackend({ threads: 1, memory64: false, relaxedSimd: false });
+const w64 = await createWasmBackend({ threads: 2, blas: false });
+const w32 = await createWasmBackend({
+  threads: 1,
+  memory64: false,
+  relaxedSimd: false,
+  blas: false,
+});
 const BACKENDS: [string, WasmBackend][] = [["wasm64×2", w64], ["wasm32×1", w32]];
 
 let seed = 987654321;
@@ -811,7 +816,7 @@ Deno.test("wasm matmul: batched, batch strides, offsets and broadcast operands",
 });
 
 Deno.test("wasm matmul: large blocked sizes, two threads bit-identical to one", async () => {
-  const w1 = await createWasmBackend({ threads: 1 });
+  const w1 = await createWasmBackend({ threads: 1, blas: false });
   const p = {
     batch: 1,
     m: 300,
@@ -835,7 +840,7 @@ Deno.test("wasm matmul: large blocked sizes, two threads bit-identical to one", 
   assert.deepEqual(two, one);
   // Either way of splitting between threads (rows or columns) computes every element alike.
   for (const matmulSplitM of [true, false]) {
-    const w = await createWasmBackend({ threads: 2, matmulSplitM });
+    const w = await createWasmBackend({ threads: 2, matmulSplitM, blas: false });
     assert.deepEqual(await run(w), one, `split rows: ${matmulSplitM}`);
     w.close();
   }
@@ -858,7 +863,7 @@ Deno.test("wasm threads: a job posted right after start-up is not lost", async (
   // Regression: a worker that read its sequence number after announcing readiness could miss
   // the first job and leave the caller waiting forever (now a "did not pick up" error).
   for (let i = 0; i < 6; i++) {
-    const w = await createWasmBackend({ threads: 2 });
+    const w = await createWasmBackend({ threads: 2, blas: false });
     assert.equal(w.threads, 2);
     const p = {
       batch: 1,

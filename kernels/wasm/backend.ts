@@ -26,6 +26,7 @@ import type {
   UnaryOp,
   View,
 } from "../backend.ts";
+import { type Blas, openBlas } from "./blas.ts";
 import { detectFeatures, type WasmFeatures } from "./builder.ts";
 import { GEMV_MAX_M } from "./gen_gemv.ts";
 import { DEFAULT_MATMUL_CONFIG, type MatmulConfig, matmulScratchBytes } from "./gen_matmul.ts";
@@ -78,6 +79,11 @@ export interface WasmBackendOptions {
    * committed by the operating system.
    */
   reserveBytes?: number;
+  /**
+   * The system BLAS for matmul (see `blas.ts`): `false` for the WebAssembly kernels, a library
+   * path, `true` to require one; default: `LF_BLAS`, then OpenBLAS / Accelerate where found.
+   */
+  blas?: boolean | string;
 }
 
 /** A buffer of the wasm backend: a block of the shared memory. */
@@ -142,6 +148,9 @@ export class WasmBackend implements Backend {
   /** Test hook: force (true) or forbid (false) splitting matmul rows between threads. */
   #splitM: boolean | undefined;
   #scratch: number[];
+  #blas: Blas | null;
+  /** Which matmul this backend runs and why: the BLAS library, or the reason for none. */
+  readonly matmulPath: string;
   #finalizer: FinalizationRegistry<{ ptr: number; bytes: number; live: { v: boolean } }>;
 
   private constructor(init: {
@@ -155,7 +164,11 @@ export class WasmBackend implements Backend {
     features: WasmFeatures;
     noGemv: boolean;
     splitM?: boolean;
+    blas: Blas | null;
+    matmulPath: string;
   }) {
+    this.#blas = init.blas;
+    this.matmulPath = init.matmulPath;
     this.#noGemv = init.noGemv;
     this.#splitM = init.splitM;
     this.#heap = init.heap;
@@ -220,6 +233,12 @@ export class WasmBackend implements Backend {
       );
     }
     const heap = new WasmHeap(memory, memory64, maxPages * PAGE, HEAP_BASE + reserve);
+    const bl = openBlas(memory, opts.blas);
+    // One thread count for both: the library's threads run while our workers are parked.
+    const blasThreads = bl.blas?.setThreads(threads);
+    const matmulPath = bl.blas
+      ? `BLAS ${bl.reason}${blasThreads ? `, ${blasThreads} thread(s)` : ""}`
+      : `WebAssembly kernels (no BLAS: ${bl.reason})`;
     const pool = threads > 1
       ? await ThreadPool.create(module, memory, SLOT_BASE, threads - 1, km.exports, opts.workerUrl)
       : null;
@@ -234,12 +253,16 @@ export class WasmBackend implements Backend {
       features,
       noGemv: opts.disableGemv ?? false,
       splitM: opts.matmulSplitM,
+      blas: bl.blas,
+      matmulPath,
     });
   }
 
   /** Stops the worker threads (the backend keeps working on one thread). */
   close(): void {
     this.#d.close();
+    // Leave the library open (other backends may share it), but stop its extra threads.
+    this.#blas?.setThreads(1);
   }
 
   /** Threads used, the caller's included. */
@@ -555,6 +578,22 @@ export class WasmBackend implements Backend {
     if (batch * m * n === 0) return out;
     if (k === 0) {
       this.#flat("fill", batch * m * n, PAR_CHEAP, (i0, i1) => [out.ptr, 0, i0, i1]);
+      return out;
+    }
+    if (this.#blas) {
+      // System BLAS on the heap itself, one call per batch entry.
+      for (let t = 0; t < batch; t++) {
+        this.#blas.gemm({
+          m,
+          n,
+          k,
+          transA: p.transA,
+          transB: p.transB,
+          a: as.ptr + 4 * (aOff + t * p.aBatchStride),
+          b: bs.ptr + 4 * (bOff + t * p.bBatchStride),
+          c: out.ptr + 4 * t * m * n,
+        });
+      }
       return out;
     }
     const rsA = p.transA ? 1 : k, csA = p.transA ? m : 1;

@@ -4,19 +4,19 @@
  * B=1, T=64, n_embd 768 / 12 heads (GPT-2 124M's block) by default. The WebAssembly backend
  * runs the same block in the same group for comparison.
  *
- * Run: `deno bench -A tests/bench/webgpu_gpt2_bench.ts`. `BENCH_EMBD` / `BENCH_HEADS` /
+ * Run: `deno bench -A bench/webgpu_gpt2_bench.ts`. `BENCH_EMBD` / `BENCH_HEADS` /
  * `BENCH_T` change the shape (a software adapter such as lavapipe manages ~2 GFLOP/s, so a
  * forward at 768 takes about half a second there); `BENCH_WASM=0` leaves the WebAssembly
  * backend out. Each timed iteration waits for the GPU to finish (`sync`), so the figures are
  * wall time of the whole pass, with every kernel of it queued before the single wait.
  */
-import * as lf from "../../mod.ts";
-import "../../kernels/select.ts";
-import type { Backend } from "../../kernels/backend.ts";
-import { Block } from "../../nn/attention.ts";
-import { Xoshiro128 } from "../../autograd/random.ts";
-import { adapterInfo } from "../../kernels/webgpu/device.ts";
-import type { WebGPUBackend } from "../../kernels/webgpu/backend.ts";
+import * as lf from "../mod.ts";
+import "../kernels/select.ts";
+import type { Backend } from "../kernels/backend.ts";
+import { Block } from "../nn/attention.ts";
+import { Xoshiro128 } from "../autograd/random.ts";
+import { adapterInfo } from "../kernels/webgpu/device.ts";
+import type { WebGPUBackend } from "../kernels/webgpu/backend.ts";
 
 const C = Number(Deno.env.get("BENCH_EMBD") ?? 768);
 const H = Number(Deno.env.get("BENCH_HEADS") ?? 12);

@@ -6,12 +6,12 @@
  * (S = 69), head size 64, right padding. Without dropout (prefix-tuning keeps GPT-2 in eval
  * mode) and with 0.1 (fine-tuning), on 1 and 2 threads:
  *
- *   deno bench -A tests/bench/wasm_attention_bench.ts
+ *   deno bench -A bench/wasm_attention_bench.ts
  */
-import * as lf from "../../mod.ts";
-import type { Backend } from "../../kernels/backend.ts";
-import { createWasmBackend } from "../../kernels/wasm/backend.ts";
-import { buildBlockedMask, MASK_VALUE } from "../../nn/attention.ts";
+import * as lf from "../mod.ts";
+import type { Backend } from "../kernels/backend.ts";
+import { createWasmBackend } from "../kernels/wasm/backend.ts";
+import { buildBlockedMask, MASK_VALUE } from "../nn/attention.ts";
 
 const B = 10, H = 12, T = 64, PREFIX = 5, S = T + PREFIX, D = 64;
 // Right padding as in training batches: sequence b has 64 − 4b real tokens.

@@ -3,11 +3,11 @@
  * 640 × 50257), with 2 threads / 64-bit memory, 1 thread / 64-bit memory and 1 thread / 32-bit
  * memory (the memory64 cost), against the CPU reference backend:
  *
- *   deno bench -A tests/bench/wasm_ops_bench.ts
+ *   deno bench -A bench/wasm_ops_bench.ts
  */
-import { type Backend, contiguousView, type Storage } from "../../kernels/backend.ts";
-import { CpuBackend } from "../../kernels/cpu/backend.ts";
-import { createWasmBackend } from "../../kernels/wasm/backend.ts";
+import { type Backend, contiguousView, type Storage } from "../kernels/backend.ts";
+import { CpuBackend } from "../kernels/cpu/backend.ts";
+import { createWasmBackend } from "../kernels/wasm/backend.ts";
 
 const backends: [string, Backend][] = [
   ["wasm64×2", await createWasmBackend({ threads: 2 })],

@@ -3,14 +3,14 @@
  * the full forward (B=1, T=64, logits for all 64 positions) and one KV-cached decoding step
  * (B=5 beams, 64 cached positions, logits of the new position).
  *
- * Run: `deno bench -A tests/bench/gpt2_bench.ts` (each backend builds its own model first;
+ * Run: `deno bench -A bench/gpt2_bench.ts` (each backend builds its own model first;
  * building 124M random weights takes a few seconds). WebGPU is measured only on a hardware
  * adapter (a software rasteriser is far slower than the CPU), or when `BENCH_WEBGPU=1`.
  */
-import * as lf from "../../mod.ts";
-import "../../kernels/select.ts";
-import { GPT2, GPT2_SIZES, gpt2Config } from "../../models/gpt2.ts";
-import type { Backend } from "../../kernels/backend.ts";
+import * as lf from "../mod.ts";
+import "../kernels/select.ts";
+import { GPT2, GPT2_SIZES, gpt2Config } from "../models/gpt2.ts";
+import type { Backend } from "../kernels/backend.ts";
 
 const config = gpt2Config({ ...GPT2_SIZES["gpt2"], attnPdrop: 0, embdPdrop: 0, residPdrop: 0 });
 const T = 64;
@@ -18,7 +18,7 @@ const ids = [Array.from({ length: T }, (_, i) => (i * 7919) % config.vocabSize)]
 
 const backends: Backend[] = [lf.getBackend()];
 const names = ["wasm"];
-const { hardwareAdapterAvailable } = await import("../../kernels/webgpu/device.ts");
+const { hardwareAdapterAvailable } = await import("../kernels/webgpu/device.ts");
 if (Deno.env.get("BENCH_WEBGPU") === "1" || await hardwareAdapterAvailable().catch(() => false)) {
   names.push("webgpu");
 } else {

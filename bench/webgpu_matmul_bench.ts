@@ -1,13 +1,13 @@
 // WebGPU matmul throughput at n = 256, 512, 1024 (square, f32), in GFLOP/s.
 //
-//   deno run -A tests/bench/webgpu_matmul_bench.ts [sizes...]   prints one JSON line per size
-//   deno bench -A tests/bench/webgpu_matmul_bench.ts             the same kernels under Deno.bench
+//   deno run -A bench/webgpu_matmul_bench.ts [sizes...]   prints one JSON line per size
+//   deno bench -A bench/webgpu_matmul_bench.ts             the same kernels under Deno.bench
 //
 // Each timed run queues `reps` products and waits for the GPU once, so the per-call overhead of
 // Deno's WebGPU is amortised the way a training step amortises it.
-import { adapterInfo } from "../../kernels/webgpu/device.ts";
-import { createWebGPUBackend, type WebGPUBackend } from "../../kernels/webgpu/backend.ts";
-import type { MatmulParams, Storage } from "../../kernels/backend.ts";
+import { adapterInfo } from "../kernels/webgpu/device.ts";
+import { createWebGPUBackend, type WebGPUBackend } from "../kernels/webgpu/backend.ts";
+import type { MatmulParams, Storage } from "../kernels/backend.ts";
 
 function square(n: number, transB = false): MatmulParams {
   return { batch: 1, m: n, n, k: n, transA: false, transB, aBatchStride: 0, bBatchStride: 0 };

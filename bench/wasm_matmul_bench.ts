@@ -2,14 +2,14 @@
  * Matmul throughput of the wasm backend (1 and 2 threads) against jax-js's WebAssembly backend,
  * at square sizes and GPT-2 shapes:
  *
- *   deno bench -A tests/bench/wasm_matmul_bench.ts
+ *   deno bench -A bench/wasm_matmul_bench.ts
  *
  * GFLOP/s = 2·m·n·k / time. `640×768×50257ᵀ` is GPT-2's tied LM head (B stored [vocab, 768]).
  * jax-js is skipped when `@jax-js/jax` cannot be loaded.
  */
-import type { Storage } from "../../kernels/backend.ts";
-import { createWasmBackend, type WasmBackend } from "../../kernels/wasm/backend.ts";
-import { parseShape, type PerfShape } from "../../kernels/wasm/perf.ts";
+import type { Storage } from "../kernels/backend.ts";
+import { createWasmBackend, type WasmBackend } from "../kernels/wasm/backend.ts";
+import { parseShape, type PerfShape } from "./matmul_perf.ts";
 
 const shapes = ["256x256x256", "512x512x512", "1024x1024x1024", "640x768x2304", "640x768x50257T"]
   .map(parseShape);

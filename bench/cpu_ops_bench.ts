@@ -1,9 +1,9 @@
 /**
  * CPU reference backend: matmul GFLOP/s at 256/512/1024 and elementwise throughput.
- * Run: `deno bench -A tests/bench/cpu_ops_bench.ts` (GFLOP/s = 2n³ / time).
+ * Run: `deno bench -A bench/cpu_ops_bench.ts` (GFLOP/s = 2n³ / time).
  */
-import { CpuBackend } from "../../kernels/cpu/backend.ts";
-import { contiguousView } from "../../kernels/backend.ts";
+import { CpuBackend } from "../kernels/cpu/backend.ts";
+import { contiguousView } from "../kernels/backend.ts";
 
 const be = new CpuBackend();
 const rand = (n: number) => {

@@ -2,7 +2,7 @@
  * Quick matmul throughput table of the wasm backend (and of jax-js's WASM backend when
  * `@jax-js/jax` can be imported), for the sizes quoted in the report:
  *
- *   deno run -A kernels/wasm/perf.ts [--jax] [--shapes 256x256x256,640x768x2304T]
+ *   deno run -A bench/matmul_perf.ts [--jax] [--shapes 256x256x256,640x768x2304T]
  *
  * A shape is m×k×n; a trailing `T` uses B transposed (stored [n, k]), as GPT-2's tied LM head.
  * Each entry is the best of a few runs after a warm-up; GFLOP/s = 2·m·n·k / time.
@@ -10,8 +10,8 @@
  * @module
  */
 
-import type { Storage } from "../backend.ts";
-import { createWasmBackend, type WasmBackend } from "./backend.ts";
+import type { Storage } from "../kernels/backend.ts";
+import { createWasmBackend, type WasmBackend } from "../kernels/wasm/backend.ts";
 
 /** One benchmark shape. */
 export interface PerfShape {
