@@ -68,10 +68,26 @@ const SOFTWARE_NAMES = /llvmpipe|lavapipe|swiftshader|microsoft basic render|war
 
 let adapterPromise: Promise<GPUAdapter | null> | undefined;
 
+/**
+ * Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid or not set" on every device open where
+ * that variable is missing (servers, containers, CI). Under Deno on Linux, give the process a
+ * private temporary folder for it before the first adapter request, as a login session would.
+ */
+function ensureRuntimeDir(): void {
+  const d = (globalThis as { Deno?: typeof Deno }).Deno;
+  if (d === undefined || d.build.os !== "linux") return;
+  try {
+    if (!d.env.get("XDG_RUNTIME_DIR")) {
+      d.env.set("XDG_RUNTIME_DIR", d.makeTempDirSync({ prefix: "lf-runtime-" }));
+    }
+  } catch { /* no env or write permission: Mesa only prints a warning */ }
+}
+
 /** The high-performance adapter, or null when WebGPU or an adapter is missing (cached). */
 export function requestAdapter(): Promise<GPUAdapter | null> {
   if (adapterPromise === undefined) {
     const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
+    if (gpu !== undefined) ensureRuntimeDir();
     adapterPromise = gpu === undefined
       ? Promise.resolve(null)
       : gpu.requestAdapter({ powerPreference: "high-performance" }).catch(() => null);
@@ -188,6 +204,7 @@ export async function openDevice(opts: OpenDeviceOptions = {}): Promise<GpuConte
         'Deno needs WebGPU enabled (deno.json "unstable": ["webgpu"] on older versions)',
     );
   }
+  ensureRuntimeDir();
   // A fresh adapter: per the spec an adapter is consumed by its first requestDevice.
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" })
     .catch(() => null);
