@@ -52,6 +52,34 @@ export interface KeySpec {
 /** A schema: one {@linkcode KeySpec} per key of `T`. */
 export type Schema<T> = { readonly [K in keyof T]: KeySpec };
 
+/** The keys of the optimizer, its schedule and the backend, shared by every training config. */
+export interface StepKeys {
+  /** Peak learning rate. */
+  lr: number;
+  /** Linear warmup steps. */
+  warmup_steps: number;
+  /** AdamW decoupled weight decay. */
+  weight_decay: number;
+  /** Global gradient-norm clip (0: none). */
+  max_grad_norm: number;
+  /** Compute backend: auto, cpu, wasm or webgpu. */
+  backend: string;
+}
+
+/** The schema of {@linkcode StepKeys}, spread into the training and pretraining schemas. */
+export const STEP_SCHEMA: Schema<StepKeys> = {
+  lr: { kind: "number", doc: "peak learning rate (linear warmup, then linear decay to 0)" },
+  warmup_steps: { kind: "integer", min: 0, doc: "linear warmup steps" },
+  weight_decay: { kind: "number", min: 0, doc: "AdamW decoupled weight decay" },
+  max_grad_norm: { kind: "number", min: 0, doc: "global gradient-norm clip (0: none)" },
+  backend: {
+    kind: "string",
+    free: true,
+    choices: ["auto", "cpu", "wasm", "webgpu"],
+    doc: "compute backend",
+  },
+};
+
 /** Flag name of a key: `prefix_len` → `prefix-len`. */
 export function flagName(key: string): string {
   return key.replaceAll("_", "-");

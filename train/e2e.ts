@@ -29,7 +29,7 @@ import { e2eSplitPath, encodePairs, readE2ESplit, shippedE2EDir } from "../data/
 import { GPT2Tokenizer } from "../data/tokenizer.ts";
 import { atomicWriteText } from "../io/atomic.ts";
 import { cacheRoot, ensureModel } from "../hub/mod.ts";
-import { ConfigError, type Schema } from "./config.ts";
+import { ConfigError, type Schema, STEP_SCHEMA } from "./config.ts";
 import { fit, type FitHooks } from "./loop.ts";
 import { linePlot } from "./plot.ts";
 import { readLog, RunDir, type RunOpenOptions, type Stateful } from "./run.ts";
@@ -104,6 +104,7 @@ export interface TrainConfig {
 
 /** The schema of {@linkcode TrainConfig}: type and help of each key. */
 export const TRAIN_SCHEMA: Schema<TrainConfig> = {
+  ...STEP_SCHEMA,
   tuner: {
     kind: "string",
     choices: ["prefix", "fine"],
@@ -122,17 +123,7 @@ export const TRAIN_SCHEMA: Schema<TrainConfig> = {
   epochs: { kind: "integer", min: 0, doc: "passes over the training data" },
   max_steps: { kind: "integer", min: 0, doc: "stop after N optimizer steps (0: no limit)" },
   batch_size: { kind: "integer", min: 1, doc: "examples per step" },
-  lr: { kind: "number", doc: "peak learning rate (linear warmup, then linear decay to 0)" },
-  weight_decay: { kind: "number", min: 0, doc: "AdamW decoupled weight decay" },
-  warmup_steps: { kind: "integer", min: 0, doc: "linear warmup steps" },
-  max_grad_norm: { kind: "number", min: 0, doc: "global gradient-norm clip (0: none)" },
   seed: { kind: "integer", doc: "seed of init, data order and dropout" },
-  backend: {
-    kind: "string",
-    free: true,
-    choices: ["auto", "cpu", "wasm", "webgpu"],
-    doc: "compute backend",
-  },
   out: { kind: "string", free: true, doc: "run folder" },
   bucket_size: {
     kind: "integer",

@@ -20,7 +20,7 @@ import { GPT2, gpt2Config } from "../models/gpt2.ts";
 import { readE2ESplit } from "../data/e2e.ts";
 import { GPT2Tokenizer } from "../data/tokenizer.ts";
 import { atomicWriteText } from "../io/atomic.ts";
-import { applyConfig, ConfigError, readConfigFile, type Schema } from "./config.ts";
+import { applyConfig, ConfigError, readConfigFile, type Schema, STEP_SCHEMA } from "./config.ts";
 import { lossCurve, resolveE2EData } from "./e2e.ts";
 import { fit, type FitHooks } from "./loop.ts";
 import { RunDir, type RunOpenOptions } from "./run.ts";
@@ -76,27 +76,18 @@ export interface PretrainConfig {
 
 /** The schema of {@linkcode PretrainConfig}. */
 export const PRETRAIN_SCHEMA: Schema<PretrainConfig> = {
+  ...STEP_SCHEMA,
   n_layer: { kind: "integer", min: 1, doc: "transformer blocks" },
   n_head: { kind: "integer", min: 1, doc: "attention heads" },
   n_embd: { kind: "integer", min: 1, doc: "width" },
   n_positions: { kind: "integer", min: 1, doc: "learned positions (longest example + prefix)" },
   seq_len: { kind: "integer", min: 1, doc: "tokens per packed row" },
   batch_size: { kind: "integer", min: 1, doc: "rows per step" },
-  lr: { kind: "number", doc: "peak learning rate (linear warmup, then linear decay to 0)" },
-  warmup_steps: { kind: "integer", min: 0, doc: "linear warmup steps" },
-  weight_decay: { kind: "number", min: 0, doc: "AdamW decoupled weight decay" },
-  max_grad_norm: { kind: "number", min: 0, doc: "global gradient-norm clip (0: none)" },
   epochs: { kind: "integer", min: 0, doc: "passes over the references" },
   max_steps: { kind: "integer", min: 0, doc: "stop after N steps (0: no limit)" },
   max_minutes: { kind: "number", min: 0, free: true, doc: "time budget in minutes (0: none)" },
   dropout: { kind: "number", min: 0, doc: "dropout of embeddings, attention and residuals" },
   seed: { kind: "integer", doc: "seed of init, order and dropout" },
-  backend: {
-    kind: "string",
-    free: true,
-    choices: ["auto", "cpu", "wasm", "webgpu"],
-    doc: "compute backend",
-  },
   data: { kind: "string?", free: true, doc: "folder with train.txt; null: cached, else shipped" },
   out: { kind: "string", free: true, doc: "run folder (the model goes to OUT/model)" },
   save_every: { kind: "integer", min: 0, free: true, doc: "checkpoint every N steps" },
