@@ -14,7 +14,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import {
   E2E_DECODING,
@@ -23,84 +22,106 @@ import {
   loadCheckpoint,
   writeOutputsAndRefs,
 } from "../models/checkpoint.ts";
-import { e2eSplitPath, groupByMR, readE2E } from "../data/e2e.ts";
+import { type E2ESplit, e2eSplitPath, groupByMR, readE2E } from "../data/e2e.ts";
 import { resolveE2EData } from "../train/e2e.ts";
+import { ConfigError, parseFlags, type Schema, STEP_SCHEMA } from "../train/config.ts";
 import { useBackend } from "../kernels/select.ts";
 
-const USAGE = `usage: deno task generate --checkpoint DIR [options]
+interface GenerateFlags {
+  checkpoint: string | null;
+  split: E2ESplit;
+  data: string | null;
+  beams: number;
+  max_new_tokens: number;
+  min_length: number;
+  batch_size: number;
+  limit: number;
+  out: string | null;
+  model: string | null;
+  backend: string;
+}
 
-  --checkpoint DIR     train output folder, its prefix/ or peft/ folder, a model folder or hub id
-  --split test|valid   which E2E split to decode (default test)
-  --data DIR           folder with <split>.txt (default: the run's config.yaml data, else the downloaded or shipped E2E data)
-  --beams N            beam width (default ${E2E_DECODING.numBeams}; 1 = greedy)
-  --max-new-tokens N   most tokens generated per MR (default ${E2E_DECODING.maxNewTokens})
-  --min-length N       Hugging Face's min_length: no EOS before prompt + N tokens (default ${E2E_DECODING.minLength})
-  --batch-size N       MRs decoded together (default ${E2E_DECODING.batchSize}; results do not depend on it)
-  --limit N            only the first N MRs (default 0: all)
-  --out FILE           outputs file (default <checkpoint>/outputs/<split>.txt; references go to FILE.refs.txt)
-  --model DIR|ID       base model of a prefix (default: the one the prefix records)
-  --backend NAME       auto|cpu|wasm|webgpu (default auto: the fastest that works)
-  --help               this text`;
+const SCHEMA: Schema<GenerateFlags> = {
+  checkpoint: {
+    kind: "string?",
+    value: "DIR",
+    doc: "train output folder, its prefix/ or peft/ folder, a model folder or hub id (required)",
+  },
+  split: { kind: "string", choices: ["test", "valid"], doc: "which E2E split to decode" },
+  data: {
+    kind: "string?",
+    value: "DIR",
+    doc:
+      "folder with <split>.txt (default: the run's config.yaml data, else the downloaded or shipped E2E data)",
+  },
+  beams: { kind: "integer", min: 1, doc: "beam width (1 = greedy)" },
+  max_new_tokens: { kind: "integer", min: 1, doc: "most tokens generated per MR" },
+  min_length: {
+    kind: "integer",
+    min: 0,
+    doc: "Hugging Face's min_length: no EOS before prompt + N tokens",
+  },
+  batch_size: {
+    kind: "integer",
+    min: 1,
+    doc: "MRs decoded together (results do not depend on it)",
+  },
+  limit: { kind: "integer", min: 0, doc: "only the first N MRs (0: all)" },
+  out: {
+    kind: "string?",
+    value: "FILE",
+    doc: "outputs file (default <checkpoint>/outputs/<split>.txt; references go to FILE.refs.txt)",
+  },
+  model: {
+    kind: "string?",
+    value: "DIR|ID",
+    doc: "base model of a prefix (default: the one the prefix records)",
+  },
+  backend: { ...STEP_SCHEMA.backend, doc: "compute backend (auto: the fastest that works)" },
+};
 
-class UsageError extends Error {}
+const DEFAULTS: GenerateFlags = {
+  checkpoint: null,
+  split: "test",
+  data: null,
+  beams: E2E_DECODING.numBeams,
+  max_new_tokens: E2E_DECODING.maxNewTokens,
+  min_length: E2E_DECODING.minLength,
+  batch_size: E2E_DECODING.batchSize,
+  limit: 0,
+  out: null,
+  model: null,
+  backend: "auto",
+};
+
+const USAGE = "deno task generate --checkpoint DIR [options]";
 
 /** CLI entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  let v;
+  let usage = "";
   try {
-    v = parseArgs({
-      args,
-      options: {
-        checkpoint: { type: "string" },
-        split: { type: "string", default: "test" },
-        data: { type: "string" },
-        beams: { type: "string" },
-        "max-new-tokens": { type: "string" },
-        "min-length": { type: "string" },
-        "batch-size": { type: "string" },
-        limit: { type: "string" },
-        out: { type: "string" },
-        model: { type: "string" },
-        backend: { type: "string", default: "auto" },
-        help: { type: "boolean" },
-      },
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (v.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  try {
-    if (!v.checkpoint) throw new UsageError("--checkpoint is required");
-    if (v.split !== "test" && v.split !== "valid") {
-      throw new UsageError(`--split must be test or valid, got '${v.split}'`);
+    const flags = parseFlags(args, SCHEMA, DEFAULTS, USAGE);
+    usage = flags.usage;
+    if (flags.help) {
+      console.log(usage);
+      return 0;
     }
-    const int = (name: string, s: string | undefined, d: number, min: number) => {
-      if (s === undefined) return d;
-      const n = Number(s);
-      if (!Number.isInteger(n) || n < min) {
-        throw new UsageError(`--${name} must be an integer ≥ ${min}, got '${s}'`);
-      }
-      return n;
-    };
-    const limit = int("limit", v.limit, 0, 0);
+    const v = flags.values;
+    if (!v.checkpoint) throw new ConfigError("command line: --checkpoint is required");
+    const checkpoint = v.checkpoint;
     const log = (s: string) => console.error(s);
-    const backend = await useBackend(v.backend!, log);
+    const backend = await useBackend(v.backend, log);
     let dataDir = v.data;
     if (!dataDir) {
-      const conf = await Deno.readTextFile(`${v.checkpoint}/config.yaml`).then(
+      const conf = await Deno.readTextFile(`${checkpoint}/config.yaml`).then(
         (t) => parseYaml(t) as { data?: string | null },
         () => null,
       );
       dataDir = await resolveE2EData(conf?.data ?? null);
     }
     let groups = groupByMR(await readE2E(await e2eSplitPath(dataDir, v.split)));
-    if (limit > 0) groups = groups.slice(0, limit);
-    const ck = await loadCheckpoint(v.checkpoint, { backend, baseModel: v.model });
+    if (v.limit > 0) groups = groups.slice(0, v.limit);
+    const ck = await loadCheckpoint(checkpoint, { backend, baseModel: v.model ?? undefined });
     log(
       `generating ${groups.length} outputs (${v.split}) with ${
         ck.prefix ? `the prefix in ${ck.prefixDir}` : "the model"
@@ -108,10 +129,10 @@ export async function main(args: string[]): Promise<number> {
     );
     const t0 = performance.now();
     const opts: GenerateTextOptions = {
-      numBeams: int("beams", v.beams, E2E_DECODING.numBeams, 1),
-      maxNewTokens: int("max-new-tokens", v["max-new-tokens"], E2E_DECODING.maxNewTokens, 1),
-      minLength: int("min-length", v["min-length"], E2E_DECODING.minLength, 0),
-      batchSize: int("batch-size", v["batch-size"], E2E_DECODING.batchSize, 1),
+      numBeams: v.beams,
+      maxNewTokens: v.max_new_tokens,
+      minLength: v.min_length,
+      batchSize: v.batch_size,
       onBatch: (done, total) => {
         const s = (performance.now() - t0) / 1000;
         log(
@@ -122,7 +143,7 @@ export async function main(args: string[]): Promise<number> {
       },
     };
     const outputs = await generateForMRs(ck, groups, opts);
-    const out = v.out ?? `${v.checkpoint}/outputs/${v.split}.txt`;
+    const out = v.out ?? `${checkpoint}/outputs/${v.split}.txt`;
     await writeOutputsAndRefs(out, outputs, groups);
     log(
       `wrote ${outputs.length} outputs to ${out} and references to ${
@@ -133,8 +154,8 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
-    if (e instanceof UsageError) console.error(USAGE);
-    return e instanceof UsageError ? 2 : 1;
+    if (e instanceof ConfigError) console.error(usage || `usage: ${USAGE} (see --help)`);
+    return e instanceof ConfigError ? 2 : 1;
   }
 }
 

@@ -13,84 +13,106 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { GPT2, GPT2Tokenizer } from "../serve/lib.ts";
 import { PrefixRegistry } from "../serve/registry.ts";
 import { startServer } from "../serve/server.ts";
 import { useBackend } from "../kernels/select.ts";
 import { ensureModel } from "../hub/mod.ts";
+import { ConfigError, parseFlags, type Schema, STEP_SCHEMA } from "../train/config.ts";
 
-const USAGE = `usage: deno task serve --model DIR|NAME --prefixes DIR [options]
+interface ServeFlags {
+  model: string | null;
+  prefixes: string | null;
+  port: number;
+  host: string;
+  api_key: string | null;
+  max_queue: number;
+  max_rows: number;
+  step_rows: number;
+  max_tokens: number;
+  max_body: number;
+  timeout: number;
+  grace: number;
+  backend: string;
+}
 
-  --model DIR|NAME     frozen GPT-2: a Hugging Face folder or a known name (gpt2-medium, ...)
-  --prefixes DIR       folder whose subfolders are prefixes, each served under its folder name
-  --port N             port (default 8080; 0 = any free port)
-  --host ADDR          address to bind (default 127.0.0.1, this machine only)
-  --api-key KEY        bearer token for POST/DELETE /v1/prefixes (default: env LF_API_KEY)
-  --max-queue N        requests waiting before 429 (default 64)
-  --max-rows N         greedy rows decoding at once (default 32)
-  --step-rows N        rows per model call in a greedy step (default: the most that keeps
-                       every row's arithmetic identical to decoding it alone on the backend)
-  --max-tokens N       largest max_tokens accepted (default 256)
-  --max-body BYTES     largest request body (default 1048576)
-  --timeout S          longest a request may take, queue included (default 120)
-  --grace S            on SIGTERM, how long running requests may finish (default 30)
-  --backend NAME       auto|cpu|wasm|webgpu (default auto)
-  --help               this text`;
+const SCHEMA: Schema<ServeFlags> = {
+  model: {
+    kind: "string?",
+    value: "DIR|NAME",
+    doc: "frozen GPT-2: a Hugging Face folder or a known name (gpt2-medium, ...) (required)",
+  },
+  prefixes: {
+    kind: "string?",
+    value: "DIR",
+    doc: "folder whose subfolders are prefixes, each served under its folder name (required)",
+  },
+  port: { kind: "integer", min: 0, max: 65535, value: "N", doc: "port (0: any free port)" },
+  host: { kind: "string", value: "ADDR", doc: "address to bind" },
+  api_key: {
+    kind: "string?",
+    value: "KEY",
+    doc: "bearer token for POST/DELETE /v1/prefixes (default: env LF_API_KEY)",
+  },
+  max_queue: { kind: "integer", min: 1, value: "N", doc: "requests waiting before 429" },
+  max_rows: { kind: "integer", min: 1, value: "N", doc: "greedy rows decoding at once" },
+  step_rows: {
+    kind: "integer",
+    min: 0,
+    value: "N",
+    doc: "rows per model call in a greedy step (0: the most that keeps every row's arithmetic " +
+      "identical to decoding it alone on the backend)",
+  },
+  max_tokens: { kind: "integer", min: 1, value: "N", doc: "largest max_tokens accepted" },
+  max_body: { kind: "integer", min: 1, value: "BYTES", doc: "largest request body" },
+  timeout: {
+    kind: "number",
+    min: 0.001,
+    value: "S",
+    doc: "longest a request may take, queue included",
+  },
+  grace: {
+    kind: "number",
+    min: 0,
+    value: "S",
+    doc: "on SIGTERM, how long running requests may finish",
+  },
+  backend: STEP_SCHEMA.backend,
+};
 
-class UsageError extends Error {}
+const DEFAULTS: ServeFlags = {
+  model: null,
+  prefixes: null,
+  port: 8080,
+  host: "127.0.0.1",
+  api_key: null,
+  max_queue: 64,
+  max_rows: 32,
+  step_rows: 0,
+  max_tokens: 256,
+  max_body: 1 << 20,
+  timeout: 120,
+  grace: 30,
+  backend: "auto",
+};
+
+const USAGE = "deno task serve --model DIR|NAME --prefixes DIR [options]";
 
 /** CLI entry point; resolves with the exit code once the server has stopped. */
 export async function main(args: string[]): Promise<number> {
-  let v;
-  try {
-    v = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        model: { type: "string" },
-        prefixes: { type: "string" },
-        port: { type: "string", default: "8080" },
-        host: { type: "string", default: "127.0.0.1" },
-        "api-key": { type: "string" },
-        "max-queue": { type: "string", default: "64" },
-        "max-rows": { type: "string", default: "32" },
-        "step-rows": { type: "string" },
-        "max-tokens": { type: "string", default: "256" },
-        "max-body": { type: "string", default: String(1 << 20) },
-        timeout: { type: "string", default: "120" },
-        grace: { type: "string", default: "30" },
-        backend: { type: "string", default: "auto" },
-        help: { type: "boolean" },
-      },
-    }).values;
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (v.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  let usage = "";
   const log = (s: string) => console.error(s);
   try {
-    const num = (name: string, s: string | undefined, min: number): number | undefined => {
-      if (s === undefined) return undefined;
-      const n = Number(s);
-      if (
-        !Number.isFinite(n) || n < min ||
-        (name !== "timeout" && name !== "grace" && !Number.isInteger(n))
-      ) {
-        throw new UsageError(`--${name} must be a number ≥ ${min}, got '${s}'`);
-      }
-      return n;
-    };
-    if (!v.model) throw new UsageError("--model is required");
-    if (!v.prefixes) throw new UsageError("--prefixes is required");
-    const port = num("port", v.port, 0)!;
-    if (port > 65535) throw new UsageError(`--port must be ≤ 65535, got ${port}`);
-    const backend = await useBackend(v.backend!, log);
+    const flags = parseFlags(args, SCHEMA, DEFAULTS, USAGE);
+    usage = flags.usage;
+    if (flags.help) {
+      console.log(usage);
+      return 0;
+    }
+    const v = flags.values;
+    if (!v.model) throw new ConfigError("command line: --model is required");
+    if (!v.prefixes) throw new ConfigError("command line: --prefixes is required");
+    const backend = await useBackend(v.backend, log);
     const modelDir = await ensureModel(v.model);
     const model = (await GPT2.fromPretrained(modelDir, { backend })).eval();
     const tokenizer = await GPT2Tokenizer.fromDir(modelDir).catch((e) => {
@@ -108,24 +130,24 @@ export async function main(args: string[]): Promise<number> {
       const p = registry.get(name)!;
       log(`prefix ${name}: L=${p.shape.prefixLen}, ${p.format} format, from ${p.source}`);
     }
-    const apiKey = v["api-key"] ?? Deno.env.get("LF_API_KEY") ?? undefined;
+    const apiKey = v.api_key ?? Deno.env.get("LF_API_KEY") ?? undefined;
     const server = await startServer({
       model,
       tokenizer,
       registry,
       modelName: v.model,
       hostname: v.host,
-      port,
+      port: v.port,
       apiKey: apiKey || undefined,
-      maxQueue: num("max-queue", v["max-queue"], 1),
-      maxRows: num("max-rows", v["max-rows"], 1),
-      stepRows: num("step-rows", v["step-rows"], 1),
-      maxTokensCap: num("max-tokens", v["max-tokens"], 1),
-      maxBodyBytes: num("max-body", v["max-body"], 1),
-      timeoutMs: 1000 * num("timeout", v.timeout, 0.001)!,
+      maxQueue: v.max_queue,
+      maxRows: v.max_rows,
+      stepRows: v.step_rows || undefined,
+      maxTokensCap: v.max_tokens,
+      maxBodyBytes: v.max_body,
+      timeoutMs: 1000 * v.timeout,
       log,
     });
-    const graceMs = 1000 * num("grace", v.grace, 0)!;
+    const graceMs = 1000 * v.grace;
     log(
       `serving ${loaded.length} prefix${loaded.length === 1 ? "" : "es"} on ${server.url} ` +
         `(${server.engine.stepRows} rows per model call${
@@ -146,8 +168,8 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
-    if (e instanceof UsageError) console.error(USAGE);
-    return e instanceof UsageError ? 2 : 1;
+    if (e instanceof ConfigError) console.error(usage || `usage: ${USAGE} (see --help)`);
+    return e instanceof ConfigError ? 2 : 1;
   }
 }
 

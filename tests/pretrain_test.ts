@@ -100,7 +100,7 @@ Deno.test("pretrain config errors name the key", async () => {
   await assert.rejects(() => loadPretrainConfig(null, { layers: 2 }), /unknown key 'layers'/);
   await assert.rejects(
     () => loadPretrainConfig(null, { documents: "random" }),
-    /'documents' must be one of shuffled, grouped/,
+    /--documents must be one of shuffled, grouped/,
   );
   const shipped = await loadPretrainConfig(
     new URL("../configs/mini_pretrain.yaml", import.meta.url).pathname,

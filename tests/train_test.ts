@@ -185,14 +185,14 @@ Deno.test("fine-tuning saves a full Hugging Face-format model that loads back", 
 });
 
 Deno.test("config: unknown keys and wrong types are rejected with the key's name", async () => {
-  await assert.rejects(() => parseTrainArgs(["--epochs", "two"]), /'epochs' must be an integer/);
+  await assert.rejects(() => parseTrainArgs(["--epochs", "two"]), /--epochs must be an integer/);
   await assert.rejects(
     () => parseTrainArgs(["--prefix-len", "1.5"]),
-    /'prefix_len' must be an integer/,
+    /--prefix-len must be an integer/,
   );
   await assert.rejects(
     () => parseTrainArgs(["--tuner", "lora"]),
-    /'tuner' must be one of prefix, fine/,
+    /--tuner must be one of prefix, fine/,
   );
   await assert.rejects(() => parseTrainArgs(["--bogus", "1"]), /Unknown option '--bogus'/);
   const tmp = await Deno.makeTempFile({ suffix: ".yaml" });

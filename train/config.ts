@@ -42,6 +42,10 @@ export interface KeySpec {
   choices?: readonly string[];
   /** Smallest allowed value (numbers). */
   min?: number;
+  /** Largest allowed value (numbers). */
+  max?: number;
+  /** Placeholder of the value in the help (`DIR`); default: the kind or the choices. */
+  value?: string;
   /**
    * The key does not change what is computed (output folder, backend, checkpoint interval,
    * time budget, decoding): `--resume` accepts a new value without `--force`.
@@ -86,8 +90,10 @@ export function flagName(key: string): string {
 }
 
 function coerce(key: string, spec: KeySpec, v: unknown, where: string): unknown {
+  // A flag is named as typed (`--max-new-tokens`), a file's key as written (`'max_new_tokens'`).
+  const name = where === "command line" ? `--${flagName(key)}` : `'${key}'`;
   const bad = (what: string) =>
-    new ConfigError(`${where}: '${key}' must be ${what}, got ${JSON.stringify(v)}`);
+    new ConfigError(`${where}: ${name} must be ${what}, got ${JSON.stringify(v)}`);
   const num = (x: unknown, integer: boolean): number => {
     const n = typeof x === "string" && x.trim() !== "" ? Number(x) : x;
     if (typeof n !== "number" || !Number.isFinite(n)) {
@@ -95,6 +101,7 @@ function coerce(key: string, spec: KeySpec, v: unknown, where: string): unknown 
     }
     if (integer && !Number.isInteger(n)) throw bad("an integer");
     if (spec.min !== undefined && n < spec.min) throw bad(`≥ ${spec.min}`);
+    if (spec.max !== undefined && n > spec.max) throw bad(`≤ ${spec.max}`);
     return n;
   };
   switch (spec.kind) {
@@ -259,6 +266,51 @@ function show(v: unknown): string {
   return v === null ? "null" : String(v);
 }
 
+function flagRows<T>(
+  schema: Schema<T>,
+  defaults: T,
+  skip: Record<string, unknown>,
+  showNull = true,
+): [string, string][] {
+  const rows: [string, string][] = [];
+  for (const [k, spec] of Object.entries(schema) as [string, KeySpec][]) {
+    const f = flagName(k);
+    if (Object.hasOwn(skip, f)) continue;
+    const d = (defaults as Record<string, unknown>)[k];
+    const flag = spec.kind === "boolean"
+      ? `--${f} / --no-${f}`
+      : `--${f} ${
+        spec.value
+          ? spec.value
+          : spec.choices
+          ? spec.choices.join("|")
+          : spec.kind === "string?"
+          ? "VALUE|null"
+          : spec.kind.toUpperCase()
+      }`;
+    rows.push([
+      flag,
+      !showNull && (d === null || d === undefined) ? spec.doc : `${spec.doc} (default ${show(d)})`,
+    ]);
+  }
+  return rows;
+}
+
+function table(...groups: [string, [string, string][]][]): string {
+  const all = groups.flatMap(([, rows]) => rows);
+  const w = Math.max(...all.map(([a]) => a.length)) + 2;
+  const fmt = ([a, b]: [string, string]) => `  ${a.padEnd(w)}${b}`;
+  return groups.filter(([, rows]) => rows.length).map(([title, rows]) =>
+    [...(title ? [title] : []), ...rows.map(fmt)].join("\n")
+  ).join("\n\n");
+}
+
+function extraRows(extras: Record<string, ExtraFlag>): [string, string][] {
+  return Object.entries(extras).map((
+    [f, e],
+  ) => [`--${f}${e.type === "string" ? ` ${e.value ?? "VALUE"}` : ""}`, e.doc]);
+}
+
 /**
  * Help text: the usage line, the extra flags, then every key with what it does and its default
  * (from `defaults`, e.g. the config file the command would use).
@@ -270,42 +322,45 @@ export function usageText<T>(
   extras: Record<string, ExtraFlag> = {},
   defaultsFrom = "",
 ): string {
-  const rows: [string, string][] = [];
-  for (const [f, e] of Object.entries(extras)) {
-    rows.push([`--${f}${e.type === "string" ? ` ${e.value ?? "VALUE"}` : ""}`, e.doc]);
-  }
-  const keyRows: [string, string][] = [];
-  for (const [k, spec] of Object.entries(schema) as [string, KeySpec][]) {
-    const f = flagName(k);
-    if (Object.hasOwn(extras, f)) continue;
-    const d = (defaults as Record<string, unknown>)[k];
-    const flag = spec.kind === "boolean"
-      ? `--${f} / --no-${f}`
-      : `--${f} ${
-        spec.choices
-          ? spec.choices.join("|")
-          : spec.kind === "string?"
-          ? "VALUE|null"
-          : spec.kind.toUpperCase()
-      }`;
-    keyRows.push([flag, `${spec.doc} (default ${show(d)})`]);
-  }
-  const w = Math.max(...[...rows, ...keyRows].map(([a]) => a.length)) + 2;
-  const fmt = ([a, b]: [string, string]) => `  ${a.padEnd(w)}${b}`;
-  return [
-    `usage: ${usage}`,
-    "",
-    ...rows.map(fmt),
-    ...(keyRows.length
-      ? [
-        "",
-        `settings (config keys; a flag overrides the config file${
-          defaultsFrom ? `; defaults from ${defaultsFrom}` : ""
-        }):`,
-        ...keyRows.map(fmt),
-      ]
-      : []),
-  ].join("\n");
+  return `usage: ${usage}\n\n` + table(
+    ["", extraRows(extras)],
+    [
+      `settings (config keys; a flag overrides the config file${
+        defaultsFrom ? `; defaults from ${defaultsFrom}` : ""
+      }):`,
+      flagRows(schema, defaults, extras),
+    ],
+  );
+}
+
+/** The flags of a command without a config file, parsed by {@linkcode parseFlags}. */
+export interface Flags<T> {
+  /** Every key: its flag's value, else its default; checked against the schema. */
+  values: T;
+  /** `--help` was given. */
+  help: boolean;
+  /** The help text: `usage`, then every flag with its help and default. */
+  usage: string;
+}
+
+/**
+ * Parses the flags of a command that has no config file (`generate`, `serve`, `web`): every key
+ * of `schema` is a flag (`max_new_tokens` ↔ `--max-new-tokens`), checked for type, choices and
+ * range, over `defaults`. Keys whose default is null are optional; `--help` is always known.
+ * Throws a {@linkcode ConfigError} naming the flag.
+ */
+export function parseFlags<T>(
+  args: string[],
+  schema: Schema<T>,
+  defaults: T,
+  usage: string,
+): Flags<T> {
+  const help = { help: { type: "boolean", doc: "show this help" } } as const;
+  const text = `usage: ${usage}\n\n` +
+    table(["", [...flagRows(schema, defaults, help, false), ...extraRows(help)]]);
+  const cl = parseCommandLine(args, schema, help);
+  const values = applyConfig(schema, defaults, cl.keys, "command line");
+  return { values, help: !!cl.extras.help, usage: text };
 }
 
 /** Keys whose values differ between two configs (`free` keys excluded), for `--resume` checks. */
