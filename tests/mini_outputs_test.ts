@@ -42,3 +42,22 @@ for (const [run, n] of [["prefix_L5", 6], ["prefix_L1", 3]] as const) {
     }
   });
 }
+
+Deno.test("every committed run's config.yaml reads with today's training schema", async () => {
+  const { loadTrainConfig } = await import("../train/pipeline.ts");
+  const { checkTrainConfig } = await import("../train/e2e.ts");
+  const found: string[] = [];
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(dir)) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory) await walk(p);
+      else if (e.name === "config.yaml" && !dir.endsWith("/model")) found.push(p);
+    }
+  };
+  await walk(`${ROOT}results`);
+  assert.ok(found.length >= 5, `expected the committed runs' configs, found ${found.length}`);
+  for (const p of found) {
+    // A renamed or removed key would make `--resume` of the committed run fail here.
+    checkTrainConfig(await loadTrainConfig(p, {}), p);
+  }
+});
