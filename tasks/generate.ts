@@ -24,7 +24,7 @@ import {
 } from "../models/checkpoint.ts";
 import { type E2ESplit, e2eSplitPath, groupByMR, readE2E } from "../data/e2e.ts";
 import { resolveE2EData } from "../train/e2e.ts";
-import { ConfigError, parseFlags, type Schema, STEP_SCHEMA } from "../train/config.ts";
+import { ConfigError, runCommand, type Schema, STEP_SCHEMA } from "../train/config.ts";
 import { useBackend } from "../kernels/select.ts";
 
 interface GenerateFlags {
@@ -98,15 +98,7 @@ const USAGE = "deno task generate --checkpoint DIR [options]";
 
 /** CLI entry point; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  let usage = "";
-  try {
-    const flags = parseFlags(args, SCHEMA, DEFAULTS, USAGE);
-    usage = flags.usage;
-    if (flags.help) {
-      console.log(usage);
-      return 0;
-    }
-    const v = flags.values;
+  return await runCommand(args, SCHEMA, DEFAULTS, USAGE, async (v) => {
     if (!v.checkpoint) throw new ConfigError("command line: --checkpoint is required");
     const checkpoint = v.checkpoint;
     const log = (s: string) => console.error(s);
@@ -152,11 +144,7 @@ export async function main(args: string[]): Promise<number> {
     );
     ck.model.dispose();
     return 0;
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
-    if (e instanceof ConfigError) console.error(usage || `usage: ${USAGE} (see --help)`);
-    return e instanceof ConfigError ? 2 : 1;
-  }
+  });
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -18,7 +18,7 @@ import { PrefixRegistry } from "../serve/registry.ts";
 import { startServer } from "../serve/server.ts";
 import { useBackend } from "../kernels/select.ts";
 import { ensureModel } from "../hub/mod.ts";
-import { ConfigError, parseFlags, type Schema, STEP_SCHEMA } from "../train/config.ts";
+import { ConfigError, runCommand, type Schema, STEP_SCHEMA } from "../train/config.ts";
 
 interface ServeFlags {
   model: string | null;
@@ -98,18 +98,11 @@ const DEFAULTS: ServeFlags = {
 
 const USAGE = "deno task serve --model DIR|NAME --prefixes DIR [options]";
 
+const log = (s: string) => console.error(s);
+
 /** CLI entry point; resolves with the exit code once the server has stopped. */
 export async function main(args: string[]): Promise<number> {
-  let usage = "";
-  const log = (s: string) => console.error(s);
-  try {
-    const flags = parseFlags(args, SCHEMA, DEFAULTS, USAGE);
-    usage = flags.usage;
-    if (flags.help) {
-      console.log(usage);
-      return 0;
-    }
-    const v = flags.values;
+  return await runCommand(args, SCHEMA, DEFAULTS, USAGE, async (v) => {
     if (!v.model) throw new ConfigError("command line: --model is required");
     if (!v.prefixes) throw new ConfigError("command line: --prefixes is required");
     const backend = await useBackend(v.backend, log);
@@ -166,11 +159,7 @@ export async function main(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGINT", onInt);
     log("stopped");
     return 0;
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
-    if (e instanceof ConfigError) console.error(usage || `usage: ${USAGE} (see --help)`);
-    return e instanceof ConfigError ? 2 : 1;
-  }
+  });
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

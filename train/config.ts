@@ -377,3 +377,32 @@ export function changedKeys<T>(
   }
   return out;
 }
+
+/**
+ * The body of a command without a config file: parses `args` with {@linkcode parseFlags}, prints
+ * the help for `--help`, runs `body` with the checked flags, and turns errors into exit codes —
+ * 2 with the message and the help for a bad command line ({@linkcode ConfigError}), 1 with the
+ * message for anything else.
+ */
+export async function runCommand<T>(
+  args: string[],
+  schema: Schema<T>,
+  defaults: T,
+  usage: string,
+  body: (flags: T) => Promise<number>,
+): Promise<number> {
+  let help = "";
+  try {
+    const flags = parseFlags(args, schema, defaults, usage);
+    help = flags.usage;
+    if (flags.help) {
+      console.log(help);
+      return 0;
+    }
+    return await body(flags.values);
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    if (e instanceof ConfigError) console.error(help || `usage: ${usage} (see --help)`);
+    return e instanceof ConfigError ? 2 : 1;
+  }
+}
