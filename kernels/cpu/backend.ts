@@ -24,6 +24,8 @@ import {
   type View,
 } from "../backend.ts";
 import { installArgumentChecks } from "../checks.ts";
+import { BINARY_EXPRS, UNARY_EXPRS } from "../expr.ts";
+import { compileJs, type ScalarFn } from "./expr.ts";
 
 /** The float arrays the CPU backend computes in. */
 export type Floats = Float32Array | Float64Array;
@@ -48,52 +50,13 @@ export class CpuStorage implements Storage {
   }
 }
 
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+/** The float64 evaluator of each elementwise op, compiled from the one table in `../expr.ts`. */
+const UNARY = mapValues(UNARY_EXPRS, compileJs) as Record<UnaryOp, ScalarFn>;
+const BINARY = mapValues(BINARY_EXPRS, compileJs) as Record<BinaryOp, ScalarFn>;
 
-/** GPT-2's `gelu_new` (tanh approximation). */
-export function gelu(x: number): number {
-  return 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+function mapValues<T, U>(o: Record<string, T>, f: (v: T) => U): Record<string, U> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)]));
 }
-
-/** Derivative of {@link gelu}. */
-export function geluGrad(x: number): number {
-  const u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
-  const t = Math.tanh(u);
-  const du = SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x);
-  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du;
-}
-
-const UNARY: Record<UnaryOp, (x: number, p: number) => number> = {
-  neg: (x) => -x,
-  exp: Math.exp,
-  log: Math.log,
-  sqrt: Math.sqrt,
-  tanh: Math.tanh,
-  relu: (x) => (x > 0 ? x : 0),
-  gelu,
-  geluGrad,
-  abs: Math.abs,
-  sign: Math.sign,
-  step: (x) => (x > 0 ? 1 : 0),
-  recip: (x) => 1 / x,
-  powScalar: (x, p) => Math.pow(x, p),
-  addScalar: (x, p) => x + p,
-  mulScalar: (x, p) => x * p,
-};
-
-const BINARY: Record<BinaryOp, (a: number, b: number) => number> = {
-  add: (a, b) => a + b,
-  sub: (a, b) => a - b,
-  mul: (a, b) => a * b,
-  div: (a, b) => a / b,
-  max: (a, b) => (a >= b ? a : b),
-  min: (a, b) => (a <= b ? a : b),
-  pow: Math.pow,
-  gt: (a, b) => (a > b ? 1 : 0),
-  ge: (a, b) => (a >= b ? 1 : 0),
-  lt: (a, b) => (a < b ? 1 : 0),
-  eq: (a, b) => (a === b ? 1 : 0),
-};
 
 /** Calls `f(outIndex, srcIndices...)` for every element of a shape read through several views. */
 function forEachStrided(
@@ -209,11 +172,11 @@ export class CpuBackend implements Backend {
     const src = this.#f(x);
     const out = this.#floats(sizeOf(xv.shape));
     if (isDense(xv)) {
-      for (let i = 0, o = xv.offset; i < out.length; i++) out[i] = f(src[o + i], param);
+      for (let i = 0, o = xv.offset; i < out.length; i++) out[i] = f(src[o + i], 0, param);
       return this.#make("f32", out);
     }
     forEachStrided(xv.shape, [xv], (i, idx) => {
-      out[i] = f(src[idx[0]], param);
+      out[i] = f(src[idx[0]], 0, param);
     });
     return this.#make("f32", out);
   }
@@ -223,11 +186,11 @@ export class CpuBackend implements Backend {
     const out = this.#floats(sizeOf(av.shape));
     if (isDense(av) && isDense(bv)) {
       const oa = av.offset, ob = bv.offset;
-      for (let i = 0; i < out.length; i++) out[i] = f(x[oa + i], y[ob + i]);
+      for (let i = 0; i < out.length; i++) out[i] = f(x[oa + i], y[ob + i], 0);
       return this.#make("f32", out);
     }
     forEachStrided(av.shape, [av, bv], (i, idx) => {
-      out[i] = f(x[idx[0]], y[idx[1]]);
+      out[i] = f(x[idx[0]], y[idx[1]], 0);
     });
     return this.#make("f32", out);
   }

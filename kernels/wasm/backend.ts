@@ -28,6 +28,7 @@ import type {
 } from "../backend.ts";
 import { type Blas, openBlas } from "./blas.ts";
 import { detectFeatures, type WasmFeatures } from "./builder.ts";
+import { HEAVY_KERNELS } from "./gen_elementwise.ts";
 import { GEMV_MAX_M } from "./gen_gemv.ts";
 import { DEFAULT_MATMUL_CONFIG, type MatmulConfig, matmulScratchBytes } from "./gen_matmul.ts";
 import { type HeapStats, WasmHeap } from "./heap.ts";
@@ -37,7 +38,6 @@ import { ThreadPool } from "./threads.ts";
 import {
   type Exports,
   HEAP_BASE,
-  HEAVY_UNARY,
   KernelDispatch,
   MAX_THREADS,
   PAR_CHEAP,
@@ -441,7 +441,7 @@ export class WasmBackend implements Backend {
       0,
       [{ s: xs, v: xv }],
       param,
-      HEAVY_UNARY.has(kernel),
+      HEAVY_KERNELS.has(`unary:${kernel}`),
     );
     return out;
   }
@@ -458,7 +458,7 @@ export class WasmBackend implements Backend {
       0,
       [{ s: as, v: av }, { s: bs, v: bv }],
       0,
-      op === "pow",
+      HEAVY_KERNELS.has(`binary:${op}`),
     );
     return out;
   }
