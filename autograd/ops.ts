@@ -161,6 +161,14 @@ export function relu(x: Tensor): Tensor {
 export function gelu(x: Tensor): Tensor {
   return unary("gelu", "gelu", x, (g, x) => mul(g, unaryRaw("geluGrad", x)));
 }
+/**
+ * softplus(x) = ln(1 + eˣ), as PyTorch's `softplus` with β = 1 and threshold 20 (x itself above
+ * 20), computed without overflow. Its derivative is the logistic sigmoid, here e^{x − softplus(x)}
+ * (exactly σ(x), and 1 above the threshold as in PyTorch; NaN at x = +∞).
+ */
+export function softplus(x: Tensor): Tensor {
+  return unary("softplus", "softplus", x, (g, x, y) => mul(g, exp(sub(x, y))));
+}
 /** xᵖ for a scalar exponent p. */
 export function pow(x: Tensor, p: number): Tensor {
   return unary("pow", "powScalar", x, (g, x) => mul(g, mul(pow(x, p - 1), p)), p);

@@ -172,6 +172,14 @@ function geluGrad(x: Num): Num {
   return select(isinf(x), NaN, g);
 }
 
+/**
+ * softplus(x) = ln(1 + eˣ) as PyTorch's `softplus` (β = 1, threshold 20: x itself above 20),
+ * computed as max(x, 0) + ln(1 + e^{−|x|}) so neither side overflows.
+ */
+function softplus(x: Num): Num {
+  return select(gt(x, 20), x, add(relu(x), log1p(exp(neg(abs(x))))));
+}
+
 /** 1 if the condition holds, else 0. */
 const indicator = (cond: Bool): Num => select(cond, 1, 0);
 
@@ -192,6 +200,7 @@ export const UNARY_OPS = [
   "powScalar",
   "addScalar",
   "mulScalar",
+  "softplus",
 ] as const;
 
 /** One of {@link UNARY_OPS}. */
@@ -218,7 +227,8 @@ export type BinaryOp = (typeof BINARY_OPS)[number];
 /**
  * Every unary op: `x` is the input, `param` the scalar operand.
  * - `powScalar`: x^param; `addScalar`: x + param; `mulScalar`: x·param;
- * - `gelu`: GPT-2's `gelu_new`; `geluGrad`: its derivative; `step`: 1 if x > 0 else 0.
+ * - `gelu`: GPT-2's `gelu_new`; `geluGrad`: its derivative; `step`: 1 if x > 0 else 0;
+ * - `softplus`: ln(1 + eˣ) (PyTorch's, threshold 20).
  */
 export const UNARY_EXPRS: Readonly<Record<UnaryOp, Num>> = {
   neg: neg(X),
@@ -237,6 +247,7 @@ export const UNARY_EXPRS: Readonly<Record<UnaryOp, Num>> = {
   powScalar: pow(X, P),
   addScalar: add(X, P),
   mulScalar: mul(X, P),
+  softplus: softplus(X),
 };
 
 /** Every binary op of `x` and `y`; comparisons give 1 or 0. */
