@@ -1,8 +1,8 @@
 /**
  * A/B timing of the wasm backend's elementwise kernels between two checkouts of this
  * repository (e.g. a baseline and a change), in one process with the rounds alternating, so a
- * busy machine slows both sides alike. Prints min and median per op and side, and new/old
- * ratios of both.
+ * busy machine slows both sides alike. Prints which row kernels' generated code differs between
+ * the two, then min and median per op and side, and new/old ratios of both.
  *
  *   deno run -A bench/elementwise_ab.ts --old ../baseline --new . [--rounds 5] [--threads 1,2]
  */
@@ -38,6 +38,47 @@ interface Be {
   dispose(s: Storage): void;
 }
 type Create = (o: { threads: number }) => Promise<Be>;
+
+/** The code bytes of each elementwise row kernel (by slot name) of a checkout's kernel module. */
+async function rowKernels(root: string, o: { mem64: boolean; relaxed: boolean }) {
+  const at = (p: string) => pathToFileURL(resolve(root, p)).href;
+  const { buildKernelModule } = await import(at("kernels/wasm/kernels.ts"));
+  const { readUleb } = await import(at("kernels/wasm/builder.ts"));
+  const m = buildKernelModule({ ...o, shared: true, maxPages: 65536 });
+  const bytes: Uint8Array = m.bytes;
+  const bodies: Uint8Array[] = [];
+  for (let pos = 8; pos < bytes.length;) {
+    const id = bytes[pos++];
+    const { value: size, next } = readUleb(bytes, pos);
+    if (id === 10) {
+      // The code section: a count, then each function body with its size.
+      let { value: n, next: p } = readUleb(bytes, next);
+      for (; n > 0n; n--) {
+        const b = readUleb(bytes, p);
+        bodies.push(bytes.slice(b.next, b.next + Number(b.value)));
+        p = b.next + Number(b.value);
+      }
+    }
+    pos = next + Number(size);
+  }
+  // The row kernels are the module's first functions, in table-slot order.
+  return new Map([...(m.slots as Map<string, number>)].map(([k, slot]) => [k, bodies[slot]]));
+}
+
+for (const o of [{ mem64: true, relaxed: true }, { mem64: false, relaxed: false }]) {
+  const a = await rowKernels(values.old, o), b = await rowKernels(values.new, o);
+  const same = (x?: Uint8Array, y?: Uint8Array) =>
+    !!x && !!y && x.length === y.length && x.every((v, i) => v === y[i]);
+  const keys = [...new Set([...a.keys(), ...b.keys()])];
+  const diff = keys.filter((k) => !same(a.get(k), b.get(k)));
+  console.log(
+    `row kernels (memory64 ${o.mem64}, relaxed SIMD ${o.relaxed}): ` +
+      `${keys.length - diff.length} identical; differ: ` +
+      diff.map((k) => `${k} (${a.get(k)?.length ?? "-"} → ${b.get(k)?.length ?? "-"} B)`).join(
+        ", ",
+      ),
+  );
+}
 
 async function load(root: string): Promise<Create> {
   const url = pathToFileURL(resolve(root, "kernels/wasm/backend.ts")).href;

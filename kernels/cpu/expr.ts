@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Bool, Num } from "../expr.ts";
+import type { Bool, CmpOp, MathBinary, MathUnary, Num } from "../expr.ts";
 
 /** A compiled expression: the value for operands `x`, `y` and the scalar `p`. */
 export type ScalarFn = (x: number, y: number, p: number) => number;
@@ -16,67 +16,58 @@ export interface CompileJsOptions {
   f32?: boolean;
 }
 
-/** The evaluator of `e`: float64 arithmetic, or f32 with `f32: true`. */
-export function compileJs(e: Num, o: CompileJsOptions = {}): ScalarFn {
-  if (!o.f32) return compile(e, (f) => f);
-  return compile(e, (f) => (x, y, p) => Math.fround(f(x, y, p)));
-}
+const UNARY: Record<MathUnary, (a: number) => number> = {
+  neg: (a) => -a,
+  abs: Math.abs,
+  sqrt: Math.sqrt,
+  exp: Math.exp,
+  log: Math.log,
+  tanh: Math.tanh,
+};
+const BINARY: Record<MathBinary, (a: number, b: number) => number> = {
+  add: (a, b) => a + b,
+  sub: (a, b) => a - b,
+  mul: (a, b) => a * b,
+  div: (a, b) => a / b,
+  pow: Math.pow,
+};
+const CMP: Record<CmpOp, (a: number, b: number) => boolean> = {
+  gt: (a, b) => a > b,
+  ge: (a, b) => a >= b,
+  lt: (a, b) => a < b,
+  le: (a, b) => a <= b,
+  eq: (a, b) => a === b,
+  ne: (a, b) => a !== b,
+};
 
 type Wrap = (f: ScalarFn) => ScalarFn;
 
-function compile(e: Num, w: Wrap): ScalarFn {
-  const f = compileNode(e, w);
-  return e.kind === "input" ? f : w(f);
+/** The evaluator of `e`: float64 arithmetic, or f32 with `f32: true`. */
+export function compileJs(e: Num, o: CompileJsOptions = {}): ScalarFn {
+  return compile(e, o.f32 ? (f) => (x, y, p) => Math.fround(f(x, y, p)) : (f) => f);
 }
 
-function compileNode(e: Num, w: Wrap): ScalarFn {
+function compile(e: Num, w: Wrap): ScalarFn {
   switch (e.kind) {
     case "const": {
       const v = e.value;
-      return () => v;
+      return w(() => v);
     }
     case "input":
       return e.name === "x" ? (x) => x : e.name === "y" ? (_x, y) => y : (_x, _y, p) => p;
     case "unary": {
-      const a = compile(e.a, w);
-      switch (e.op) {
-        case "neg":
-          return (x, y, p) => -a(x, y, p);
-        case "abs":
-          return (x, y, p) => Math.abs(a(x, y, p));
-        case "sqrt":
-          return (x, y, p) => Math.sqrt(a(x, y, p));
-        case "exp":
-          return (x, y, p) => Math.exp(a(x, y, p));
-        case "log":
-          return (x, y, p) => Math.log(a(x, y, p));
-        case "tanh":
-          return (x, y, p) => Math.tanh(a(x, y, p));
-      }
-      break;
+      const f = UNARY[e.op], a = compile(e.a, w);
+      return w((x, y, p) => f(a(x, y, p)));
     }
     case "binary": {
-      const a = compile(e.a, w), b = compile(e.b, w);
-      switch (e.op) {
-        case "add":
-          return (x, y, p) => a(x, y, p) + b(x, y, p);
-        case "sub":
-          return (x, y, p) => a(x, y, p) - b(x, y, p);
-        case "mul":
-          return (x, y, p) => a(x, y, p) * b(x, y, p);
-        case "div":
-          return (x, y, p) => a(x, y, p) / b(x, y, p);
-        case "pow":
-          return (x, y, p) => Math.pow(a(x, y, p), b(x, y, p));
-      }
-      break;
+      const f = BINARY[e.op], a = compile(e.a, w), b = compile(e.b, w);
+      return w((x, y, p) => f(a(x, y, p), b(x, y, p)));
     }
     case "select": {
       const cond = compileBool(e.cond, w), a = compile(e.a, w), b = compile(e.b, w);
       return (x, y, p) => (cond(x, y, p) ? a(x, y, p) : b(x, y, p));
     }
   }
-  throw new Error(`compileJs: unknown node ${JSON.stringify(e)}`);
 }
 
 function compileBool(e: Bool, w: Wrap): (x: number, y: number, p: number) => boolean {
@@ -87,22 +78,8 @@ function compileBool(e: Bool, w: Wrap): (x: number, y: number, p: number) => boo
     case "isinf":
       return (x, y, p) => Math.abs(a(x, y, p)) === Infinity;
     case "cmp": {
-      const b = compile(e.b, w);
-      switch (e.op) {
-        case "gt":
-          return (x, y, p) => a(x, y, p) > b(x, y, p);
-        case "ge":
-          return (x, y, p) => a(x, y, p) >= b(x, y, p);
-        case "lt":
-          return (x, y, p) => a(x, y, p) < b(x, y, p);
-        case "le":
-          return (x, y, p) => a(x, y, p) <= b(x, y, p);
-        case "eq":
-          return (x, y, p) => a(x, y, p) === b(x, y, p);
-        case "ne":
-          return (x, y, p) => a(x, y, p) !== b(x, y, p);
-      }
+      const f = CMP[e.op], b = compile(e.b, w);
+      return (x, y, p) => f(a(x, y, p), b(x, y, p));
     }
   }
-  throw new Error(`compileJs: unknown condition ${JSON.stringify(e)}`);
 }
