@@ -36,6 +36,7 @@ interface Be {
   unary(op: string, x: Storage, v: View, p?: number): Storage;
   binary(op: string, a: Storage, av: View, b: Storage, bv: View): Storage;
   dispose(s: Storage): void;
+  adamw(w: Storage, g: Storage, m: Storage, v: Storage, p: Record<string, number>): void;
 }
 type Create = (o: { threads: number }) => Promise<Be>;
 
@@ -91,9 +92,18 @@ const cv = (shape: number[]): View => {
   return { shape, strides, offset: 0 };
 };
 const rnd = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 8 - 4);
-const host = { big: rnd(T * H), big2: rnd(T * H), row: rnd(H), col: rnd(T), x: rnd(T * C) };
+const host = {
+  big: rnd(T * H),
+  big2: rnd(T * H),
+  m: rnd(T * H),
+  v: rnd(T * H).map(Math.abs),
+  row: rnd(H),
+  col: rnd(T),
+  x: rnd(T * C),
+};
 
-type Op = (b: Be, s: Record<keyof typeof host, Storage>) => Storage;
+type Op = (b: Be, s: Record<keyof typeof host, Storage>) => Storage | null;
+const adamw = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 3 };
 const OPS: [string, Op][] = [
   ["gelu [640,3072]", (b, s) => b.unary("gelu", s.big, cv([T, H]))],
   ["geluGrad [640,3072]", (b, s) => b.unary("geluGrad", s.big, cv([T, H]))],
@@ -104,6 +114,10 @@ const OPS: [string, Op][] = [
     "add bias [640,3072]+[3072]",
     (b, s) =>
       b.binary("add", s.big, cv([T, H]), s.row, { shape: [T, H], strides: [0, 1], offset: 0 }),
+  ],
+  [
+    "adamw 2M values",
+    (b, s) => (b.adamw(s.big, s.big2, s.m, s.v, adamw), null),
   ],
   [
     "mul [640,768]·[640,1]",
@@ -129,12 +143,16 @@ for (const side of sides) {
 
 /** ms per call: as many calls as fit in the budget, after a warm-up. */
 function time(be: Be, s: Record<keyof typeof host, Storage>, op: Op): number {
-  for (let i = 0; i < 3; i++) be.dispose(op(be, s));
+  const run = () => {
+    const out = op(be, s);
+    if (out) be.dispose(out);
+  };
+  for (let i = 0; i < 3; i++) run();
   let n = 0;
   const t0 = performance.now();
   let t1 = t0;
   while (t1 - t0 < budget) {
-    be.dispose(op(be, s));
+    run();
     n++;
     t1 = performance.now();
   }

@@ -12,6 +12,7 @@
  * IEEE float: NaN propagates through arithmetic; comparisons with NaN are false, so
  * `select(gt(x, 0), x, 0)` maps NaN to 0, as `x > 0 ? x : 0` does in TypeScript.
  *
+ * The AdamW step is a {@link MapKernel} here too (several buffers in, several out, in place).
  * Matmul, attention and the row ops (softmax, layer norm, cross-entropy) are not expressed
  * here: their cost is in how data moves (blocking for registers and caches, workgroup-shared
  * memory, reductions across a row), which a scalar expression does not describe; they stay
@@ -30,7 +31,7 @@ export type CmpOp = "gt" | "ge" | "lt" | "le" | "eq" | "ne";
 /** A numeric expression node. */
 export type Num =
   | { readonly kind: "const"; readonly value: number }
-  | { readonly kind: "input"; readonly name: "x" | "y" | "param" }
+  | { readonly kind: "input"; readonly name: string }
   | { readonly kind: "unary"; readonly op: MathUnary; readonly a: Num }
   | { readonly kind: "binary"; readonly op: MathBinary; readonly a: Num; readonly b: Num }
   | { readonly kind: "select"; readonly cond: Bool; readonly a: Num; readonly b: Num };
@@ -58,6 +59,10 @@ export const X: Num = { kind: "input", name: "x" };
 export const Y: Num = { kind: "input", name: "y" };
 /** The scalar parameter of a unary op (`powScalar`, `addScalar`, `mulScalar`). */
 export const P: Num = { kind: "input", name: "param" };
+/** A named operand (an input buffer's element, or a scalar) of a {@link MapKernel}. */
+export function input(name: string): Num {
+  return { kind: "input", name };
+}
 
 const un = (op: MathUnary) => (a: Arg): Num => ({ kind: "unary", op, a: num(a) });
 const bin = (op: MathBinary) => (a: Arg, b: Arg): Num => ({
@@ -250,6 +255,8 @@ export const UNARY_EXPRS: Readonly<Record<UnaryOp, Num>> = {
   softplus: softplus(X),
 };
 
+const ADAMW_SCALARS = ["decay", "b1", "c1", "b2", "c2", "stepSize", "invBc2", "eps"];
+
 /** Every binary op of `x` and `y`; comparisons give 1 or 0. */
 export const BINARY_EXPRS: Readonly<Record<BinaryOp, Num>> = {
   add: add(X, Y),
@@ -265,6 +272,60 @@ export const BINARY_EXPRS: Readonly<Record<BinaryOp, Num>> = {
   lt: indicator(lt(X, Y)),
   eq: indicator(eq(X, Y)),
 };
+
+/**
+ * An elementwise kernel over several buffers of one length: reads `inputs[k][i]` and the
+ * `scalars`, writes each of `outputs` (an output may be an input: updated in place). Every
+ * output is computed from the old input values.
+ */
+export interface MapKernel {
+  /** Buffers read at every element. */
+  readonly inputs: readonly string[];
+  /** Scalars, the same for every element (f32 where the target computes in f32). */
+  readonly scalars: readonly string[];
+  /** What each written buffer receives, in order. */
+  readonly outputs: Readonly<Record<string, Num>>;
+}
+
+/**
+ * One AdamW step (PyTorch semantics: decoupled decay first, then the Adam update with
+ * bias-corrected moments), in place on the weight `w` and the moments `m`, `v`, given the
+ * gradient `g`. The step's scalars are {@link adamwScalars}.
+ */
+export const ADAMW: MapKernel = (() => {
+  const [w, g, m, v] = ["w", "g", "m", "v"].map(input);
+  const [decay, b1, c1, b2, c2, stepSize, invBc2, eps] = ADAMW_SCALARS.map(input);
+  const m1 = add(mul(b1, m), mul(c1, g));
+  const v1 = add(mul(b2, v), mul(c2, mul(g, g)));
+  const denom = add(sqrt(mul(v1, invBc2)), eps);
+  return {
+    inputs: ["w", "g", "m", "v"],
+    scalars: ADAMW_SCALARS,
+    outputs: { m: m1, v: v1, w: sub(mul(w, decay), mul(stepSize, div(m1, denom))) },
+  };
+})();
+
+/** The hyperparameters of an AdamW step as the scalars of {@link ADAMW}, in order (float64). */
+export function adamwScalars(p: {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  step: number;
+}): number[] {
+  const bc1 = 1 - Math.pow(p.beta1, p.step), bc2 = 1 - Math.pow(p.beta2, p.step);
+  return [
+    1 - p.lr * p.weightDecay,
+    p.beta1,
+    1 - p.beta1,
+    p.beta2,
+    1 - p.beta2,
+    p.lr / bc1,
+    1 / bc2,
+    p.eps,
+  ];
+}
 
 /** Whether an expression calls a transcendental function (exp, log, tanh, pow): the backends'
  * threading thresholds treat such ops as heavy. */
@@ -305,14 +366,14 @@ export function children(e: Node): Node[] {
   }
 }
 
-/** How many times each node is used within `e` (nodes used more than once are shared). */
-export function useCounts(e: Node): Map<Node, number> {
+/** How many times each node is used within the roots (nodes used more than once are shared). */
+export function useCounts(...roots: Node[]): Map<Node, number> {
   const uses = new Map<Node, number>();
   const visit = (n: Node) => {
     const k = uses.get(n) ?? 0;
     uses.set(n, k + 1);
     if (k === 0) { for (const ch of children(n)) visit(ch); }
   };
-  visit(e);
+  for (const r of roots) visit(r);
   return uses;
 }

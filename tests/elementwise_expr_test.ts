@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import {
   abs,
+  ADAMW,
+  adamwScalars,
   add,
   BINARY_EXPRS,
   BINARY_OPS,
@@ -37,7 +39,7 @@ import {
   X,
   Y,
 } from "../kernels/expr.ts";
-import { compileJs } from "../kernels/cpu/expr.ts";
+import { compileArgs, compileJs } from "../kernels/cpu/expr.ts";
 import { compileWgsl, EXPR_WGSL_PRELUDE } from "../kernels/webgpu/expr.ts";
 import { adapterInfo, openDevice } from "../kernels/webgpu/device.ts";
 import {
@@ -129,6 +131,25 @@ Deno.test("expr: every binary op's expression is its documented function", () =>
         const got = f(a, b, 0), want = ref[name](a, b);
         assert.ok(Object.is(got, want), `${name}(${a}, ${b}) = ${got}, want ${want}`);
       }
+    }
+  }
+});
+
+Deno.test("expr: the AdamW expression is PyTorch's AdamW step", () => {
+  const hp = { lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-6, weightDecay: 0.1, step: 3 };
+  const fns = Object.entries(ADAMW.outputs).map(([k, e]) =>
+    [k, compileArgs(e, [...ADAMW.inputs, ...ADAMW.scalars])] as const
+  );
+  for (const [w, g, m, v] of [[0.5, -0.2, 0.01, 0.003], [-2, 3, -0.4, 0.2], [0, 0, 0, 0]]) {
+    // torch.optim.AdamW: decay, moments, bias-corrected step.
+    const bc1 = 1 - hp.beta1 ** hp.step, bc2 = 1 - hp.beta2 ** hp.step;
+    const m1 = hp.beta1 * m + (1 - hp.beta1) * g, v1 = hp.beta2 * v + (1 - hp.beta2) * g * g;
+    const w1 = w * (1 - hp.lr * hp.weightDecay) -
+      (hp.lr / bc1) * m1 / (Math.sqrt(v1 / bc2) + hp.eps);
+    const want: Record<string, number> = { w: w1, m: m1, v: v1 };
+    const args = [w, g, m, v, ...adamwScalars(hp)];
+    for (const [k, f] of fns) {
+      assert.ok(Math.abs(f(args) - want[k]) <= 1e-15 * Math.max(1, Math.abs(want[k])), `${k}`);
     }
   }
 });

@@ -24,8 +24,8 @@ import {
   type View,
 } from "../backend.ts";
 import { installArgumentChecks } from "../checks.ts";
-import { BINARY_EXPRS, UNARY_EXPRS } from "../expr.ts";
-import { compileJs, type ScalarFn } from "./expr.ts";
+import { ADAMW, adamwScalars, BINARY_EXPRS, UNARY_EXPRS } from "../expr.ts";
+import { compileArgs, compileJs, type ScalarFn } from "./expr.ts";
 
 /** The float arrays the CPU backend computes in. */
 export type Floats = Float32Array | Float64Array;
@@ -556,18 +556,29 @@ export class CpuBackend implements Backend {
   }
 
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
-    const P = this.#f(param), G = this.#f(grad), M = this.#f(m), V = this.#f(v);
-    const bc1 = 1 - Math.pow(p.beta1, p.step), bc2 = 1 - Math.pow(p.beta2, p.step);
-    for (let i = 0; i < P.length; i++) {
-      // PyTorch AdamW: decay first, then the Adam update with bias-corrected moments.
-      P[i] -= p.lr * p.weightDecay * P[i];
-      M[i] = p.beta1 * M[i] + (1 - p.beta1) * G[i];
-      V[i] = p.beta2 * V[i] + (1 - p.beta2) * G[i] * G[i];
-      const denom = Math.sqrt(V[i] / bc2) + p.eps;
-      P[i] -= (p.lr / bc1) * (M[i] / denom);
+    const bufs: Record<string, Floats> = {
+      w: this.#f(param),
+      g: this.#f(grad),
+      m: this.#f(m),
+      v: this.#f(v),
+    };
+    const ins = ADAMW.inputs.map((k) => bufs[k]);
+    const outs = Object.keys(ADAMW.outputs).map((k) => bufs[k]);
+    const args = new Float64Array(ins.length + ADAMW.scalars.length);
+    args.set(adamwScalars(p), ins.length);
+    const vals = new Float64Array(outs.length);
+    for (let i = 0; i < ins[0].length; i++) {
+      for (let k = 0; k < ins.length; k++) args[k] = ins[k][i];
+      for (let k = 0; k < outs.length; k++) vals[k] = ADAMW_FNS[k](args);
+      for (let k = 0; k < outs.length; k++) outs[k][i] = vals[k];
     }
   }
 }
+
+/** The AdamW step's outputs as float64 evaluators of (inputs, scalars), from `../expr.ts`. */
+const ADAMW_FNS = Object.values(ADAMW.outputs).map((e) =>
+  compileArgs(e, [...ADAMW.inputs, ...ADAMW.scalars])
+);
 
 installArgumentChecks(CpuBackend);
 

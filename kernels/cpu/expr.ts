@@ -40,46 +40,64 @@ const CMP: Record<CmpOp, (a: number, b: number) => boolean> = {
   ne: (a, b) => a !== b,
 };
 
-type Wrap = (f: ScalarFn) => ScalarFn;
+/** A compiled expression of named operands, read from `args` in the order they were given. */
+export type ArgsFn = (args: ArrayLike<number>) => number;
+type Wrap = (f: ArgsFn) => ArgsFn;
 
-/** The evaluator of `e`: float64 arithmetic, or f32 with `f32: true`. */
+/** The evaluator of `e` (of `x`, `y`, `param`): float64 arithmetic, or f32 with `f32: true`. */
 export function compileJs(e: Num, o: CompileJsOptions = {}): ScalarFn {
-  return compile(e, o.f32 ? (f) => (x, y, p) => Math.fround(f(x, y, p)) : (f) => f);
+  const f = compileArgs(e, ["x", "y", "param"], o);
+  const args = new Float64Array(3);
+  return (x, y, p) => {
+    args[0] = x;
+    args[1] = y;
+    args[2] = p;
+    return f(args);
+  };
 }
 
-function compile(e: Num, w: Wrap): ScalarFn {
+/** The evaluator of `e` whose operands `names[k]` are read from `args[k]`. */
+export function compileArgs(e: Num, names: readonly string[], o: CompileJsOptions = {}): ArgsFn {
+  return compile(e, names, o.f32 ? (f) => (a) => Math.fround(f(a)) : (f) => f);
+}
+
+function compile(e: Num, names: readonly string[], w: Wrap): ArgsFn {
+  const go = (n: Num) => compile(n, names, w);
   switch (e.kind) {
     case "const": {
       const v = e.value;
       return w(() => v);
     }
-    case "input":
-      return e.name === "x" ? (x) => x : e.name === "y" ? (_x, y) => y : (_x, _y, p) => p;
+    case "input": {
+      const k = names.indexOf(e.name);
+      if (k < 0) throw new Error(`compileJs: the expression reads '${e.name}', not given`);
+      return (a) => a[k];
+    }
     case "unary": {
-      const f = UNARY[e.op], a = compile(e.a, w);
-      return w((x, y, p) => f(a(x, y, p)));
+      const f = UNARY[e.op], a = go(e.a);
+      return w((args) => f(a(args)));
     }
     case "binary": {
-      const f = BINARY[e.op], a = compile(e.a, w), b = compile(e.b, w);
-      return w((x, y, p) => f(a(x, y, p), b(x, y, p)));
+      const f = BINARY[e.op], a = go(e.a), b = go(e.b);
+      return w((args) => f(a(args), b(args)));
     }
     case "select": {
-      const cond = compileBool(e.cond, w), a = compile(e.a, w), b = compile(e.b, w);
-      return (x, y, p) => (cond(x, y, p) ? a(x, y, p) : b(x, y, p));
+      const cond = compileBool(e.cond, go), a = go(e.a), b = go(e.b);
+      return (args) => (cond(args) ? a(args) : b(args));
     }
   }
 }
 
-function compileBool(e: Bool, w: Wrap): (x: number, y: number, p: number) => boolean {
-  const a = compile(e.a, w);
+function compileBool(e: Bool, go: (n: Num) => ArgsFn): (args: ArrayLike<number>) => boolean {
+  const a = go(e.a);
   switch (e.kind) {
     case "isnan":
-      return (x, y, p) => Number.isNaN(a(x, y, p));
+      return (args) => Number.isNaN(a(args));
     case "isinf":
-      return (x, y, p) => Math.abs(a(x, y, p)) === Infinity;
+      return (args) => Math.abs(a(args)) === Infinity;
     case "cmp": {
-      const f = CMP[e.op], b = compile(e.b, w);
-      return (x, y, p) => f(a(x, y, p), b(x, y, p));
+      const f = CMP[e.op], b = go(e.b);
+      return (args) => f(a(args), b(args));
     }
   }
 }

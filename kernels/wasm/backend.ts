@@ -29,6 +29,7 @@ import type {
 import { type Blas, openBlas } from "./blas.ts";
 import { detectFeatures, type WasmFeatures } from "./builder.ts";
 import { HEAVY_KERNELS } from "./gen_elementwise.ts";
+import { adamwScalars } from "../expr.ts";
 import { GEMV_MAX_M } from "./gen_gemv.ts";
 import { DEFAULT_MATMUL_CONFIG, type MatmulConfig, matmulScratchBytes } from "./gen_matmul.ts";
 import { type HeapStats, WasmHeap } from "./heap.ts";
@@ -1062,18 +1063,8 @@ export class WasmBackend implements Backend {
     const ms = this.#f32(m, "adamw m");
     const vs = this.#f32(v, "adamw v");
     const n = ps.length;
-    const bc1 = 1 - Math.pow(p.beta1, p.step);
-    const bc2 = 1 - Math.pow(p.beta2, p.step);
-    const scalars = [
-      1 - p.lr * p.weightDecay,
-      p.beta1,
-      1 - p.beta1,
-      p.beta2,
-      1 - p.beta2,
-      p.lr / bc1,
-      1 / bc2,
-      p.eps,
-    ];
+    // In the order of ADAMW.inputs (w, g, m, v), then its scalars.
+    const scalars = adamwScalars(p);
     this.#flat(
       "adamw",
       n,

@@ -10,15 +10,8 @@ import type { Bool, Node, Num } from "../expr.ts";
 import { useCounts } from "../expr.ts";
 import { expV, kf32, logV, type MathOptions, powV, tanhV } from "./gen_math.ts";
 
-/** The f32x4 values of the operands (`param` splatted). */
-export interface ExprInputs {
-  /** First operand. */
-  x?: Expr;
-  /** Second operand. */
-  y?: Expr;
-  /** Scalar parameter, splatted. */
-  param?: Expr;
-}
+/** The f32x4 values of the operands by name (`x`, `y`, `param` splatted, ...). */
+export type ExprInputs = Readonly<Record<string, Expr | undefined>>;
 
 const UNARY_SIMD = { neg: "f32x4.neg", abs: "f32x4.abs", sqrt: "f32x4.sqrt" } as const;
 const BINARY_SIMD = {
@@ -42,7 +35,17 @@ const CMP_SIMD = {
  * pass locals.
  */
 export function emitExpr(f: FunctionBuilder, e: Num, in_: ExprInputs, o: MathOptions): Expr {
-  const uses = useCounts(e);
+  return emitExprs(f, [e], in_, o)[0];
+}
+
+/** {@link emitExpr} for several roots sharing their common nodes. */
+export function emitExprs(
+  f: FunctionBuilder,
+  roots: readonly Num[],
+  in_: ExprInputs,
+  o: MathOptions,
+): Expr[] {
+  const uses = useCounts(...roots);
   const done = new Map<Node, Expr>();
   const local = (x: Expr): Local => {
     const l = f.local("v128");
@@ -57,7 +60,7 @@ export function emitExpr(f: FunctionBuilder, e: Num, in_: ExprInputs, o: MathOpt
     done.set(n, r);
     return r;
   };
-  const input = (name: "x" | "y" | "param"): Expr => {
+  const input = (name: string): Expr => {
     const v = in_[name];
     if (v === undefined) throw new Error(`emitExpr: the expression reads '${name}', not given`);
     return v;
@@ -108,7 +111,7 @@ export function emitExpr(f: FunctionBuilder, e: Num, in_: ExprInputs, o: MathOpt
     }
     return op("v128.bitselect", go(a), go(b), go(cond));
   };
-  return go(e);
+  return roots.map(go);
 }
 
 const ZERO: Num = { kind: "const", value: 0 };

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Node, Num } from "../expr.ts";
+import type { MapKernel, Node, Num } from "../expr.ts";
 import { useCounts } from "../expr.ts";
 
 /** Helpers the compiled functions call. */
@@ -68,7 +68,27 @@ function literal(v: number): string {
 
 /** `fn name(x: f32, y: f32, p: f32) -> f32` computing `e`. */
 export function compileWgsl(name: string, e: Num): string {
-  const uses = useCounts(e);
+  const { lines, exprs } = wgslOf([e], (n) => (n === "param" ? "p" : n));
+  return [`fn ${name}(x: f32, y: f32, p: f32) -> f32 {`, ...lines, `  return ${exprs[0]};`, "}"]
+    .join("\n");
+}
+
+/**
+ * Statements computing the outputs of a {@link MapKernel} from WGSL values named as its
+ * inputs and scalars: `let` lines, then `out_<name>` for each output, all computed before any
+ * is stored.
+ */
+export function compileWgslMap(k: MapKernel): string[] {
+  const outs = Object.keys(k.outputs);
+  const { lines, exprs } = wgslOf(outs.map((o) => k.outputs[o]), (n) => n);
+  return [...lines, ...outs.map((o, j) => `  let out_${o} = ${exprs[j]};`)];
+}
+
+function wgslOf(
+  roots: Num[],
+  nameOf: (input: string) => string,
+): { lines: string[]; exprs: string[] } {
+  const uses = useCounts(...roots);
   const done = new Map<Node, string>();
   const lines: string[] = [];
   const go = (n: Node): string => {
@@ -76,7 +96,7 @@ export function compileWgsl(name: string, e: Num): string {
     if (hit !== undefined) return hit;
     let s = build(n);
     if ((uses.get(n) ?? 0) > 1 && n.kind !== "const" && n.kind !== "input") {
-      const t = `t${lines.length}`;
+      const t = `t_${lines.length}`;
       lines.push(`  let ${t} = ${s};`);
       s = t;
     }
@@ -88,7 +108,7 @@ export function compileWgsl(name: string, e: Num): string {
       case "const":
         return literal(n.value);
       case "input":
-        return n.name === "param" ? "p" : n.name;
+        return nameOf(n.name);
       case "unary":
         return n.op === "neg" ? `(-(${go(n.a)}))` : `${UNARY_FN[n.op]}(${go(n.a)})`;
       case "binary":
@@ -108,8 +128,6 @@ export function compileWgsl(name: string, e: Num): string {
         return `isinf_(${go(n.a)})`;
     }
   };
-  const ret = go(e);
-  return [`fn ${name}(x: f32, y: f32, p: f32) -> f32 {`, ...lines, `  return ${ret};`, "}"].join(
-    "\n",
-  );
+  const exprs = roots.map(go);
+  return { lines, exprs };
 }
