@@ -1,10 +1,11 @@
 /**
  * A/B timing of the wasm backend's elementwise kernels between two checkouts of this
  * repository (e.g. a baseline and a change), in one process with the rounds alternating, so a
- * busy machine slows both sides alike. Prints which row kernels' generated code differs between
- * the two, then min and median per op and side, and new/old ratios of both.
+ * busy machine slows both sides alike. Prints which kernels' generated code differs between the
+ * two (the elementwise row kernels and every exported kernel), then min and median per op and side, and new/old ratios of both.
  *
  *   deno run -A bench/elementwise_ab.ts --old ../baseline --new . [--rounds 5] [--threads 1,2]
+ *     [--ms 150] [--only gelu,adamw]   # ops whose name contains one of these
  */
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
@@ -17,6 +18,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "5" },
     threads: { type: "string", default: "1,2" },
     ms: { type: "string", default: "150" },
+    only: { type: "string", default: "" },
   },
 });
 if (!values.old) throw new Error("--old <checkout> is required");
@@ -40,40 +42,55 @@ interface Be {
 }
 type Create = (o: { threads: number }) => Promise<Be>;
 
-/** The code bytes of each elementwise row kernel (by slot name) of a checkout's kernel module. */
-async function rowKernels(root: string, o: { mem64: boolean; relaxed: boolean }) {
+/**
+ * The code bytes of each elementwise row kernel (by slot name) and exported kernel (by name) of
+ * a checkout's kernel module.
+ */
+async function kernelCode(root: string, o: { mem64: boolean; relaxed: boolean }) {
   const at = (p: string) => pathToFileURL(resolve(root, p)).href;
   const { buildKernelModule } = await import(at("kernels/wasm/kernels.ts"));
   const { readUleb } = await import(at("kernels/wasm/builder.ts"));
   const m = buildKernelModule({ ...o, shared: true, maxPages: 65536 });
   const bytes: Uint8Array = m.bytes;
   const bodies: Uint8Array[] = [];
+  const exported = new Map<string, number>();
   for (let pos = 8; pos < bytes.length;) {
     const id = bytes[pos++];
     const { value: size, next } = readUleb(bytes, pos);
-    if (id === 10) {
-      // The code section: a count, then each function body with its size.
-      let { value: n, next: p } = readUleb(bytes, next);
-      for (; n > 0n; n--) {
+    let { value: n, next: p } = id === 7 || id === 10 ? readUleb(bytes, next) : { value: 0n, next };
+    for (; n > 0n; n--) {
+      if (id === 10) {
+        // The code section: each function body with its size.
         const b = readUleb(bytes, p);
         bodies.push(bytes.slice(b.next, b.next + Number(b.value)));
         p = b.next + Number(b.value);
+      } else {
+        // The export section: name, kind, index (the module imports no functions).
+        const len = readUleb(bytes, p);
+        const name = new TextDecoder().decode(bytes.slice(len.next, len.next + Number(len.value)));
+        const kind = bytes[len.next + Number(len.value)];
+        const idx = readUleb(bytes, len.next + Number(len.value) + 1);
+        if (kind === 0) exported.set(name, Number(idx.value));
+        p = idx.next;
       }
     }
     pos = next + Number(size);
   }
   // The row kernels are the module's first functions, in table-slot order.
-  return new Map([...(m.slots as Map<string, number>)].map(([k, slot]) => [k, bodies[slot]]));
+  const out = new Map<string, Uint8Array>();
+  for (const [k, slot] of m.slots as Map<string, number>) out.set(k, bodies[slot]);
+  for (const [k, idx] of exported) out.set(k, bodies[idx]);
+  return out;
 }
 
 for (const o of [{ mem64: true, relaxed: true }, { mem64: false, relaxed: false }]) {
-  const a = await rowKernels(values.old, o), b = await rowKernels(values.new, o);
+  const a = await kernelCode(values.old, o), b = await kernelCode(values.new, o);
   const same = (x?: Uint8Array, y?: Uint8Array) =>
     !!x && !!y && x.length === y.length && x.every((v, i) => v === y[i]);
   const keys = [...new Set([...a.keys(), ...b.keys()])];
   const diff = keys.filter((k) => !same(a.get(k), b.get(k)));
   console.log(
-    `row kernels (memory64 ${o.mem64}, relaxed SIMD ${o.relaxed}): ` +
+    `kernels (memory64 ${o.mem64}, relaxed SIMD ${o.relaxed}): ` +
       `${keys.length - diff.length} identical; differ: ` +
       diff.map((k) => `${k} (${a.get(k)?.length ?? "-"} → ${b.get(k)?.length ?? "-"} B)`).join(
         ", ",
@@ -125,6 +142,9 @@ const OPS: [string, Op][] = [
       b.binary("mul", s.x, cv([T, C]), s.col, { shape: [T, C], strides: [1, 0], offset: 0 }),
   ],
 ];
+
+const only = values.only.split(",").filter(Boolean);
+if (only.length) OPS.splice(0, OPS.length, ...OPS.filter(([n]) => only.some((o) => n.includes(o))));
 
 const sides = [
   { name: "old", create: await load(values.old) },
