@@ -39,7 +39,7 @@ import {
   X,
   Y,
 } from "../kernels/expr.ts";
-import { compileArgs, compileJs } from "../kernels/cpu/expr.ts";
+import { compileArgs, compileJs, compileMapJs } from "../kernels/cpu/expr.ts";
 import { compileWgsl, EXPR_WGSL_PRELUDE } from "../kernels/webgpu/expr.ts";
 import { adapterInfo, openDevice } from "../kernels/webgpu/device.ts";
 import {
@@ -152,6 +152,31 @@ Deno.test("expr: the AdamW expression is PyTorch's AdamW step", () => {
       assert.ok(Math.abs(f(args) - want[k]) <= 1e-15 * Math.max(1, Math.abs(want[k])), `${k}`);
     }
   }
+});
+
+Deno.test("expr: generated and closure evaluators give the same bits (f64 and f32)", () => {
+  const same = (a: number, b: number) => Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b));
+  for (const [name, e] of samples()) {
+    for (const f32 of [false, true]) {
+      const gen = compileJs(e, { f32 }), clo = compileJs(e, { f32, closures: true });
+      XS.forEach((x, i) => {
+        const a = gen(x, YS[i], PARAM), b = clo(x, YS[i], PARAM);
+        assert.ok(same(a, b), `${name} (f32 ${f32}) at ${x}, ${YS[i]}: ${a} vs ${b}`);
+      });
+    }
+  }
+  const gen = compileMapJs(ADAMW), clo = compileMapJs(ADAMW, { closures: true });
+  const args = [
+    0.5,
+    -0.2,
+    0.01,
+    0.003,
+    ...adamwScalars({ lr: 0.01, beta1: 0.9, beta2: 0.99, eps: 1e-6, weightDecay: 0.1, step: 3 }),
+  ];
+  const o1 = new Float64Array(3), o2 = new Float64Array(3);
+  gen(args, o1);
+  clo(args, o2);
+  assert.deepEqual([...o1], [...o2]);
 });
 
 Deno.test("expr: heavy is derived from the transcendental functions an op calls", () => {

@@ -25,7 +25,7 @@ import {
 } from "../backend.ts";
 import { installArgumentChecks } from "../checks.ts";
 import { ADAMW, adamwScalars, BINARY_EXPRS, UNARY_EXPRS } from "../expr.ts";
-import { compileArgs, compileJs, type ScalarFn } from "./expr.ts";
+import { compileJs, compileMapJs, type ScalarFn } from "./expr.ts";
 
 /** The float arrays the CPU backend computes in. */
 export type Floats = Float32Array | Float64Array;
@@ -50,12 +50,16 @@ export class CpuStorage implements Storage {
   }
 }
 
-/** The float64 evaluator of each elementwise op, compiled from the one table in `../expr.ts`. */
-const UNARY = mapValues(UNARY_EXPRS, compileJs) as Record<UnaryOp, ScalarFn>;
-const BINARY = mapValues(BINARY_EXPRS, compileJs) as Record<BinaryOp, ScalarFn>;
-
-function mapValues<T, U>(o: Record<string, T>, f: (v: T) => U): Record<string, U> {
-  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)]));
+const compiled = new Map<string, ScalarFn>();
+/** The float64 evaluator of an elementwise op, compiled from its expression on first use. */
+function evaluator(op: UnaryOp | BinaryOp, unary: boolean): ScalarFn {
+  const key = `${unary ? "unary" : "binary"}:${op}`;
+  let f = compiled.get(key);
+  if (f === undefined) {
+    f = compileJs(unary ? UNARY_EXPRS[op as UnaryOp] : BINARY_EXPRS[op as BinaryOp]);
+    compiled.set(key, f);
+  }
+  return f;
 }
 
 /** Calls `f(outIndex, srcIndices...)` for every element of a shape read through several views. */
@@ -168,7 +172,7 @@ export class CpuBackend implements Backend {
   }
 
   unary(op: UnaryOp, x: Storage, xv: View, param = 0): Storage {
-    const f = UNARY[op];
+    const f = evaluator(op, true);
     const src = this.#f(x);
     const out = this.#floats(sizeOf(xv.shape));
     if (isDense(xv)) {
@@ -181,7 +185,7 @@ export class CpuBackend implements Backend {
     return this.#make("f32", out);
   }
   binary(op: BinaryOp, a: Storage, av: View, b: Storage, bv: View): Storage {
-    const f = BINARY[op];
+    const f = evaluator(op, false);
     const x = this.#f(a), y = this.#f(b);
     const out = this.#floats(sizeOf(av.shape));
     if (isDense(av) && isDense(bv)) {
@@ -567,18 +571,20 @@ export class CpuBackend implements Backend {
     const args = new Float64Array(ins.length + ADAMW.scalars.length);
     args.set(adamwScalars(p), ins.length);
     const vals = new Float64Array(outs.length);
+    const step = adamwFn();
     for (let i = 0; i < ins[0].length; i++) {
       for (let k = 0; k < ins.length; k++) args[k] = ins[k][i];
-      for (let k = 0; k < outs.length; k++) vals[k] = ADAMW_FNS[k](args);
+      step(args, vals);
       for (let k = 0; k < outs.length; k++) outs[k][i] = vals[k];
     }
   }
 }
 
-/** The AdamW step's outputs as float64 evaluators of (inputs, scalars), from `../expr.ts`. */
-const ADAMW_FNS = Object.values(ADAMW.outputs).map((e) =>
-  compileArgs(e, [...ADAMW.inputs, ...ADAMW.scalars])
-);
+let adamwStep: ((args: ArrayLike<number>, out: Float64Array) => void) | undefined;
+/** The AdamW step (`ADAMW` of `../expr.ts`) as a float64 evaluator, compiled on first use. */
+function adamwFn() {
+  return (adamwStep ??= compileMapJs(ADAMW));
+}
 
 installArgumentChecks(CpuBackend);
 
