@@ -49,8 +49,12 @@ export function opWgsl(op: UnaryOp | BinaryOp): EwExpr {
   return hit;
 }
 
-/** `where`: `ZERO` is replaced by the zero literal of the condition's dtype. */
-export const WHERE_WGSL = "select(b, a, c != ZERO)";
+/**
+ * `where`: `ZERO` is replaced by the zero literal of the condition's dtype. Written with `==`:
+ * drivers may compile `!=` as an ordered comparison, false for a NaN condition (which selects
+ * `a`, as `c !== 0` in the reference).
+ */
+export const WHERE_WGSL = "select(a, b, c == ZERO)";
 
 /** An operand view after canonicalisation. */
 interface CanonView {
