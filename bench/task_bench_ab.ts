@@ -1,7 +1,7 @@
 /**
  * A/B of `deno task bench` between two checkouts of this repository: runs it alternately in
  * each (old, new, new, old, ...) so a busy machine slows both sides alike, and prints every
- * row's min and median per side with the new/old ratios.
+ * row's best (the least time, the most tokens/s) and median per side with the new/old ratios.
  *
  *   LF_WASM_THREADS=2 deno run -A bench/task_bench_ab.ts --old ../baseline --new . \
  *     [--rounds 3] [--args "--backend wasm --skip matmul,peer"]
@@ -54,17 +54,19 @@ for (let r = 0; r < Number(values.rounds); r++) {
     console.error(`round ${r + 1}: ${side} done`);
   }
 }
-const min = (a: number[]) => Math.min(...a);
+/** The best of a row's values: the most for rates (`…/s`), else the least. */
+const best = (a: number[], unit: string) => (unit.endsWith("/s") ? Math.max(...a) : Math.min(...a));
 const median = (a: number[]) => {
   const s = [...a].sort((x, y) => x - y);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const f = (v: number) => v.toPrecision(4);
-console.log("row | unit | old min | new min | new/old | old median | new median | new/old");
+console.log("row | unit | old best | new best | new/old | old median | new median | new/old");
 for (const [key, e] of results) {
   if (!e.old.length || !e.new.length) continue;
   console.log(
-    [key, e.unit, f(min(e.old)), f(min(e.new)), (min(e.new) / min(e.old)).toFixed(3)]
+    [key, e.unit, f(best(e.old, e.unit)), f(best(e.new, e.unit))]
+      .concat([(best(e.new, e.unit) / best(e.old, e.unit)).toFixed(3)])
       .concat([f(median(e.old)), f(median(e.new)), (median(e.new) / median(e.old)).toFixed(3)])
       .join(" | "),
   );
