@@ -280,6 +280,10 @@ export class Tensor {
   gelu(): Tensor {
     return ops.gelu(this);
   }
+  /** softplus(x) = ln(1 + eˣ) (PyTorch's, threshold 20). */
+  softplus(): Tensor {
+    return ops.softplus(this);
+  }
   /** Sum over axes (all by default). */
   sum(axis?: number | number[], keepdim = false): Tensor {
     return ops.sum(this, axis, keepdim);

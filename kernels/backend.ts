@@ -3,10 +3,12 @@
  *
  * A backend owns opaque buffers ({@link Storage}) and implements a small set of primitives on
  * them. Every differentiable op is defined once in `autograd/ops.ts` in terms of these
- * primitives; its backward is written with other ops, except for softmax, layer norm,
- * cross-entropy and attention, whose backwards are primitives too (`softmaxBackward`,
- * `layerNormBackward`, `crossEntropyBackward`, `attentionBackward`). Adding a backend never
- * touches the ops. Arguments are checked once for every backend (`checks.ts`).
+ * primitives. The elementwise primitives' arithmetic (each op of {@link UNARY_OPS} and
+ * {@link BINARY_OPS}) is written once, as an expression in `expr.ts` that every backend compiles
+ * (TypeScript, WebAssembly, WGSL); the other primitives are written per backend. A backward is
+ * written with other ops, except for softmax, layer norm, cross-entropy and attention, whose
+ * backwards are primitives too (`softmaxBackward`, `layerNormBackward`, `crossEntropyBackward`,
+ * `attentionBackward`). Adding a backend never touches the ops. Arguments are checked once for every backend (`checks.ts`).
  *
  * Conventions, shared by every backend:
  * - Buffers hold `f32` values or `i32` indices. A primitive returns a new, contiguous buffer
@@ -20,6 +22,7 @@
  *
  * @module
  */
+import type { BinaryOp, UnaryOp } from "./expr.ts";
 
 /** Element type of a buffer: `f32` for values, `i32` for token ids and indices. */
 export type DType = "f32" | "i32";
@@ -47,54 +50,8 @@ export interface View {
   readonly offset: number;
 }
 
-/**
- * Unary elementwise ops. `param` is the scalar operand where one is needed.
- * - `powScalar`: x^param; `addScalar`: x + param; `mulScalar`: x·param;
- * - `gelu`: GPT-2's `gelu_new`, 0.5x(1+tanh(√(2/π)(x+0.044715x³)));
- * - `geluGrad`: d gelu / dx; `step`: 1 if x > 0 else 0; `recip`: 1/x.
- * The one list every backend implements and every parity test iterates over.
- */
-export const UNARY_OPS = [
-  "neg",
-  "exp",
-  "log",
-  "sqrt",
-  "tanh",
-  "relu",
-  "gelu",
-  "geluGrad",
-  "abs",
-  "sign",
-  "step",
-  "recip",
-  "powScalar",
-  "addScalar",
-  "mulScalar",
-] as const;
-
-/** One of {@link UNARY_OPS}. */
-export type UnaryOp = (typeof UNARY_OPS)[number];
-
-/**
- * Binary elementwise ops; comparisons give 1 or 0. The one list every backend implements and
- * every parity test iterates over.
- */
-export const BINARY_OPS = [
-  "add",
-  "sub",
-  "mul",
-  "div",
-  "max",
-  "min",
-  "pow",
-  "gt",
-  "ge",
-  "lt",
-  "eq",
-] as const;
-
-/** One of {@link BINARY_OPS}. */
-export type BinaryOp = (typeof BINARY_OPS)[number];
+// The elementwise ops' names and arithmetic: one table for every backend.
+export { BINARY_OPS, type BinaryOp, UNARY_OPS, type UnaryOp } from "./expr.ts";
 
 /** Reductions over one axis. */
 export type ReduceOp = "sum" | "max" | "min";

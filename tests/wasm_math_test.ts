@@ -1,18 +1,35 @@
 /**
- * Accuracy of the wasm kernels' polynomial exp/log/tanh/GELU against float64 `Math`, on dense
- * random samples and on special values.
+ * Accuracy of the wasm kernels' polynomial exp/log/tanh, and of GELU and its derivative as
+ * compiled from their expressions, against float64 `Math`, on dense random samples and on
+ * special values.
  */
 import assert from "node:assert/strict";
-import { detectFeatures, i32, load, ModuleBuilder, op, store } from "../kernels/wasm/builder.ts";
-import { expV, geluGradV, geluV, logV, powV, tanhV } from "../kernels/wasm/gen_math.ts";
+import {
+  detectFeatures,
+  type Expr,
+  type FunctionBuilder,
+  i32,
+  load,
+  ModuleBuilder,
+  op,
+  store,
+} from "../kernels/wasm/builder.ts";
+import { UNARY_EXPRS } from "../kernels/expr.ts";
+import { emitExpr } from "../kernels/wasm/gen_expr.ts";
+import { expV, logV, type MathOptions, powV, tanhV } from "../kernels/wasm/gen_math.ts";
 
-type Emit = typeof expV;
+type Emit = (f: FunctionBuilder, x: Expr, o: MathOptions) => Expr;
+const compiled = (op: keyof typeof UNARY_EXPRS): Emit => (f, x, o) => {
+  const xl = f.local("v128");
+  f.set(xl, x);
+  return emitExpr(f, UNARY_EXPRS[op], { x: xl }, o);
+};
 const UNARY: Record<string, Emit> = {
   exp: expV,
   log: logV,
   tanh: tanhV,
-  gelu: geluV,
-  geluGrad: geluGradV,
+  gelu: compiled("gelu"),
+  geluGrad: compiled("geluGrad"),
 };
 
 const mod = new ModuleBuilder();

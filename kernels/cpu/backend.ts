@@ -24,6 +24,8 @@ import {
   type View,
 } from "../backend.ts";
 import { installArgumentChecks } from "../checks.ts";
+import { ADAMW, adamwScalars, BINARY_EXPRS, UNARY_EXPRS } from "../expr.ts";
+import { compileJs, compileMapJs, type ScalarFn } from "./expr.ts";
 
 /** The float arrays the CPU backend computes in. */
 export type Floats = Float32Array | Float64Array;
@@ -48,52 +50,17 @@ export class CpuStorage implements Storage {
   }
 }
 
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
-
-/** GPT-2's `gelu_new` (tanh approximation). */
-export function gelu(x: number): number {
-  return 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+const compiled = new Map<string, ScalarFn>();
+/** The float64 evaluator of an elementwise op, compiled from its expression on first use. */
+function evaluator(op: UnaryOp | BinaryOp, unary: boolean): ScalarFn {
+  const key = `${unary ? "unary" : "binary"}:${op}`;
+  let f = compiled.get(key);
+  if (f === undefined) {
+    f = compileJs(unary ? UNARY_EXPRS[op as UnaryOp] : BINARY_EXPRS[op as BinaryOp]);
+    compiled.set(key, f);
+  }
+  return f;
 }
-
-/** Derivative of {@link gelu}. */
-export function geluGrad(x: number): number {
-  const u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
-  const t = Math.tanh(u);
-  const du = SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x);
-  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du;
-}
-
-const UNARY: Record<UnaryOp, (x: number, p: number) => number> = {
-  neg: (x) => -x,
-  exp: Math.exp,
-  log: Math.log,
-  sqrt: Math.sqrt,
-  tanh: Math.tanh,
-  relu: (x) => (x > 0 ? x : 0),
-  gelu,
-  geluGrad,
-  abs: Math.abs,
-  sign: Math.sign,
-  step: (x) => (x > 0 ? 1 : 0),
-  recip: (x) => 1 / x,
-  powScalar: (x, p) => Math.pow(x, p),
-  addScalar: (x, p) => x + p,
-  mulScalar: (x, p) => x * p,
-};
-
-const BINARY: Record<BinaryOp, (a: number, b: number) => number> = {
-  add: (a, b) => a + b,
-  sub: (a, b) => a - b,
-  mul: (a, b) => a * b,
-  div: (a, b) => a / b,
-  max: (a, b) => (a >= b ? a : b),
-  min: (a, b) => (a <= b ? a : b),
-  pow: Math.pow,
-  gt: (a, b) => (a > b ? 1 : 0),
-  ge: (a, b) => (a >= b ? 1 : 0),
-  lt: (a, b) => (a < b ? 1 : 0),
-  eq: (a, b) => (a === b ? 1 : 0),
-};
 
 /** Calls `f(outIndex, srcIndices...)` for every element of a shape read through several views. */
 function forEachStrided(
@@ -205,29 +172,29 @@ export class CpuBackend implements Backend {
   }
 
   unary(op: UnaryOp, x: Storage, xv: View, param = 0): Storage {
-    const f = UNARY[op];
+    const f = evaluator(op, true);
     const src = this.#f(x);
     const out = this.#floats(sizeOf(xv.shape));
     if (isDense(xv)) {
-      for (let i = 0, o = xv.offset; i < out.length; i++) out[i] = f(src[o + i], param);
+      for (let i = 0, o = xv.offset; i < out.length; i++) out[i] = f(src[o + i], 0, param);
       return this.#make("f32", out);
     }
     forEachStrided(xv.shape, [xv], (i, idx) => {
-      out[i] = f(src[idx[0]], param);
+      out[i] = f(src[idx[0]], 0, param);
     });
     return this.#make("f32", out);
   }
   binary(op: BinaryOp, a: Storage, av: View, b: Storage, bv: View): Storage {
-    const f = BINARY[op];
+    const f = evaluator(op, false);
     const x = this.#f(a), y = this.#f(b);
     const out = this.#floats(sizeOf(av.shape));
     if (isDense(av) && isDense(bv)) {
       const oa = av.offset, ob = bv.offset;
-      for (let i = 0; i < out.length; i++) out[i] = f(x[oa + i], y[ob + i]);
+      for (let i = 0; i < out.length; i++) out[i] = f(x[oa + i], y[ob + i], 0);
       return this.#make("f32", out);
     }
     forEachStrided(av.shape, [av, bv], (i, idx) => {
-      out[i] = f(x[idx[0]], y[idx[1]]);
+      out[i] = f(x[idx[0]], y[idx[1]], 0);
     });
     return this.#make("f32", out);
   }
@@ -593,17 +560,30 @@ export class CpuBackend implements Backend {
   }
 
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
-    const P = this.#f(param), G = this.#f(grad), M = this.#f(m), V = this.#f(v);
-    const bc1 = 1 - Math.pow(p.beta1, p.step), bc2 = 1 - Math.pow(p.beta2, p.step);
-    for (let i = 0; i < P.length; i++) {
-      // PyTorch AdamW: decay first, then the Adam update with bias-corrected moments.
-      P[i] -= p.lr * p.weightDecay * P[i];
-      M[i] = p.beta1 * M[i] + (1 - p.beta1) * G[i];
-      V[i] = p.beta2 * V[i] + (1 - p.beta2) * G[i] * G[i];
-      const denom = Math.sqrt(V[i] / bc2) + p.eps;
-      P[i] -= (p.lr / bc1) * (M[i] / denom);
+    const bufs: Record<string, Floats> = {
+      w: this.#f(param),
+      g: this.#f(grad),
+      m: this.#f(m),
+      v: this.#f(v),
+    };
+    const ins = ADAMW.inputs.map((k) => bufs[k]);
+    const outs = Object.keys(ADAMW.outputs).map((k) => bufs[k]);
+    const args = new Float64Array(ins.length + ADAMW.scalars.length);
+    args.set(adamwScalars(p), ins.length);
+    const vals = new Float64Array(outs.length);
+    const step = adamwFn();
+    for (let i = 0; i < ins[0].length; i++) {
+      for (let k = 0; k < ins.length; k++) args[k] = ins[k][i];
+      step(args, vals);
+      for (let k = 0; k < outs.length; k++) outs[k][i] = vals[k];
     }
   }
+}
+
+let adamwStep: ((args: ArrayLike<number>, out: Float64Array) => void) | undefined;
+/** The AdamW step (`ADAMW` of `../expr.ts`) as a float64 evaluator, compiled on first use. */
+function adamwFn() {
+  return (adamwStep ??= compileMapJs(ADAMW));
 }
 
 installArgumentChecks(CpuBackend);

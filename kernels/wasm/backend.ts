@@ -28,6 +28,8 @@ import type {
 } from "../backend.ts";
 import { type Blas, openBlas } from "./blas.ts";
 import { detectFeatures, type WasmFeatures } from "./builder.ts";
+import { HEAVY_KERNELS } from "./gen_elementwise.ts";
+import { adamwScalars } from "../expr.ts";
 import { GEMV_MAX_M } from "./gen_gemv.ts";
 import { DEFAULT_MATMUL_CONFIG, type MatmulConfig, matmulScratchBytes } from "./gen_matmul.ts";
 import { type HeapStats, WasmHeap } from "./heap.ts";
@@ -37,7 +39,6 @@ import { ThreadPool } from "./threads.ts";
 import {
   type Exports,
   HEAP_BASE,
-  HEAVY_UNARY,
   KernelDispatch,
   MAX_THREADS,
   PAR_CHEAP,
@@ -441,7 +442,7 @@ export class WasmBackend implements Backend {
       0,
       [{ s: xs, v: xv }],
       param,
-      HEAVY_UNARY.has(kernel),
+      HEAVY_KERNELS.has(`unary:${kernel}`),
     );
     return out;
   }
@@ -458,7 +459,7 @@ export class WasmBackend implements Backend {
       0,
       [{ s: as, v: av }, { s: bs, v: bv }],
       0,
-      op === "pow",
+      HEAVY_KERNELS.has(`binary:${op}`),
     );
     return out;
   }
@@ -1062,18 +1063,8 @@ export class WasmBackend implements Backend {
     const ms = this.#f32(m, "adamw m");
     const vs = this.#f32(v, "adamw v");
     const n = ps.length;
-    const bc1 = 1 - Math.pow(p.beta1, p.step);
-    const bc2 = 1 - Math.pow(p.beta2, p.step);
-    const scalars = [
-      1 - p.lr * p.weightDecay,
-      p.beta1,
-      1 - p.beta1,
-      p.beta2,
-      1 - p.beta2,
-      p.lr / bc1,
-      1 / bc2,
-      p.eps,
-    ];
+    // In the order of ADAMW.inputs (w, g, m, v), then its scalars.
+    const scalars = adamwScalars(p);
     this.#flat(
       "adamw",
       n,

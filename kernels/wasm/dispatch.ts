@@ -32,9 +32,6 @@ export const PAR_CHEAP = 1 << 17;
 /** See {@link PAR_MATMUL_FLOPS}: elements of transcendental work. */
 export const PAR_HEAVY = 1 << 13;
 
-/** Unary kernels that count as heavy (transcendental) for the thread thresholds. */
-export const HEAVY_UNARY = new Set(["exp", "log", "tanh", "gelu", "geluGrad", "powScalar"]);
-
 /** The kernel module's exports. */
 export type Exports = Record<string, (...args: number[]) => void>;
 

@@ -1,6 +1,7 @@
 /**
  * Generators of the elementwise kernels: unary, binary and where over strided views, and the
- * strided copy.
+ * strided copy. The unary and binary ops' arithmetic is the one table of `../expr.ts`, compiled
+ * to f32x4 code by `gen_expr.ts`.
  *
  * Every op has a *row kernel* with one uniform signature
  *   (out, outStride, x0, s0, x1, s1, x2, s2, n, param: f32)
@@ -35,66 +36,38 @@ import {
   type ValType,
 } from "./builder.ts";
 import type { Gen } from "./gen.ts";
-import { expV, geluGradV, geluV, kf32, logV, type MathOptions, powV, tanhV } from "./gen_math.ts";
-import { BINARY_OPS, UNARY_OPS } from "../backend.ts";
+import { emitExpr } from "./gen_expr.ts";
+import { kf32, type MathOptions } from "./gen_math.ts";
+import { BINARY_EXPRS, isHeavy, mul, type Num, UNARY_EXPRS, X } from "../expr.ts";
 
 /** Maximum rank the driver handles after dimension merging. */
 export const EW_MAX_RANK = 16;
 /** Bytes of one driver parameter block. */
 export const EW_PARAM_BYTES = 4 * (1 + EW_MAX_RANK * 6);
 
-/** Unary row kernels (the backend's ops plus a few that `powScalar` specialises to). */
-export const UNARY_KERNELS = [...UNARY_OPS, "ident", "sqr", "cube", "rsqrt"] as const;
+/**
+ * Unary row kernels: the backend's ops (`../expr.ts`) plus the exact powers that `powScalar`
+ * specialises to.
+ */
+export const UNARY_KERNEL_EXPRS: Readonly<Record<string, Num>> = {
+  ...UNARY_EXPRS,
+  ident: X,
+  sqr: mul(X, X),
+  cube: mul(mul(X, X), X),
+};
 
-/** Binary row kernels: exactly the backend's binary ops. */
-export const BINARY_KERNELS = BINARY_OPS;
+/**
+ * Row kernels whose arithmetic calls a transcendental function (`unary:exp`, `binary:pow`, ...):
+ * the dispatch splits them between threads at a lower size.
+ */
+export const HEAVY_KERNELS: ReadonlySet<string> = new Set([
+  ...Object.entries(UNARY_KERNEL_EXPRS).filter(([, e]) => isHeavy(e)).map(([k]) => `unary:${k}`),
+  ...Object.entries(BINARY_EXPRS).filter(([, e]) => isHeavy(e)).map(([k]) => `binary:${k}`),
+]);
 
 type VecFn = (f: FunctionBuilder, x: Local[], p: Local, o: MathOptions) => Expr;
 
-const UNARY_VEC: Record<(typeof UNARY_KERNELS)[number], VecFn> = {
-  neg: (_f, [x]) => op("f32x4.neg", x),
-  exp: (f, [x], _p, o) => expV(f, x, o),
-  log: (f, [x], _p, o) => logV(f, x, o),
-  sqrt: (_f, [x]) => op("f32x4.sqrt", x),
-  tanh: (f, [x], _p, o) => tanhV(f, x, o),
-  // x > 0 ? x : 0 (NaN → 0, −0 → 0), as the reference backend.
-  relu: (_f, [x]) => op("f32x4.pmax", kf32(_f, 0), x),
-  gelu: (f, [x], _p, o) => geluV(f, x, o),
-  geluGrad: (f, [x], _p, o) => geluGradV(f, x, o),
-  abs: (_f, [x]) => op("f32x4.abs", x),
-  // Math.sign: ±1, and x itself for ±0 and NaN.
-  sign: (_f, [x]) =>
-    op(
-      "v128.bitselect",
-      kf32(_f, 1),
-      op("v128.bitselect", kf32(_f, -1), x, op("f32x4.lt", x, kf32(_f, 0))),
-      op("f32x4.gt", x, kf32(_f, 0)),
-    ),
-  step: (_f, [x]) => op("v128.and", op("f32x4.gt", x, kf32(_f, 0)), kf32(_f, 1)),
-  recip: (_f, [x]) => op("f32x4.div", kf32(_f, 1), x),
-  powScalar: (f, [x], p, o) => powV(f, x, p, o),
-  addScalar: (_f, [x], p) => op("f32x4.add", x, p),
-  mulScalar: (_f, [x], p) => op("f32x4.mul", x, p),
-  ident: (_f, [x]) => x,
-  sqr: (_f, [x]) => op("f32x4.mul", x, x),
-  cube: (_f, [x]) => op("f32x4.mul", op("f32x4.mul", x, x), x),
-  rsqrt: (_f, [x]) => op("f32x4.div", kf32(_f, 1), op("f32x4.sqrt", x)),
-};
-
-const BINARY_VEC: Record<(typeof BINARY_KERNELS)[number], VecFn> = {
-  add: (_f, [a, b]) => op("f32x4.add", a, b),
-  sub: (_f, [a, b]) => op("f32x4.sub", a, b),
-  mul: (_f, [a, b]) => op("f32x4.mul", a, b),
-  div: (_f, [a, b]) => op("f32x4.div", a, b),
-  // a >= b ? a : b and a <= b ? a : b, exactly as the reference (NaN and ±0 included).
-  max: (_f, [a, b]) => op("v128.bitselect", a, b, op("f32x4.ge", a, b)),
-  min: (_f, [a, b]) => op("v128.bitselect", a, b, op("f32x4.le", a, b)),
-  pow: (f, [a, b], _p, o) => powV(f, a, b, o),
-  gt: (_f, [a, b]) => op("v128.and", op("f32x4.gt", a, b), kf32(_f, 1)),
-  ge: (_f, [a, b]) => op("v128.and", op("f32x4.ge", a, b), kf32(_f, 1)),
-  lt: (_f, [a, b]) => op("v128.and", op("f32x4.lt", a, b), kf32(_f, 1)),
-  eq: (_f, [a, b]) => op("v128.and", op("f32x4.eq", a, b), kf32(_f, 1)),
-};
+const vecOf = (e: Num): VecFn => (f, [x, y], p, o) => emitExpr(f, e, { x, y, param: p }, o);
 
 /** The uniform row-kernel parameter types for a Gen. */
 export function rowParamTypes(g: Gen): ValType[] {
@@ -123,8 +96,8 @@ export function addElementwise(mod: ModuleBuilder, g: Gen): ElementwiseKernels {
     slots.set(key, table.length);
     table.push(addRow(mod, g, nIn, vec));
   };
-  for (const k of UNARY_KERNELS) add(`unary:${k}`, 1, UNARY_VEC[k]);
-  for (const k of BINARY_KERNELS) add(`binary:${k}`, 2, BINARY_VEC[k]);
+  for (const [k, e] of Object.entries(UNARY_KERNEL_EXPRS)) add(`unary:${k}`, 1, vecOf(e));
+  for (const [k, e] of Object.entries(BINARY_EXPRS)) add(`binary:${k}`, 2, vecOf(e));
   const whereVec = (i32cond: boolean): VecFn => (f, [c, a, b]) =>
     op(
       "v128.bitselect",

@@ -1,6 +1,6 @@
 /**
- * Vectorised (f32x4) transcendental functions for the generated kernels: exp, log, tanh,
- * sigmoid, GPT-2's tanh-GELU and its derivative, and pow. Each emitter writes its code into the
+ * Vectorised (f32x4) transcendental functions for the generated kernels: exp, log, tanh and pow
+ * (the primitives that `gen_expr.ts` maps the elementwise expressions' math onto). Each emitter writes its code into the
  * current function immediately and returns a local holding the result.
  *
  * Accuracy target ~1e-6 relative (a few f32 ulp); the polynomials are Taylor/atanh series with
@@ -163,69 +163,6 @@ export function tanhV(f: FunctionBuilder, x: Expr, o: MathOptions = {}): Local {
     ),
   );
   return v(f, op("v128.bitselect", small, signed, op("f32x4.lt", ax, kf32(f, 0.35))));
-}
-
-/** σ(y) and 1 − σ(y) on four lanes, both without overflow or cancellation. */
-export function sigmoidPairV(
-  f: FunctionBuilder,
-  y: Expr,
-  o: MathOptions = {},
-): { s: Local; c: Local } {
-  const yin = v(f, y);
-  const e = expV(f, op("f32x4.neg", op("f32x4.abs", yin)), o); // in (0, 1]
-  const hi = v(f, op("f32x4.div", kf32(f, 1), op("f32x4.add", kf32(f, 1), e))); // σ(|y|)
-  const lo = v(f, op("f32x4.mul", e, hi)); // σ(−|y|)
-  const pos = v(f, op("f32x4.ge", yin, kf32(f, 0)));
-  return {
-    s: v(f, op("v128.bitselect", hi, lo, pos)),
-    c: v(f, op("v128.bitselect", lo, hi, pos)),
-  };
-}
-
-const GELU_K = Math.sqrt(2 / Math.PI);
-const GELU_A = 0.044715;
-
-/** GPT-2's gelu_new, written x·σ(2u) with u = √(2/π)(x + 0.044715x³) (equal to 0.5x(1+tanh u)). */
-export function geluV(f: FunctionBuilder, x: Expr, o: MathOptions = {}): Local {
-  const xin = v(f, x);
-  // 2u = x·(2k + 2k·a·x²)
-  const u2 = op(
-    "f32x4.mul",
-    xin,
-    op(
-      "f32x4.add",
-      kf32(f, 2 * GELU_K),
-      op("f32x4.mul", kf32(f, 2 * GELU_K * GELU_A), op("f32x4.mul", xin, xin)),
-    ),
-  );
-  const { s } = sigmoidPairV(f, u2, o);
-  return v(f, op("f32x4.mul", xin, s));
-}
-
-/** d gelu_new / dx = σ + 2x·σ(1−σ)·u′ with σ = σ(2u), u′ = √(2/π)(1 + 3·0.044715x²). */
-export function geluGradV(f: FunctionBuilder, x: Expr, o: MathOptions = {}): Local {
-  const xin = v(f, x);
-  const x2 = v(f, op("f32x4.mul", xin, xin));
-  const u2 = op(
-    "f32x4.mul",
-    xin,
-    op("f32x4.add", kf32(f, 2 * GELU_K), op("f32x4.mul", kf32(f, 2 * GELU_K * GELU_A), x2)),
-  );
-  const { s, c } = sigmoidPairV(f, u2, o);
-  const du = op(
-    "f32x4.mul",
-    kf32(f, GELU_K),
-    op("f32x4.add", kf32(f, 1), op("f32x4.mul", kf32(f, 3 * GELU_A), x2)),
-  );
-  const sc = v(f, op("f32x4.mul", s, c));
-  const t = v(f, op("f32x4.mul", op("f32x4.mul", op("f32x4.mul", kf32(f, 2), xin), sc), du));
-  // Far in the tails σ(1−σ) underflows to 0 while x·u′ may overflow: the term is 0 there.
-  const g = op("f32x4.add", s, op("v128.bitselect", kf32(f, 0), t, op("f32x4.eq", sc, kf32(f, 0))));
-  // At ±∞ the formula is ∞·0, NaN, as in the reference (and PyTorch): not the limit.
-  return v(
-    f,
-    op("v128.bitselect", kf32(f, NaN), g, op("f32x4.eq", op("f32x4.abs", xin), kf32(f, Infinity))),
-  );
 }
 
 /** a^b on four lanes with JS `Math.pow` semantics for signs, zeros and integer exponents. */

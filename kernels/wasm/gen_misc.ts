@@ -1,7 +1,8 @@
 /**
  * Generators of the remaining kernels: fill, cast, gather, scatter-add, the dropout mask (the
- * counter-based hash of `hashUniform`, bit for bit) and the AdamW step. Flat kernels take an
- * element range [i0, i1) so that threads can split them.
+ * counter-based hash of `hashUniform`, bit for bit) and the AdamW step (compiled from its
+ * expression in `../expr.ts`). Flat kernels take an element range [i0, i1) so that threads can
+ * split them.
  *
  * @module
  */
@@ -19,9 +20,12 @@ import {
   type ModuleBuilder,
   op,
   store,
+  type ValType,
 } from "./builder.ts";
 import type { Gen } from "./gen.ts";
-import { ki32 } from "./gen_math.ts";
+import { ki32, type MathOptions } from "./gen_math.ts";
+import { emitExprs } from "./gen_expr.ts";
+import { ADAMW, type MapKernel } from "../expr.ts";
 
 /**
  * Emits a flat loop over elements [i0, i1): `vec(i)` for each aligned group of four, `one(i)`
@@ -254,70 +258,57 @@ export function addMiscKernels(mod: ModuleBuilder, g: Gen): void {
     );
   });
 
-  // adamw(p, g, m, v, i0, i1, decay, b1, c1, b2, c2, stepSize, invBc2, eps), in place:
-  //   p ← p·decay; m ← b1·m + c1·g; v ← b2·v + c2·g²; p ← p − stepSize·m/(√(v·invBc2) + eps)
-  mod.addFunction(
-    "adamw",
-    [P, P, P, P, I, I, "f32", "f32", "f32", "f32", "f32", "f32", "f32", "f32"],
-    [],
-    (f, pP, gP, mP, vP, i0, i1, decay, b1, c1, b2, c2, step, invBc2, eps) => {
-      const pp = g.ptrLocal(f, pP);
-      const gp = g.ptrLocal(f, gP);
-      const mp = g.ptrLocal(f, mP);
-      const vp = g.ptrLocal(f, vP);
-      const i = f.local(I);
-      const S = [decay, b1, c1, b2, c2, step, invBc2, eps].map((s) => {
-        const l = f.local("v128");
-        f.set(l, op("f32x4.splat", s));
-        return l;
-      });
-      const [dv, b1v, c1v, b2v, c2v, stv, ibv, epv] = S;
-      const gv = f.local("v128");
-      const mv = f.local("v128");
-      const vv = f.local("v128");
-      const pv = f.local("v128");
-      const upd = () => {
-        f.set(mv, op("f32x4.add", op("f32x4.mul", b1v, mv), op("f32x4.mul", c1v, gv)));
+  addMapKernel(mod, g, "adamw", ADAMW);
+}
+
+/**
+ * A flat kernel `name(in_0, ..., in_k, i0, i1, scalar_0, ...)` computing a {@link MapKernel}
+ * over elements [i0, i1): four at a time, then one at a time through the same vector code.
+ * Every output must be one of the inputs (updated in place).
+ */
+function addMapKernel(mod: ModuleBuilder, g: Gen, name: string, k: MapKernel): void {
+  const P = g.ptrParam, I = "i32" as const;
+  const outs = Object.keys(k.outputs);
+  for (const o of outs) {
+    if (!k.inputs.includes(o)) throw new Error(`${name}: output '${o}' is not an input`);
+  }
+  const params: ValType[] = [
+    ...k.inputs.map(() => P),
+    I,
+    I,
+    ...k.scalars.map(() => "f32" as const),
+  ];
+  mod.addFunction(name, params, [], (f, ...ps) => {
+    const ptrs = k.inputs.map((_, j) => g.ptrLocal(f, ps[j]));
+    const [i0, i1] = [ps[k.inputs.length], ps[k.inputs.length + 1]];
+    const env: Record<string, Expr> = {};
+    k.scalars.forEach((s, j) => {
+      const l = f.local("v128");
+      f.set(l, op("f32x4.splat", ps[k.inputs.length + 2 + j]));
+      env[s] = l;
+    });
+    const vals = k.inputs.map((s) => (env[s] = f.local("v128")) as Local);
+    const mo: MathOptions = { fma: g.opts.relaxed };
+    const i = f.local(I);
+    const body = (vector: boolean) => () => {
+      vals.forEach((v, j) =>
         f.set(
-          vv,
-          op("f32x4.add", op("f32x4.mul", b2v, vv), op("f32x4.mul", c2v, op("f32x4.mul", gv, gv))),
-        );
-        const denom = op("f32x4.add", op("f32x4.sqrt", op("f32x4.mul", vv, ibv)), epv);
-        f.set(
-          pv,
-          op(
-            "f32x4.sub",
-            op("f32x4.mul", pv, dv),
-            op("f32x4.mul", stv, op("f32x4.div", mv, denom)),
+          v,
+          load(
+            vector ? "v128.load" : "v128.load32_splat",
+            g.at(ptrs[j], i),
+            0,
+            vector ? 0 : undefined,
           ),
-        );
-      };
-      flat(
-        f,
-        i,
-        i0,
-        i1,
-        () => {
-          f.set(gv, load("v128.load", g.at(gp, i), 0, 0));
-          f.set(mv, load("v128.load", g.at(mp, i), 0, 0));
-          f.set(vv, load("v128.load", g.at(vp, i), 0, 0));
-          f.set(pv, load("v128.load", g.at(pp, i), 0, 0));
-          upd();
-          f.do(store("v128.store", g.at(mp, i), mv, 0, 0));
-          f.do(store("v128.store", g.at(vp, i), vv, 0, 0));
-          f.do(store("v128.store", g.at(pp, i), pv, 0, 0));
-        },
-        () => {
-          f.set(gv, load("v128.load32_splat", g.at(gp, i)));
-          f.set(mv, load("v128.load32_splat", g.at(mp, i)));
-          f.set(vv, load("v128.load32_splat", g.at(vp, i)));
-          f.set(pv, load("v128.load32_splat", g.at(pp, i)));
-          upd();
-          f.do(store("f32.store", g.at(mp, i), lane("f32x4.extract_lane", mv, 0)));
-          f.do(store("f32.store", g.at(vp, i), lane("f32x4.extract_lane", vv, 0)));
-          f.do(store("f32.store", g.at(pp, i), lane("f32x4.extract_lane", pv, 0)));
-        },
+        )
       );
-    },
-  );
+      const res = emitExprs(f, outs.map((o) => k.outputs[o]), env, mo);
+      outs.forEach((o, j) => {
+        const at = g.at(ptrs[k.inputs.indexOf(o)], i);
+        if (vector) f.do(store("v128.store", at, res[j], 0, 0));
+        else f.do(store("f32.store", at, lane("f32x4.extract_lane", res[j], 0)));
+      });
+    };
+    flat(f, i, i0, i1, body(true), body(false));
+  });
 }

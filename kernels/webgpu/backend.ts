@@ -33,9 +33,11 @@ import {
   convertExpr,
   dropoutCall,
   elementwiseCall,
+  type EwExpr,
   type EwOperand,
   fillCall,
-  OP_WGSL,
+  opWgsl,
+  WHERE_WGSL,
 } from "./elementwise.ts";
 import { BufferPool, type PooledBuffer, type PoolStats, StagingPool } from "./memory.ts";
 import { reduceCall } from "./reduce.ts";
@@ -308,7 +310,7 @@ export class WebGPUBackend implements Backend {
 
   #elementwise(
     op: string,
-    expr: string,
+    expr: string | EwExpr,
     shape: readonly number[],
     inputs: { s: Storage; v: View; name: string; f32: boolean }[],
     scalar = 0,
@@ -327,16 +329,18 @@ export class WebGPUBackend implements Backend {
 
   /** out = op(x[view]). */
   unary(op: UnaryOp, x: Storage, xv: View, param = 0): Storage {
-    const expr = OP_WGSL[op];
-    if (expr === undefined) throw new Error(`webgpu unary: unknown op '${op}'`);
-    return this.#elementwise(op, expr, xv.shape, [{ s: x, v: xv, name: "a", f32: true }], param);
+    return this.#elementwise(
+      op,
+      opWgsl(op),
+      xv.shape,
+      [{ s: x, v: xv, name: "a", f32: true }],
+      param,
+    );
   }
 
   /** out = op(a, b). */
   binary(op: BinaryOp, a: Storage, av: View, b: Storage, bv: View): Storage {
-    const expr = OP_WGSL[op];
-    if (expr === undefined) throw new Error(`webgpu binary: unknown op '${op}'`);
-    return this.#elementwise(op, expr, av.shape, [
+    return this.#elementwise(op, opWgsl(op), av.shape, [
       { s: a, v: av, name: "a", f32: true },
       { s: b, v: bv, name: "b", f32: true },
     ]);
@@ -344,7 +348,7 @@ export class WebGPUBackend implements Backend {
 
   /** out = cond != 0 ? a : b. */
   where(cond: Storage, cv: View, a: Storage, av: View, b: Storage, bv: View): Storage {
-    const expr = OP_WGSL.where.replace("ZERO", cond.dtype === "i32" ? "0" : "0.0");
+    const expr = WHERE_WGSL.replace("ZERO", cond.dtype === "i32" ? "0" : "0.0");
     return this.#elementwise("where", expr, cv.shape, [
       { s: cond, v: cv, name: "c", f32: false },
       { s: a, v: av, name: "a", f32: true },

@@ -1,6 +1,7 @@
 /**
- * Elementwise WGSL kernels, all generated from one op table: unary, binary, where, cast and
- * strided copy share a single shader template that reads every operand through a strided view.
+ * Elementwise WGSL kernels: unary, binary, where, cast and strided copy share a single shader
+ * template that reads every operand through a strided view. The unary and binary ops'
+ * arithmetic is the one table of `../expr.ts`, compiled to WGSL by `expr.ts`.
  *
  * Views are first canonicalised (size-1 axes dropped, axes merged where every view is contiguous
  * across them), so most calls become rank 1 or 2. An operand whose canonical view is contiguous
@@ -11,6 +12,8 @@
  * @module
  */
 import type { BinaryOp, UnaryOp, View } from "../backend.ts";
+import { BINARY_EXPRS, UNARY_EXPRS } from "../expr.ts";
+import { compileWgsl, EXPR_WGSL_PRELUDE } from "./expr.ts";
 import { type BufferArg, type ElemFormat, entry1d, f32Bits, type KernelCall } from "./dispatch.ts";
 
 /** Largest rank after canonicalisation. */
@@ -18,94 +21,40 @@ export const MAX_RANK = 8;
 /** Workgroup size of the 1-D kernels. */
 export const WG = 256;
 
-/**
- * The one op table: WGSL for every elementwise op, as an f32 expression of the loaded operands
- * `a`, `b`, `c` and the scalar parameter `p`. Semantics follow `kernels/cpu/backend.ts`.
- * In `where`, `ZERO` is replaced by the zero literal of the condition's dtype.
- */
-export const OP_WGSL: Readonly<Record<UnaryOp | BinaryOp | "where", string>> = {
-  // unary
-  neg: "-a",
-  exp: "exp(a)",
-  log: "log(a)",
-  sqrt: "sqrt(a)",
-  tanh: "tanh_(a)",
-  relu: "select(0.0, a, a > 0.0)",
-  gelu: "gelu_(a)",
-  geluGrad: "gelu_grad_(a)",
-  abs: "abs(a)",
-  sign: "select(sign(a), a, isnan_(a))",
-  step: "select(0.0, 1.0, a > 0.0)",
-  recip: "1.0 / a",
-  powScalar: "pow_(a, p)",
-  addScalar: "a + p",
-  mulScalar: "a * p",
-  // binary
-  add: "a + b",
-  sub: "a - b",
-  mul: "a * b",
-  div: "a / b",
-  max: "select(b, a, a >= b)",
-  min: "select(b, a, a <= b)",
-  pow: "pow_(a, b)",
-  gt: "select(0.0, 1.0, a > b)",
-  ge: "select(0.0, 1.0, a >= b)",
-  lt: "select(0.0, 1.0, a < b)",
-  eq: "select(0.0, 1.0, a == b)",
-  // ternary
-  where: "select(b, a, c != ZERO)",
-};
+/** WGSL of an elementwise kernel: an f32 expression of the loaded operands `a`, `b`, `c` and
+ * the scalar parameter `p`, and the functions it calls. */
+export interface EwExpr {
+  /** The expression. */
+  expr: string;
+  /** WGSL functions the expression calls. */
+  fns: string;
+}
 
-/** Scalar math helpers shared by the elementwise kernels. */
-export const MATH_WGSL = `
-const SQRT_2_OVER_PI = 0.7978845608028654;
-// NaN, by the bits: WGSL lets compilers assume floats are not NaN, so x != x may fold away.
-fn isnan_(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
-// tanh saturates to ±1 in f32 beyond |x| = 9.1; clamping keeps exp-based implementations finite
-// (and would turn NaN into a number: NaN passes through).
-fn tanh_(x: f32) -> f32 {
-  if (isnan_(x)) { return x; }
-  return tanh(clamp(x, -15.0, 15.0));
-}
-fn gelu_(x: f32) -> f32 {
-  return 0.5 * x * (1.0 + tanh_(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
-}
-fn gelu_grad_(x: f32) -> f32 {
-  let t = tanh_(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x));
-  let du = SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x);
-  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du;
-}
-// Math.pow semantics where WGSL's pow (exp2(y·log2 x)) differs: y = 0, negative bases with
-// integer exponents, and exact small powers.
-fn pow_(x: f32, y: f32) -> f32 {
-  if (y == 0.0) { return 1.0; }
-  if (isnan_(x) || isnan_(y)) { return x + y; }
-  let odd = floor(y) == y && abs(y) < 16777216.0 && (i32(y) & 1) != 0;
-  if (bitcast<u32>(x) == 0xff800000u) {
-    // x = −∞: ±∞ for y > 0, ±0 for y < 0, negative for odd integers (−x is +∞).
-    if (y > 0.0) { return select(-x, x, odd); }
-    return select(0.0, -0.0, odd);
+const opCache = new Map<string, EwExpr>();
+
+/** The kernel expression of a unary or binary op, compiled from its entry in `../expr.ts`. */
+export function opWgsl(op: UnaryOp | BinaryOp): EwExpr {
+  let hit = opCache.get(op);
+  if (hit === undefined) {
+    const unary = Object.hasOwn(UNARY_EXPRS, op);
+    const e = unary ? UNARY_EXPRS[op as UnaryOp] : BINARY_EXPRS[op as BinaryOp];
+    if (e === undefined) throw new Error(`webgpu: unknown elementwise op '${op}'`);
+    const name = `op_${op}`;
+    hit = {
+      expr: unary ? `${name}(a, 0.0, p)` : `${name}(a, b, 0.0)`,
+      fns: `${EXPR_WGSL_PRELUDE}\n${compileWgsl(name, e)}`,
+    };
+    opCache.set(op, hit);
   }
-  if (x == 0.0) {
-    // ±0: ±0 for y > 0, ±∞ for y < 0, the sign kept for odd integers (as Math.pow). The
-    // infinity is built at run time (WGSL forbids it in constant expressions).
-    let inf = bitcast<f32>(0x7f800000u | (bitcast<u32>(y) & 0u));
-    let r = select(inf, 0.0, y > 0.0);
-    return select(r, select(r, -r, bitcast<u32>(x) != 0u), odd);
-  }
-  if (y == 1.0) { return x; }
-  if (y == 2.0) { return x * x; }
-  if (y == 3.0) { return x * x * x; }
-  if (y == 0.5) { return sqrt(x); }
-  if (y == -1.0) { return 1.0 / x; }
-  if (x < 0.0 && floor(y) == y) {
-    let r = exp2(y * log2(-x));
-    if (odd) { return -r; }
-    return r;
-  }
-  return pow(x, y);
+  return hit;
 }
-`;
+
+/**
+ * `where`: `ZERO` is replaced by the zero literal of the condition's dtype. Written with `==`:
+ * drivers may compile `!=` as an ordered comparison, false for a NaN condition (which selects
+ * `a`, as `c !== 0` in the reference).
+ */
+export const WHERE_WGSL = "select(a, b, c == ZERO)";
 
 /** An operand view after canonicalisation. */
 interface CanonView {
@@ -154,12 +103,18 @@ export interface EwOperand {
 
 const bodyCache = new Map<string, string>();
 
-function ewBody(expr: string, names: string[], contiguous: boolean[], outType: string): string {
+function ewBody(
+  expr: string,
+  fns: string,
+  names: string[],
+  contiguous: boolean[],
+  outType: string,
+): string {
   const key = `${expr}|${names.join(",")}|${contiguous.join(",")}|${outType}`;
   const hit = bodyCache.get(key);
   if (hit !== undefined) return hit;
   const lines: string[] = [
-    MATH_WGSL,
+    fns,
     entry1d(WG),
     "  let n = prm(0u);",
     "  if (gid >= n) { return; }",
@@ -194,11 +149,11 @@ function ewBody(expr: string, names: string[], contiguous: boolean[], outType: s
 
 /**
  * A kernel computing `out[view] = expr(a, b, c, p)` over a common shape. `out` is the first
- * operand; `expr` is WGSL over the inputs' loaded values.
+ * operand; `expr` is WGSL over the inputs' loaded values (a string: it calls no functions).
  */
 export function elementwiseCall(
   label: string,
-  expr: string,
+  expr: string | EwExpr,
   shape: readonly number[],
   operands: readonly EwOperand[],
   scalar = 0,
@@ -226,7 +181,8 @@ export function elementwiseCall(
   });
   const contiguous = canon.views.map((v) => isContiguous(canon.shape, v.strides));
   const outType = operands[0].arg.format === "i32" ? "i32" : "f32";
-  const body = ewBody(expr, operands.map((o) => o.arg.name), contiguous, outType);
+  const { expr: e, fns } = typeof expr === "string" ? { expr, fns: "" } : expr;
+  const body = ewBody(e, fns, operands.map((o) => o.arg.name), contiguous, outType);
   return {
     label,
     body,

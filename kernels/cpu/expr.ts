@@ -1,0 +1,226 @@
+/**
+ * Compiles an elementwise expression (`../expr.ts`) to a JavaScript function for the reference
+ * backend: float64 arithmetic and `Math` functions. The function is generated as source (one
+ * `const` per shared node, as fast as a hand-written loop body); where the host forbids
+ * generating code (a page whose Content-Security-Policy has no 'unsafe-eval'), it is built of
+ * one closure per node instead (same values, slower).
+ *
+ * @module
+ */
+import {
+  type Bool,
+  type CmpOp,
+  type MapKernel,
+  type MathBinary,
+  type MathUnary,
+  type Node,
+  type Num,
+  useCounts,
+} from "../expr.ts";
+
+/** A compiled expression: the value for operands `x`, `y` and the scalar `p`. */
+export type ScalarFn = (x: number, y: number, p: number) => number;
+
+/** Options of {@link compileJs}. */
+export interface CompileJsOptions {
+  /** Round every node's value to f32 (f32 arithmetic) instead of computing in float64. */
+  f32?: boolean;
+  /** Build closures even where generating code is allowed (tests of the fallback). */
+  closures?: boolean;
+}
+
+const UNARY: Record<MathUnary, (a: number) => number> = {
+  neg: (a) => -a,
+  abs: Math.abs,
+  sqrt: Math.sqrt,
+  exp: Math.exp,
+  log: Math.log,
+  tanh: Math.tanh,
+};
+const BINARY: Record<MathBinary, (a: number, b: number) => number> = {
+  add: (a, b) => a + b,
+  sub: (a, b) => a - b,
+  mul: (a, b) => a * b,
+  div: (a, b) => a / b,
+  pow: Math.pow,
+};
+const CMP: Record<CmpOp, (a: number, b: number) => boolean> = {
+  gt: (a, b) => a > b,
+  ge: (a, b) => a >= b,
+  lt: (a, b) => a < b,
+  le: (a, b) => a <= b,
+  eq: (a, b) => a === b,
+  ne: (a, b) => a !== b,
+};
+
+/** A compiled expression of named operands, read from `args` in the order they were given. */
+export type ArgsFn = (args: ArrayLike<number>) => number;
+type Wrap = (f: ArgsFn) => ArgsFn;
+
+/** The evaluator of `e` (of `x`, `y`, `param`): float64 arithmetic, or f32 with `f32: true`. */
+export function compileJs(e: Num, o: CompileJsOptions = {}): ScalarFn {
+  const xyp: Record<string, string> = { x: "x", y: "y", param: "p" };
+  const g = o.closures ? null : generate([e], (n) => xyp[n], ["x", "y", "p"], !!o.f32);
+  if (g) return g as unknown as ScalarFn;
+  const f = compileArgs(e, ["x", "y", "param"], { ...o, closures: true });
+  const args = new Float64Array(3);
+  return (x, y, p) => {
+    args[0] = x;
+    args[1] = y;
+    args[2] = p;
+    return f(args);
+  };
+}
+
+/** The evaluator of `e` whose operands `names[k]` are read from `args[k]`. */
+export function compileArgs(e: Num, names: readonly string[], o: CompileJsOptions = {}): ArgsFn {
+  const g = o.closures ? null : generate([e], (n) => arg(names, n), ["a"], !!o.f32);
+  if (g) return g as unknown as ArgsFn;
+  return compile(e, names, o.f32 ? (f) => (a) => Math.fround(f(a)) : (f) => f);
+}
+
+/**
+ * The evaluator of a {@link MapKernel}: `(args, out)` reads its inputs then scalars from
+ * `args` and writes its outputs to `out`, in the order of `k.outputs`.
+ */
+export function compileMapJs(
+  k: MapKernel,
+  o: CompileJsOptions = {},
+): (args: ArrayLike<number>, out: Float64Array) => void {
+  const names = [...k.inputs, ...k.scalars], roots = Object.values(k.outputs);
+  const g = o.closures ? null : generate(roots, (n) => arg(names, n), ["a", "out"], !!o.f32);
+  if (g) return g as unknown as (args: ArrayLike<number>, out: Float64Array) => void;
+  const fs = roots.map((e) => compileArgs(e, names, { ...o, closures: true }));
+  return (args, out) => fs.forEach((f, j) => (out[j] = f(args)));
+}
+
+function arg(names: readonly string[], n: string): string {
+  const k = names.indexOf(n);
+  if (k < 0) throw new Error(`compileJs: the expression reads '${n}', not given`);
+  return `a[${k}]`;
+}
+
+/** Any generated function (cast to its signature by the caller). */
+type AnyFn = (...args: never[]) => unknown;
+
+const JS_UNARY: Record<MathUnary, string> = {
+  neg: "-",
+  abs: "Math.abs",
+  sqrt: "Math.sqrt",
+  exp: "Math.exp",
+  log: "Math.log",
+  tanh: "Math.tanh",
+};
+const JS_BINARY = { add: "+", sub: "-", mul: "*", div: "/" } as const;
+const JS_CMP: Record<CmpOp, string> = {
+  gt: ">",
+  ge: ">=",
+  lt: "<",
+  le: "<=",
+  eq: "===",
+  ne: "!==",
+};
+
+/**
+ * A function of `params` computing the roots (returned, or for several roots written to
+ * `out[j]`), generated as source; null where the host forbids generating code.
+ */
+function generate(
+  roots: Num[],
+  input: (n: string) => string,
+  params: string[],
+  f32: boolean,
+): AnyFn | null {
+  const uses = useCounts(...roots);
+  const done = new Map<Node, string>();
+  const lines: string[] = [];
+  const num = (s: string) => (f32 ? `Math.fround(${s})` : s);
+  const literal = (v: number) => {
+    const r = f32 ? Math.fround(v) : v;
+    return Object.is(r, -0) ? "(-0)" : `(${r})`; // NaN, Infinity, -Infinity are globals
+  };
+  const go = (n: Node): string => {
+    const hit = done.get(n);
+    if (hit !== undefined) return hit;
+    let s = build(n);
+    if ((uses.get(n) ?? 0) > 1 && n.kind !== "const" && n.kind !== "input") {
+      const t = `t${lines.length}`;
+      lines.push(`const ${t} = ${s};`);
+      s = t;
+    }
+    done.set(n, s);
+    return s;
+  };
+  const build = (n: Node): string => {
+    switch (n.kind) {
+      case "const":
+        return literal(n.value);
+      case "input":
+        return input(n.name);
+      case "unary":
+        return num(n.op === "neg" ? `(-${go(n.a)})` : `${JS_UNARY[n.op]}(${go(n.a)})`);
+      case "binary":
+        if (n.op === "pow") return num(`Math.pow(${go(n.a)}, ${go(n.b)})`);
+        return num(`(${go(n.a)} ${JS_BINARY[n.op]} ${go(n.b)})`);
+      case "select":
+        return `(${go(n.cond)} ? ${go(n.a)} : ${go(n.b)})`;
+      case "cmp":
+        return `(${go(n.a)} ${JS_CMP[n.op]} ${go(n.b)})`;
+      case "isnan":
+        return `Number.isNaN(${go(n.a)})`;
+      case "isinf":
+        return `(Math.abs(${go(n.a)}) === Infinity)`;
+    }
+  };
+  const values = roots.map(go);
+  const ret = roots.length === 1 && !params.includes("out")
+    ? [`return ${values[0]};`]
+    : values.map((v, j) => `out[${j}] = ${v};`);
+  try {
+    return new Function(...params, [...lines, ...ret].join("\n")) as AnyFn;
+  } catch (e) {
+    if (e instanceof EvalError) return null;
+    throw e;
+  }
+}
+
+function compile(e: Num, names: readonly string[], w: Wrap): ArgsFn {
+  const go = (n: Num) => compile(n, names, w);
+  switch (e.kind) {
+    case "const": {
+      const v = e.value;
+      return w(() => v);
+    }
+    case "input": {
+      const k = names.indexOf(e.name);
+      if (k < 0) throw new Error(`compileJs: the expression reads '${e.name}', not given`);
+      return (a) => a[k];
+    }
+    case "unary": {
+      const f = UNARY[e.op], a = go(e.a);
+      return w((args) => f(a(args)));
+    }
+    case "binary": {
+      const f = BINARY[e.op], a = go(e.a), b = go(e.b);
+      return w((args) => f(a(args), b(args)));
+    }
+    case "select": {
+      const cond = compileBool(e.cond, go), a = go(e.a), b = go(e.b);
+      return (args) => (cond(args) ? a(args) : b(args));
+    }
+  }
+}
+
+function compileBool(e: Bool, go: (n: Num) => ArgsFn): (args: ArrayLike<number>) => boolean {
+  const a = go(e.a);
+  switch (e.kind) {
+    case "isnan":
+      return (args) => Number.isNaN(a(args));
+    case "isinf":
+      return (args) => Math.abs(a(args)) === Infinity;
+    case "cmp": {
+      const f = CMP[e.op], b = go(e.b);
+      return (args) => f(a(args), b(args));
+    }
+  }
+}

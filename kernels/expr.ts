@@ -1,0 +1,387 @@
+/**
+ * Elementwise ops written once: a tiny scalar expression language, and the table giving every
+ * unary and binary op of {@link Backend.unary} / {@link Backend.binary} its arithmetic in it.
+ *
+ * Each backend compiles the same table: the CPU reference to TypeScript closures in float64
+ * (`cpu/expr.ts`), WebAssembly to f32x4 code through the module builder (`wasm/gen_expr.ts`),
+ * WebGPU to WGSL functions (`webgpu/expr.ts`). Adding an elementwise op is its name in
+ * {@link UNARY_OPS} or {@link BINARY_OPS} and its expression in the table, both here.
+ *
+ * An expression is a DAG of immutable nodes. A node used twice (a `const` bound once and used
+ * twice) is computed once by the compilers that can share values (WASM and WGSL). Semantics are
+ * IEEE float: NaN propagates through arithmetic; comparisons with NaN are false, so
+ * `select(gt(x, 0), x, 0)` maps NaN to 0, as `x > 0 ? x : 0` does in TypeScript.
+ *
+ * The AdamW step is a {@link MapKernel} here too (several buffers in, several out, in place).
+ * Matmul, attention and the row ops (softmax, layer norm, cross-entropy) are not expressed
+ * here: their cost is in how data moves (blocking for registers and caches, workgroup-shared
+ * memory, reductions across a row), which a scalar expression does not describe; they stay
+ * hand-written per backend.
+ *
+ * @module
+ */
+
+/** Math functions of one argument. */
+export type MathUnary = "neg" | "abs" | "sqrt" | "exp" | "log" | "tanh";
+/** Arithmetic of two arguments (`pow` with `Math.pow` semantics). */
+export type MathBinary = "add" | "sub" | "mul" | "div" | "pow";
+/** Comparisons; false when either side is NaN (except `ne`, which is then true). */
+export type CmpOp = "gt" | "ge" | "lt" | "le" | "eq" | "ne";
+
+/** A numeric expression node. */
+export type Num =
+  | { readonly kind: "const"; readonly value: number }
+  | { readonly kind: "input"; readonly name: string }
+  | { readonly kind: "unary"; readonly op: MathUnary; readonly a: Num }
+  | { readonly kind: "binary"; readonly op: MathBinary; readonly a: Num; readonly b: Num }
+  | { readonly kind: "select"; readonly cond: Bool; readonly a: Num; readonly b: Num };
+
+/** A boolean expression node (only as the condition of {@link select}). */
+export type Bool =
+  | { readonly kind: "cmp"; readonly op: CmpOp; readonly a: Num; readonly b: Num }
+  | { readonly kind: "isnan"; readonly a: Num }
+  | { readonly kind: "isinf"; readonly a: Num };
+
+/** Any node. */
+export type Node = Num | Bool;
+
+/** An operand: a node, or a number for a constant. */
+export type Arg = Num | number;
+const num = (a: Arg): Num => (typeof a === "number" ? c(a) : a);
+
+/** A constant (float64 here; f32 where the target computes in f32). */
+export function c(value: number): Num {
+  return { kind: "const", value };
+}
+/** The first operand. */
+export const X: Num = { kind: "input", name: "x" };
+/** The second operand of a binary op. */
+export const Y: Num = { kind: "input", name: "y" };
+/** The scalar parameter of a unary op (`powScalar`, `addScalar`, `mulScalar`). */
+export const P: Num = { kind: "input", name: "param" };
+/** A named operand (an input buffer's element, or a scalar) of a {@link MapKernel}. */
+export function input(name: string): Num {
+  return { kind: "input", name };
+}
+
+const un = (op: MathUnary) => (a: Arg): Num => ({ kind: "unary", op, a: num(a) });
+const bin = (op: MathBinary) => (a: Arg, b: Arg): Num => ({
+  kind: "binary",
+  op,
+  a: num(a),
+  b: num(b),
+});
+const cmp = (op: CmpOp) => (a: Arg, b: Arg): Bool => ({ kind: "cmp", op, a: num(a), b: num(b) });
+
+/** −a. */
+export const neg: (a: Arg) => Num = un("neg");
+/** |a|. */
+export const abs: (a: Arg) => Num = un("abs");
+/** √a. */
+export const sqrt: (a: Arg) => Num = un("sqrt");
+/** eᵃ. */
+export const exp: (a: Arg) => Num = un("exp");
+/** ln a. */
+export const log: (a: Arg) => Num = un("log");
+/** tanh a. */
+export const tanh: (a: Arg) => Num = un("tanh");
+/** a + b. */
+export const add: (a: Arg, b: Arg) => Num = bin("add");
+/** a − b. */
+export const sub: (a: Arg, b: Arg) => Num = bin("sub");
+/** a · b. */
+export const mul: (a: Arg, b: Arg) => Num = bin("mul");
+/** a / b. */
+export const div: (a: Arg, b: Arg) => Num = bin("div");
+/** aᵇ with `Math.pow` semantics (signs, zeros, infinities, integer exponents). */
+export const pow: (a: Arg, b: Arg) => Num = bin("pow");
+/** a > b. */
+export const gt: (a: Arg, b: Arg) => Bool = cmp("gt");
+/** a ≥ b. */
+export const ge: (a: Arg, b: Arg) => Bool = cmp("ge");
+/** a < b. */
+export const lt: (a: Arg, b: Arg) => Bool = cmp("lt");
+/** a ≤ b. */
+export const le: (a: Arg, b: Arg) => Bool = cmp("le");
+/** a = b. */
+export const eq: (a: Arg, b: Arg) => Bool = cmp("eq");
+/** a ≠ b. */
+export const ne: (a: Arg, b: Arg) => Bool = cmp("ne");
+/** a is NaN. */
+export function isnan(a: Arg): Bool {
+  return { kind: "isnan", a: num(a) };
+}
+/** a is ±∞. */
+export function isinf(a: Arg): Bool {
+  return { kind: "isinf", a: num(a) };
+}
+/** `cond ? a : b` (both sides are evaluated). */
+export function select(cond: Bool, a: Arg, b: Arg): Num {
+  return { kind: "select", cond, a: num(a), b: num(b) };
+}
+
+// ---- derived functions (written with the primitives, so every target shares them) ----
+
+/**
+ * σ(z) and 1 − σ(z), both without overflow or cancellation: with e = e^{−|z|} ∈ (0, 1],
+ * σ(|z|) = 1/(1+e) and σ(−|z|) = e/(1+e). One exponential for the pair.
+ */
+export function sigmoidPair(z: Num): { s: Num; c: Num } {
+  const e = exp(neg(abs(z)));
+  const hi = div(1, add(1, e));
+  const lo = mul(e, hi);
+  const pos = ge(z, 0);
+  return { s: select(pos, hi, lo), c: select(pos, lo, hi) };
+}
+
+/**
+ * ln(1 + a) without losing a's digits when |a| is small (Goldberg's correction: u − 1 is exact
+ * for u = fl(1 + a), so log(u)·a/(u − 1) cancels the rounding of u). Finite a > −1 only.
+ */
+export function log1p(a: Num): Num {
+  const u = add(1, a);
+  return select(eq(u, 1), a, mul(log(u), div(a, sub(u, 1))));
+}
+
+/** max(a, 0), NaN → 0 (as `a > 0 ? a : 0`). */
+function relu(a: Num): Num {
+  return select(gt(a, 0), a, 0);
+}
+
+const GELU_K = Math.sqrt(2 / Math.PI);
+const GELU_A = 0.044715;
+
+/**
+ * GPT-2's `gelu_new`, 0.5x(1 + tanh u) with u = √(2/π)(x + 0.044715x³), written x·σ(2u): the
+ * same function, without the cancellation of 1 + tanh u for negative x.
+ */
+function gelu(x: Num): Num {
+  return mul(x, sigmoidPair(twiceU(x, mul(x, x))).s);
+}
+
+/** 2u = x·(2k + 2k·a·x²) given x². */
+function twiceU(x: Num, x2: Num): Num {
+  return mul(x, add(2 * GELU_K, mul(2 * GELU_K * GELU_A, x2)));
+}
+
+/** d gelu_new / dx = σ + 2x·σ(1−σ)·u′ with σ = σ(2u), u′ = √(2/π)(1 + 3·0.044715x²). */
+function geluGrad(x: Num): Num {
+  const x2 = mul(x, x);
+  const { s, c: comp } = sigmoidPair(twiceU(x, x2));
+  const du = mul(GELU_K, add(1, mul(3 * GELU_A, x2)));
+  const sc = mul(s, comp);
+  const t = mul(mul(mul(2, x), sc), du);
+  // Far in the tails σ(1−σ) underflows to 0 while x·u′ may overflow: the term is 0 there.
+  const g = add(s, select(eq(sc, 0), 0, t));
+  // At ±∞ the tanh formula is ∞·0, NaN (as PyTorch gives): kept, rather than the limit.
+  return select(isinf(x), NaN, g);
+}
+
+/**
+ * softplus(x) = ln(1 + eˣ) as PyTorch's `softplus` (β = 1, threshold 20: x itself above 20),
+ * computed as max(x, 0) + ln(1 + e^{−|x|}) so neither side overflows.
+ */
+function softplus(x: Num): Num {
+  return select(gt(x, 20), x, add(relu(x), log1p(exp(neg(abs(x))))));
+}
+
+/** 1 if the condition holds, else 0. */
+const indicator = (cond: Bool): Num => select(cond, 1, 0);
+
+/** The unary elementwise ops (each has its expression in {@link UNARY_EXPRS}). */
+export const UNARY_OPS = [
+  "neg",
+  "exp",
+  "log",
+  "sqrt",
+  "tanh",
+  "relu",
+  "gelu",
+  "geluGrad",
+  "abs",
+  "sign",
+  "step",
+  "recip",
+  "powScalar",
+  "addScalar",
+  "mulScalar",
+  "softplus",
+] as const;
+
+/** One of {@link UNARY_OPS}. */
+export type UnaryOp = (typeof UNARY_OPS)[number];
+
+/** The binary elementwise ops (each has its expression in {@link BINARY_EXPRS}). */
+export const BINARY_OPS = [
+  "add",
+  "sub",
+  "mul",
+  "div",
+  "max",
+  "min",
+  "pow",
+  "gt",
+  "ge",
+  "lt",
+  "eq",
+  "addGelu",
+  "addGeluGrad",
+] as const;
+
+/** One of {@link BINARY_OPS}. */
+export type BinaryOp = (typeof BINARY_OPS)[number];
+
+/**
+ * Every unary op: `x` is the input, `param` the scalar operand.
+ * - `powScalar`: x^param; `addScalar`: x + param; `mulScalar`: x·param;
+ * - `gelu`: GPT-2's `gelu_new`; `geluGrad`: its derivative; `step`: 1 if x > 0 else 0;
+ * - `softplus`: ln(1 + eˣ) (PyTorch's, threshold 20).
+ */
+export const UNARY_EXPRS: Readonly<Record<UnaryOp, Num>> = {
+  neg: neg(X),
+  exp: exp(X),
+  log: log(X),
+  sqrt: sqrt(X),
+  tanh: tanh(X),
+  relu: relu(X),
+  gelu: gelu(X),
+  geluGrad: geluGrad(X),
+  abs: abs(X),
+  // Math.sign: ±1, and x itself for ±0 and NaN.
+  sign: select(gt(X, 0), 1, select(lt(X, 0), -1, X)),
+  step: indicator(gt(X, 0)),
+  recip: div(1, X),
+  powScalar: pow(X, P),
+  addScalar: add(X, P),
+  mulScalar: mul(X, P),
+  softplus: softplus(X),
+};
+
+const ADAMW_SCALARS = ["decay", "b1", "c1", "b2", "c2", "stepSize", "invBc2", "eps"];
+
+/**
+ * Every binary op of `x` and `y`; comparisons give 1 or 0; `addGelu` is gelu(x + y) and
+ * `addGeluGrad` its derivative.
+ */
+export const BINARY_EXPRS: Readonly<Record<BinaryOp, Num>> = {
+  add: add(X, Y),
+  sub: sub(X, Y),
+  mul: mul(X, Y),
+  div: div(X, Y),
+  // x >= y ? x : y and x <= y ? x : y: NaN on the right passes, on the left it gives y.
+  max: select(ge(X, Y), X, Y),
+  min: select(le(X, Y), X, Y),
+  pow: pow(X, Y),
+  gt: indicator(gt(X, Y)),
+  ge: indicator(ge(X, Y)),
+  lt: indicator(lt(X, Y)),
+  eq: indicator(eq(X, Y)),
+  // Fused bias + GELU (GPT-2's MLP): one pass instead of two, bit-identical in f32 arithmetic.
+  addGelu: gelu(add(X, Y)),
+  addGeluGrad: geluGrad(add(X, Y)),
+};
+
+/**
+ * An elementwise kernel over several buffers of one length: reads `inputs[k][i]` and the
+ * `scalars`, writes each of `outputs` (an output may be an input: updated in place). Every
+ * output is computed from the old input values.
+ */
+export interface MapKernel {
+  /** Buffers read at every element. */
+  readonly inputs: readonly string[];
+  /** Scalars, the same for every element (f32 where the target computes in f32). */
+  readonly scalars: readonly string[];
+  /** What each written buffer receives, in order. */
+  readonly outputs: Readonly<Record<string, Num>>;
+}
+
+/**
+ * One AdamW step (PyTorch semantics: decoupled decay first, then the Adam update with
+ * bias-corrected moments), in place on the weight `w` and the moments `m`, `v`, given the
+ * gradient `g`. The step's scalars are {@link adamwScalars}.
+ */
+export const ADAMW: MapKernel = (() => {
+  const [w, g, m, v] = ["w", "g", "m", "v"].map(input);
+  const [decay, b1, c1, b2, c2, stepSize, invBc2, eps] = ADAMW_SCALARS.map(input);
+  const m1 = add(mul(b1, m), mul(c1, g));
+  const v1 = add(mul(b2, v), mul(c2, mul(g, g)));
+  const denom = add(sqrt(mul(v1, invBc2)), eps);
+  return {
+    inputs: ["w", "g", "m", "v"],
+    scalars: ADAMW_SCALARS,
+    outputs: { m: m1, v: v1, w: sub(mul(w, decay), mul(stepSize, div(m1, denom))) },
+  };
+})();
+
+/** The hyperparameters of an AdamW step as the scalars of {@link ADAMW}, in order (float64). */
+export function adamwScalars(p: {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  step: number;
+}): number[] {
+  const bc1 = 1 - Math.pow(p.beta1, p.step), bc2 = 1 - Math.pow(p.beta2, p.step);
+  return [
+    1 - p.lr * p.weightDecay,
+    p.beta1,
+    1 - p.beta1,
+    p.beta2,
+    1 - p.beta2,
+    p.lr / bc1,
+    1 / bc2,
+    p.eps,
+  ];
+}
+
+/** Whether an expression calls a transcendental function (exp, log, tanh, pow): the backends'
+ * threading thresholds treat such ops as heavy. */
+export function isHeavy(e: Node): boolean {
+  switch (e.kind) {
+    case "const":
+    case "input":
+      return false;
+    case "unary":
+      return e.op === "exp" || e.op === "log" || e.op === "tanh" || isHeavy(e.a);
+    case "binary":
+      return e.op === "pow" || isHeavy(e.a) || isHeavy(e.b);
+    case "select":
+      return isHeavy(e.cond) || isHeavy(e.a) || isHeavy(e.b);
+    case "cmp":
+      return isHeavy(e.a) || isHeavy(e.b);
+    case "isnan":
+    case "isinf":
+      return isHeavy(e.a);
+  }
+}
+
+/** The operands of a node, in order. */
+export function children(e: Node): Node[] {
+  switch (e.kind) {
+    case "const":
+    case "input":
+      return [];
+    case "unary":
+    case "isnan":
+    case "isinf":
+      return [e.a];
+    case "binary":
+    case "cmp":
+      return [e.a, e.b];
+    case "select":
+      return [e.cond, e.a, e.b];
+  }
+}
+
+/** How many times each node is used within the roots (nodes used more than once are shared). */
+export function useCounts(...roots: Node[]): Map<Node, number> {
+  const uses = new Map<Node, number>();
+  const visit = (n: Node) => {
+    const k = uses.get(n) ?? 0;
+    uses.set(n, k + 1);
+    if (k === 0) { for (const ch of children(n)) visit(ch); }
+  };
+  for (const r of roots) visit(r);
+  return uses;
+}

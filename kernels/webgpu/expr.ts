@@ -1,0 +1,133 @@
+/**
+ * Compiles an elementwise expression (`../expr.ts`) to a WGSL function of the operands, with a
+ * `let` for every node used more than once. The math it calls beyond WGSL's builtins
+ * (`tanh_`, `pow_`, the NaN and infinity tests) is {@link EXPR_WGSL_PRELUDE}.
+ *
+ * @module
+ */
+import type { MapKernel, Node, Num } from "../expr.ts";
+import { useCounts } from "../expr.ts";
+
+/** Helpers the compiled functions call. */
+export const EXPR_WGSL_PRELUDE = `
+// NaN and ±∞ by the bits: WGSL lets compilers assume floats are finite, so x != x may fold away.
+fn isnan_(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+fn isinf_(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }
+// Built at run time: WGSL forbids non-finite values in constant expressions.
+fn inf_() -> f32 { var b = 0x7f800000u; return bitcast<f32>(b); }
+fn nan_() -> f32 { var b = 0x7fc00000u; return bitcast<f32>(b); }
+// tanh saturates to ±1 in f32 beyond |x| = 9.1; clamping keeps exp-based implementations finite
+// (and would turn NaN into a number: NaN passes through).
+fn tanh_(x: f32) -> f32 {
+  if (isnan_(x)) { return x; }
+  return tanh(clamp(x, -15.0, 15.0));
+}
+// Math.pow semantics where WGSL's pow (exp2(y·log2 x)) differs: y = 0, negative bases with
+// integer exponents, and exact small powers.
+fn pow_(x: f32, y: f32) -> f32 {
+  if (y == 0.0) { return 1.0; }
+  if (isnan_(x) || isnan_(y)) { return x + y; }
+  let odd = floor(y) == y && abs(y) < 16777216.0 && (i32(y) & 1) != 0;
+  if (bitcast<u32>(x) == 0xff800000u) {
+    // x = −∞: ±∞ for y > 0, ±0 for y < 0, negative for odd integers (−x is +∞).
+    if (y > 0.0) { return select(-x, x, odd); }
+    return select(0.0, -0.0, odd);
+  }
+  if (x == 0.0) {
+    // ±0: ±0 for y > 0, ±∞ for y < 0, the sign kept for odd integers (as Math.pow).
+    let r = select(inf_(), 0.0, y > 0.0);
+    return select(r, select(r, -r, bitcast<u32>(x) != 0u), odd);
+  }
+  if (y == 1.0) { return x; }
+  if (y == 2.0) { return x * x; }
+  if (y == 3.0) { return x * x * x; }
+  if (y == 0.5) { return sqrt(x); }
+  if (y == -1.0) { return 1.0 / x; }
+  if (x < 0.0 && floor(y) == y) {
+    let r = exp2(y * log2(-x));
+    if (odd) { return -r; }
+    return r;
+  }
+  return pow(x, y);
+}
+`;
+
+const UNARY_FN = { abs: "abs", sqrt: "sqrt", exp: "exp", log: "log", tanh: "tanh_" } as const;
+const BINARY_OP = { add: "+", sub: "-", mul: "*", div: "/" } as const;
+const CMP_OP = { gt: ">", ge: ">=", lt: "<", le: "<=", eq: "==" } as const;
+
+/** A WGSL literal (an f32 once it meets f32 operands), or a run-time NaN/∞. */
+function literal(v: number): string {
+  if (Number.isNaN(v)) return "nan_()";
+  if (v === Infinity) return "inf_()";
+  if (v === -Infinity) return "(-inf_())";
+  if (Object.is(v, -0)) return "-0.0";
+  const s = String(v);
+  return /[.e]/.test(s) ? s : `${s}.0`;
+}
+
+/** `fn name(x: f32, y: f32, p: f32) -> f32` computing `e`. */
+export function compileWgsl(name: string, e: Num): string {
+  const { lines, exprs } = wgslOf([e], (n) => (n === "param" ? "p" : n));
+  return [`fn ${name}(x: f32, y: f32, p: f32) -> f32 {`, ...lines, `  return ${exprs[0]};`, "}"]
+    .join("\n");
+}
+
+/**
+ * Statements computing the outputs of a {@link MapKernel} from WGSL values named as its
+ * inputs and scalars: `let` lines, then `out_<name>` for each output, all computed before any
+ * is stored.
+ */
+export function compileWgslMap(k: MapKernel): string[] {
+  const outs = Object.keys(k.outputs);
+  const { lines, exprs } = wgslOf(outs.map((o) => k.outputs[o]), (n) => n);
+  return [...lines, ...outs.map((o, j) => `  let out_${o} = ${exprs[j]};`)];
+}
+
+function wgslOf(
+  roots: Num[],
+  nameOf: (input: string) => string,
+): { lines: string[]; exprs: string[] } {
+  const uses = useCounts(...roots);
+  const done = new Map<Node, string>();
+  const lines: string[] = [];
+  const go = (n: Node): string => {
+    const hit = done.get(n);
+    if (hit !== undefined) return hit;
+    let s = build(n);
+    if ((uses.get(n) ?? 0) > 1 && n.kind !== "const" && n.kind !== "input") {
+      const t = `t_${lines.length}`;
+      lines.push(`  let ${t} = ${s};`);
+      s = t;
+    }
+    done.set(n, s);
+    return s;
+  };
+  const build = (n: Node): string => {
+    switch (n.kind) {
+      case "const":
+        return literal(n.value);
+      case "input":
+        return nameOf(n.name);
+      case "unary":
+        return n.op === "neg" ? `(-(${go(n.a)}))` : `${UNARY_FN[n.op]}(${go(n.a)})`;
+      case "binary":
+        if (n.op === "pow") return `pow_(${go(n.a)}, ${go(n.b)})`;
+        return `(${go(n.a)} ${BINARY_OP[n.op]} ${go(n.b)})`;
+      case "select": {
+        const a = go(n.a), b = go(n.b), cond = go(n.cond);
+        return `select(${b}, ${a}, ${cond})`;
+      }
+      case "cmp":
+        // Not `!=`: drivers may compile it as an ordered comparison, false for NaN.
+        if (n.op === "ne") return `(!(${go(n.a)} == ${go(n.b)}))`;
+        return `(${go(n.a)} ${CMP_OP[n.op]} ${go(n.b)})`;
+      case "isnan":
+        return `isnan_(${go(n.a)})`;
+      case "isinf":
+        return `isinf_(${go(n.a)})`;
+    }
+  };
+  const exprs = roots.map(go);
+  return { lines, exprs };
+}
