@@ -33,11 +33,10 @@
  *
  * @module
  */
-import { ids as idsTensor } from "../autograd/creation.ts";
-import { embedding, reshape } from "../autograd/ops.ts";
 import { noGrad, type Tensor, tidy } from "../autograd/tensor.ts";
 import type { Backend } from "../kernels/backend.ts";
 import type { KV } from "../nn/attention.ts";
+import { CACHE_BLOCK, KVCache } from "../nn/kv_cache.ts";
 import type { ForwardOptions, GPT2Output } from "./gpt2.ts";
 import { prefixPast, type PrefixSource } from "./prefix.ts";
 
@@ -264,13 +263,21 @@ function setup(model: GenerationModel, prompts: number[][], o: GenerateOptions):
   };
 }
 
-/** The decoder's rows: cache plus, per row, its attention-mask row and next position. */
+/**
+ * The decoder's rows: the KV cache (preallocated after the prompts: a step writes one position
+ * in place, a beam reorder moves only the rows that change) plus, per row, its attention-mask
+ * row and next position.
+ */
 class Decoder {
-  past: KV[] | undefined;
-  rows = 0;
+  cache: KVCache | undefined;
   #masks: number[][] = [];
   #positions: number[] = [];
   constructor(readonly s: Setup) {}
+
+  /** Rows decoding. */
+  get rows(): number {
+    return this.cache?.rows ?? 0;
+  }
 
   /** Runs the (left-padded) prompts with the prefix; returns last-position logits [B, V]. */
   async start(): Promise<Float32Array> {
@@ -287,34 +294,10 @@ class Decoder {
         Array.from({ length: P }, (_, i) => L + Math.max(0, i - (P - p.length)))
       )
       : undefined;
-    this.rows = s.prompts.length;
-    return await this.#step(ids, s.prefix, positionIds, false);
-  }
-
-  /**
-   * Keeps the cache rows `src` (in that order; repeats allowed) and feeds one new token per
-   * kept row. Returns the new last-position logits [src.length, V].
-   */
-  async next(src: number[], tokens: number[]): Promise<Float32Array> {
-    this.#reorder(src);
-    this.#masks = src.map((r) => [...this.#masks[r], 1]);
-    this.#positions = src.map((r) => this.#positions[r]);
-    const positionIds = this.#positions.map((p) => [p]);
-    this.#positions = this.#positions.map((p) => p + 1);
-    return await this.#step(tokens.map((t) => [t]), this.past, positionIds, true);
-  }
-
-  async #step(
-    ids: number[][],
-    past: KV[] | undefined,
-    positionIds: number[][] | undefined,
-    disposeOld: boolean,
-  ): Promise<Float32Array> {
-    const s = this.s;
     const out = noGrad(() =>
       tidy(() =>
         s.model.forward(ids, {
-          past,
+          past: s.prefix,
           attentionMask: s.padded ? this.#masks : undefined,
           positionIds,
           useCache: true,
@@ -322,38 +305,54 @@ class Decoder {
         })
       )
     );
-    if (disposeOld && past) { for (const l of past) disposeKV(l); }
-    this.past = out.past;
     try {
-      return (await out.logits.data()) as Float32Array;
+      this.cache = KVCache.from(out.past!, Math.min(s.maxNew, CACHE_BLOCK));
     } finally {
-      out.logits.dispose();
+      for (const l of out.past!) disposeKV(l);
     }
+    return await readLogits(out.logits);
   }
 
-  /** Gathers cache rows `src` (skipped when it is the identity). */
-  #reorder(src: number[]): void {
-    const n = this.rows;
-    this.rows = src.length;
-    if (src.length === n && src.every((r, i) => r === i)) return;
-    const old = this.past!;
-    this.past = noGrad(() =>
-      tidy(() => {
-        const idx = idsTensor(src, { backend: this.s.model.backend });
-        const pick = (t: Tensor) => {
-          const [, H, T, d] = t.shape;
-          return reshape(embedding(reshape(t, [n, H * T * d]), idx), [src.length, H, T, d]);
-        };
-        return old.map((l) => ({ k: pick(l.k), v: pick(l.v) }));
-      })
+  /**
+   * Keeps the cache rows `src` (in that order; repeats allowed) and feeds one new token per
+   * kept row. Returns the new last-position logits [src.length, V].
+   */
+  async next(src: number[], tokens: number[]): Promise<Float32Array> {
+    const cache = this.cache!;
+    cache.reorder(src);
+    cache.reserve(1);
+    this.#masks = src.map((r) => [...this.#masks[r], 1]);
+    this.#positions = src.map((r) => this.#positions[r]);
+    const positionIds = this.#positions.map((p) => [p]);
+    this.#positions = this.#positions.map((p) => p + 1);
+    // Written positions as the rows' masks say, the rest of the capacity hidden.
+    const cap = cache.capacity;
+    const mask = this.#masks.map((m) => [...m, ...new Array(cap - m.length).fill(0)]);
+    const out = noGrad(() =>
+      tidy(() =>
+        this.s.model.forward(tokens.map((t) => [t]), {
+          cache,
+          attentionMask: mask,
+          positionIds,
+          lastTokenOnly: true,
+        })
+      )
     );
-    for (const l of old) disposeKV(l);
+    return await readLogits(out.logits);
   }
 
   /** Frees the cache. */
   dispose(): void {
-    for (const l of this.past ?? []) disposeKV(l);
-    this.past = undefined;
+    this.cache?.dispose();
+    this.cache = undefined;
+  }
+}
+
+async function readLogits(logits: Tensor): Promise<Float32Array> {
+  try {
+    return (await logits.data()) as Float32Array;
+  } finally {
+    logits.dispose();
   }
 }
 
