@@ -406,9 +406,9 @@ export async function comparePeer(opts: PeerOptions = {}): Promise<PeerRow[]> {
             o,
             t,
             load,
-            `tokens/s per beam set: ours ${(1000 / median(o)).toFixed(2)}, torch ${
+            `tokens/s per beam set (medians): ours ${(1000 / median(o)).toFixed(2)}, torch ${
               (1000 / median(t)).toFixed(2)
-            }`,
+            }, ours ÷ torch ${(median(t) / median(o)).toFixed(2)}×`,
           ),
         );
         rows.push(

@@ -11,6 +11,15 @@
  * deno task bench --serve [--clients 16]   # the server: concurrent clients vs one at a time
  * ```
  *
+ * The comparisons with PyTorch on their own:
+ *
+ * ```sh
+ * # beam-5 decoding (GPT-2 124M shape, prompt 32, KV cache): prefill and per-token cost, 1 and 2 threads
+ * deno task bench --skip matmul,train,generate --peer-only decode --peer-rounds 5 --json
+ * # GPT-2 Medium-shaped steps at 10 × 64, time and peak RSS, the loss checked on the reference backend
+ * deno task bench --medium --check-loss --peer-threads 2 --json
+ * ```
+ *
  * @module
  */
 import { parseArgs } from "node:util";
