@@ -7,7 +7,9 @@
  * [rows, n_head, capacity, head_dim] that a step writes one position into, in place; attention
  * reads all `capacity` positions, the positions not yet written hidden by the attention mask
  * (masked keys add exact zeros, so results are those of the plain past). A beam reorder moves
- * only the rows whose beam changed, and only their written positions. The capacity grows in
+ * only the rows whose beam changed, and only their written positions, in an order that needs no
+ * extra copy for a chain of moves (beams shifting) and one per cycle (beams swapping). The
+ * capacity grows in
  * blocks of {@link CACHE_BLOCK} positions, so attention reads at most that many positions more
  * than the plain past would.
  *
@@ -104,8 +106,8 @@ export class KVCache {
 
   /**
    * Keeps rows `src` in that order (repeats allowed): row i becomes old row src[i]. With the same
-   * number of rows, only the rows that change are written (their written positions), after the
-   * rows they read that are overwritten are set aside; otherwise the rows are gathered anew.
+   * number of rows, only the rows that change are written (their written positions), in the
+   * order of {@link movePlan}; otherwise the rows are gathered anew.
    */
   reorder(src: readonly number[]): void {
     const n = this.rows;
@@ -131,14 +133,13 @@ export class KVCache {
     }
     const moves = src.flatMap((from, to) => (from === to ? [] : [{ from, to }]));
     if (moves.length === 0 || this.#length === 0) return;
-    const overwritten = new Set(moves.map((m) => m.to));
-    const saved = [...new Set(moves.map((m) => m.from).filter((r) => overwritten.has(r)))];
+    const plan = movePlan(moves, n);
     const L = this.#length;
     for (const l of this.#layers) {
       for (const t of [l.k, l.v]) {
         const [, H, cap, d] = t.shape;
         const be = t.backend;
-        // Row r's written positions: [H, L, d] with the buffer's strides.
+        // Row r's written positions: [H, L, d] with the buffer's strides; set-aside row i's.
         const rowView = (r: number): View => ({
           shape: [H, L, d],
           strides: [cap * d, d, 1],
@@ -149,13 +150,14 @@ export class KVCache {
           strides: [L * d, d, 1],
           offset: i * H * L * d,
         });
-        const tmp = saved.length ? be.full(saved.length * H * L * d, 0, "f32") : null;
+        const tmp = plan.saved ? be.full(plan.saved * H * L * d, 0, "f32") : null;
         try {
-          saved.forEach((r, i) => be.copy(t.storage, rowView(r), tmp!, tmpView(i)));
-          for (const { from, to } of moves) {
-            const i = saved.indexOf(from);
-            if (i >= 0) be.copy(tmp!, tmpView(i), t.storage, rowView(to));
-            else be.copy(t.storage, rowView(from), t.storage, rowView(to));
+          for (const step of plan.steps) {
+            if (step.save !== undefined) {
+              be.copy(t.storage, rowView(step.row), tmp!, tmpView(step.save));
+            } else if (step.fromSaved !== undefined) {
+              be.copy(tmp!, tmpView(step.fromSaved), t.storage, rowView(step.row));
+            } else be.copy(t.storage, rowView(step.from!), t.storage, rowView(step.row));
           }
         } finally {
           if (tmp) be.dispose(tmp);
@@ -192,6 +194,51 @@ export function writeAt(buffer: Tensor, x: Tensor, at: number): void {
     strides: buffer.strides,
     offset: buffer.offset + at * buffer.strides[2],
   });
+}
+
+/** One step of an in-place row reorder: set row aside, or write row from a row or a set-aside one. */
+interface MoveStep {
+  row: number;
+  from?: number;
+  save?: number;
+  fromSaved?: number;
+}
+
+/**
+ * Orders the row moves `to ← from` so that a row is overwritten only once every move reading it
+ * is done (a chain of moves, as beam search makes when beams shift, needs no extra copy); each
+ * cycle left (a swap) sets one row aside first. Returns the steps and how many rows are set aside.
+ */
+export function movePlan(
+  moves: readonly { from: number; to: number }[],
+  rows: number,
+): { steps: MoveStep[]; saved: number } {
+  const readers = new Array<number>(rows).fill(0);
+  for (const m of moves) readers[m.from]++;
+  const savedAt = new Map<number, number>(); // row → its set-aside slot
+  const steps: MoveStep[] = [];
+  let left = moves.slice();
+  while (left.length) {
+    const next: typeof left = [];
+    for (const m of left) {
+      if (readers[m.to] > 0) {
+        next.push(m);
+        continue;
+      }
+      const slot = savedAt.get(m.from);
+      steps.push(slot === undefined ? { row: m.to, from: m.from } : { row: m.to, fromSaved: slot });
+      readers[m.from]--;
+    }
+    if (next.length === left.length) {
+      // Only cycles remain: set one overwritten row aside; its readers read the copy.
+      const r = next[0].to;
+      savedAt.set(r, savedAt.size);
+      steps.push({ row: r, save: savedAt.get(r) });
+      readers[r] = 0;
+    }
+    left = next;
+  }
+  return { steps, saved: savedAt.size };
 }
 
 /** A new contiguous buffer [rows, n_head, cap, head_dim] holding x's first `length` positions. */
