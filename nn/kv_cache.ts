@@ -9,9 +9,8 @@
  * (masked keys add exact zeros, so results are those of the plain past). A beam reorder moves
  * only the rows whose beam changed, and only their written positions, in an order that needs no
  * extra copy for a chain of moves (beams shifting) and one per cycle (beams swapping). The
- * capacity grows in
- * blocks of {@link CACHE_BLOCK} positions, so attention reads at most that many positions more
- * than the plain past would.
+ * capacity grows in blocks of {@link CACHE_BLOCK} positions, so attention reads at most that many
+ * positions more than the plain past would.
  *
  * Decoding only: the cache is written in place, so no gradient flows through it.
  *
@@ -196,11 +195,15 @@ export function writeAt(buffer: Tensor, x: Tensor, at: number): void {
   });
 }
 
-/** One step of an in-place row reorder: set row aside, or write row from a row or a set-aside one. */
-interface MoveStep {
+/** One step of an in-place row reorder ({@link movePlan}). */
+export interface MoveStep {
+  /** The row written, or (with `save`) set aside. */
   row: number;
+  /** Write `row` from this row. */
   from?: number;
+  /** Set `row` aside into this slot. */
   save?: number;
+  /** Write `row` from this set-aside slot. */
   fromSaved?: number;
 }
 
