@@ -51,7 +51,10 @@ export interface GenerationModel {
   };
   /** Where the weights live (inputs are created there). */
   readonly backend: Backend;
-  /** Logits and (with `useCache`) the new past. */
+  /**
+   * Logits and (with `useCache`) the new past; a decoding step passes a `cache` (a `KVCache`)
+   * instead of a past, which the model writes the new position into (see {@link ForwardOptions}).
+   */
   forward(ids: number[][] | Tensor, opts: ForwardOptions): GPT2Output;
 }
 
@@ -274,11 +277,6 @@ class Decoder {
   #positions: number[] = [];
   constructor(readonly s: Setup) {}
 
-  /** Rows decoding. */
-  get rows(): number {
-    return this.cache?.rows ?? 0;
-  }
-
   /** Runs the (left-padded) prompts with the prefix; returns last-position logits [B, V]. */
   async start(): Promise<Float32Array> {
     const s = this.s, P = s.maxPrompt, L = s.prefixLen;
@@ -307,6 +305,9 @@ class Decoder {
     );
     try {
       this.cache = KVCache.from(out.past!, Math.min(s.maxNew, CACHE_BLOCK));
+    } catch (e) {
+      out.logits.dispose();
+      throw e;
     } finally {
       for (const l of out.past!) disposeKV(l);
     }
