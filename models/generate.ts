@@ -596,8 +596,8 @@ class TopK {
 }
 
 /**
- * Pushes the candidates of one beam, `base + log_softmax(logits row)[v]` for every token v not
- * banned, indexed `index0 + v`, in token order: as pushing all of them, without the log-softmax
+ * Pushes the candidates of one beam, `base + log_softmax(logits row)[v]` (the logit minus the
+ * row's log-sum-exp `lse`) for every token v not banned, indexed `index0 + v`, in token order: as pushing all of them, without the log-softmax
  * array. A candidate's score grows with its logit, so once a logit x fails to enter the full list
  * (whose worst score only rises), no logit ≤ x can enter: those are skipped with one comparison.
  */
@@ -606,11 +606,11 @@ function pushCandidates(
   logits: Float32Array,
   offset: number,
   vocab: number,
+  lse: number,
   base: number,
   banned: readonly number[],
   index0: number,
 ): void {
-  const lse = logSumExp(logits, offset, vocab);
   let skip = -Infinity; // logits ≤ this cannot enter (NaN is never skipped, as before)
   for (let v = 0; v < vocab; v++) {
     const x = logits[offset + v];
@@ -638,6 +638,13 @@ async function beamSearch(s: Setup): Promise<GenerationResult[]> {
     for (let g = 0; g < s.maxNew; g++) {
       const src: number[] = [], tokens: number[] = [];
       const stillActive: number[] = [];
+      // Log-sum-exp per decoder row, once (at the first step every beam reads one row).
+      const lses = new Map<number, number>();
+      const lseOf = (row: number) => {
+        let v = lses.get(row);
+        if (v === undefined) lses.set(row, v = logSumExp(logits, row * V, V));
+        return v;
+      };
       active.forEach((b, a) => {
         const prompt = s.prompts[b], curLen = prompt.length + g;
         const top = new TopK(2 * nb);
@@ -650,7 +657,7 @@ async function beamSearch(s: Setup): Promise<GenerationResult[]> {
             g,
             prompt.length,
           );
-          pushCandidates(top, logits, o, V, beam.score, banned, j * V);
+          pushCandidates(top, logits, o, V, lseOf(rowOf[a][j]), beam.score, banned, j * V);
         });
         const next: { score: number; token: number; beam: number }[] = [];
         for (let rank = 0; rank < top.vals.length && next.length < nb; rank++) {
