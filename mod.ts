@@ -61,11 +61,15 @@ export {
   type LossOptions,
 } from "./models/gpt2.ts";
 export {
+  bannedTokens,
+  type BanRule,
+  banRule,
   generate,
   type GenerateOptions,
   generateWithScores,
   type GenerationModel,
   type GenerationResult,
+  greedyToken,
 } from "./models/generate.ts";
 export {
   type ComputedPrefix,

@@ -51,6 +51,11 @@ export interface PeerRow {
   load: [number, number];
   /** Extra information (losses, peak memory). */
   note: string;
+  /**
+   * Training steps: the first step's loss (before any update) of ours and of PyTorch (its own
+   * random weights), and with `checkLoss` the reference backend's on our weights and batch.
+   */
+  loss?: { ours: number; torch: number; reference?: number };
 }
 
 /** A 10 × 64-style batch shaped like E2E: MR (label -100), reference (labelled), padding. */
@@ -206,6 +211,13 @@ export interface PeerOptions {
   label?: string;
   /** Python with torch (default /usr/bin/python3). */
   python?: string;
+  /**
+   * Also compute each step's loss (prefix-tuning and fine-tuning) on the plain-TypeScript
+   * reference backend, on the same weights and the whole batch, forward only, once per mode: it
+   * must equal our first step's loss. Slow (the reference runs at a few GFLOP/s: minutes per mode
+   * on a GPT-2 Medium shape).
+   */
+  checkLoss?: boolean;
 }
 
 /** Our time (ms) of one matmul, best of `reps`. */
@@ -262,6 +274,8 @@ export async function comparePeer(opts: PeerOptions = {}): Promise<PeerRow[]> {
   const size = opts.model ?? { nLayer: 12, nHead: 12, nEmbd: 768 };
   const label = opts.label ?? "GPT-2 124M";
   const rows: PeerRow[] = [];
+  // Step rows whose loss is checked on the reference backend once the peer is gone (memory).
+  const toCheck = new Map<"prefix" | "fine", PeerRow>();
   for (const threads of opts.threads ?? [1, 2]) {
     const be = await createWasmBackend({ threads });
     const peer = TorchPeer.start(threads, opts.python);
@@ -309,7 +323,13 @@ export async function comparePeer(opts: PeerOptions = {}): Promise<PeerRow[]> {
       for (const mode of ["prefix", "fine"] as const) {
         if (!parts.has(mode)) continue;
         const ours = ourStep(be, model, mode, batch, size);
-        await peer.call({ cmd: "step_setup", mode, ...batch, prefixLen: 5, mid: 512 });
+        await peer.call({
+          cmd: "step_setup",
+          mode,
+          ...batch,
+          prefixLen: PREFIX_LEN,
+          mid: PREFIX_MID,
+        });
         const losses: number[] = [], tl: number[] = [];
         const { o, t, load } = await alternate(
           rounds,
@@ -342,6 +362,9 @@ export async function comparePeer(opts: PeerOptions = {}): Promise<PeerRow[]> {
             } (different random weights); ${rss}`,
           ),
         );
+        const row = rows[rows.length - 1];
+        row.loss = { ours: losses[0], torch: tl[0] };
+        if (opts.checkLoss && !toCheck.has(mode)) toCheck.set(mode, row);
         say(
           `  ${name} ×${threads}: ours ${median(o).toFixed(0)} ms, torch ${
             median(t).toFixed(0)
@@ -383,9 +406,9 @@ export async function comparePeer(opts: PeerOptions = {}): Promise<PeerRow[]> {
             o,
             t,
             load,
-            `tokens/s per beam set: ours ${(1000 / median(o)).toFixed(2)}, torch ${
+            `tokens/s per beam set (medians): ours ${(1000 / median(o)).toFixed(2)}, torch ${
               (1000 / median(t)).toFixed(2)
-            }`,
+            }, ours ÷ torch ${(median(t) / median(o)).toFixed(2)}×`,
           ),
         );
         rows.push(
@@ -410,6 +433,16 @@ export async function comparePeer(opts: PeerOptions = {}): Promise<PeerRow[]> {
       be.close();
     }
   }
+  for (const [mode, row] of toCheck) {
+    say(`  ${row.name}: the same loss on the reference backend (forward only) ...`);
+    const t0 = performance.now();
+    const vocab = gpt2Config({ ...size }).vocabSize;
+    row.loss!.reference = await referenceStepLoss(size, mode, e2eShapedBatch(10, 64, vocab));
+    row.note += `; first loss on the reference backend, same weights and batch: ${
+      row.loss!.reference.toFixed(6)
+    } (ours ${row.loss!.ours.toFixed(6)}; ${((performance.now() - t0) / 1000).toFixed(0)} s)`;
+    say(`  ${row.note}`);
+  }
   return rows;
 }
 
@@ -424,32 +457,49 @@ export function peakRssMiB(): number {
 }
 
 /**
- * The loss of the same random weights (seed 0) and batch on our WebAssembly backend and on the
- * plain-TypeScript reference backend, no gradient. The reference runs at about a GFLOP/s, so a
- * large model is checked on the first `rows` × `tokens` of the batch.
+ * The loss of {@link ourStep}'s first step (before any update: random weights of seed 0, the
+ * prefix's seed 0, the same batch and masks), computed on the plain-TypeScript reference backend,
+ * forward only.
  */
-export async function referenceLossCheck(
+export async function referenceStepLoss(
   size: { nLayer: number; nHead: number; nEmbd: number },
+  mode: "prefix" | "fine",
   batch: ShapedBatch,
-  rows: number,
-  tokens: number,
-): Promise<{ ours: number; reference: number }> {
+): Promise<number> {
   const { CpuBackend } = await import("../kernels/cpu/backend.ts");
-  const ids = batch.ids.slice(0, rows).map((r) => r.slice(0, tokens));
-  const labels = batch.labels.slice(0, rows).map((r) => r.slice(0, tokens));
+  const backend = new CpuBackend();
   const config = gpt2Config({ ...size, attnPdrop: 0, embdPdrop: 0, residPdrop: 0 });
-  const lossOn = async (backend: lf.Backend) => {
-    const model = GPT2.random(config, 0, { backend }).eval();
-    const l = lf.noGrad(() => model.loss(ids, labels));
-    const v = await l.item();
-    l.dispose();
-    model.dispose();
+  const model = GPT2.random(config, 0, { backend }).eval();
+  const prefix = mode === "prefix" ? stepPrefix(size, backend) : null;
+  const B = batch.ids.length, L = prefix ? PREFIX_LEN : 0;
+  const mask = batch.mask.map((r) => [...new Array(L).fill(1), ...r]);
+  try {
+    const loss = lf.noGrad(() =>
+      lf.tidy(() =>
+        model.loss(batch.ids, batch.labels, { past: prefix?.past(B), attentionMask: mask })
+      )
+    );
+    const v = await loss.item();
+    loss.dispose();
     return v;
-  };
-  const be = await createWasmBackend();
-  const ours = await lossOn(be);
-  be.close();
-  return { ours, reference: await lossOn(new CpuBackend()) };
+  } finally {
+    prefix?.dispose();
+    model.dispose();
+  }
+}
+
+/** Prefix length and MLP width of the prefix-tuning step (the paper's table-to-text setting). */
+const PREFIX_LEN = 5, PREFIX_MID = 512;
+
+/** The prefix of the prefix-tuning step (seed 0). */
+function stepPrefix(
+  size: { nLayer: number; nHead: number; nEmbd: number },
+  backend: lf.Backend,
+): PrefixTuning {
+  return new PrefixTuning(
+    { prefixLen: PREFIX_LEN, ...size, mid: PREFIX_MID, mlp: true, dropout: 0 },
+    { backend, seed: 0 },
+  );
 }
 
 /** Our training step on `batch` (prefix-tuning or fine-tuning), with its time and loss. */
@@ -466,9 +516,7 @@ export function ourStep(
   if (mode === "prefix") {
     model.freeze();
     model.eval();
-    prefix = new PrefixTuning({ prefixLen: 5, ...size, mid: 512, mlp: true, dropout: 0 }, {
-      backend: be,
-    });
+    prefix = stepPrefix(size, be);
     params = prefix.parameters();
   } else {
     model.unfreeze();
@@ -477,7 +525,7 @@ export function ourStep(
   }
   const opt = new AdamW(params, { lr: 1e-5 });
   const ids = lf.ids(batch.ids, { backend: be });
-  const L = prefix ? 5 : 0;
+  const L = prefix ? PREFIX_LEN : 0;
   const mask = lf.tensor(batch.mask.map((r) => [...new Array(L).fill(1), ...r]), { backend: be });
   return {
     step: async () => {

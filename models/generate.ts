@@ -33,11 +33,10 @@
  *
  * @module
  */
-import { ids as idsTensor } from "../autograd/creation.ts";
-import { embedding, reshape } from "../autograd/ops.ts";
 import { noGrad, type Tensor, tidy } from "../autograd/tensor.ts";
 import type { Backend } from "../kernels/backend.ts";
 import type { KV } from "../nn/attention.ts";
+import { CACHE_BLOCK, KVCache } from "../nn/kv_cache.ts";
 import type { ForwardOptions, GPT2Output } from "./gpt2.ts";
 import { prefixPast, type PrefixSource } from "./prefix.ts";
 
@@ -52,7 +51,10 @@ export interface GenerationModel {
   };
   /** Where the weights live (inputs are created there). */
   readonly backend: Backend;
-  /** Logits and (with `useCache`) the new past. */
+  /**
+   * Logits and (with `useCache`) the new past; a decoding step passes a `cache` (a `KVCache`)
+   * instead of a past, which the model writes the new position into (see {@link ForwardOptions}).
+   */
   forward(ids: number[][] | Tensor, opts: ForwardOptions): GPT2Output;
 }
 
@@ -159,12 +161,9 @@ interface Setup {
   prompts: number[][];
   numBeams: number;
   maxNew: number;
-  minLength: number;
-  minNew: number;
   eos: number | null;
   pad: number;
-  singleBans: number[];
-  seqBans: number[][];
+  bans: BanRule;
   lengthPenalty: number;
   earlyStopping: boolean;
   prefix: KV[] | undefined;
@@ -204,15 +203,11 @@ function setup(model: GenerationModel, prompts: number[][], o: GenerateOptions):
   if (!(lengthPenalty > 0)) {
     throw new Error(`generate: lengthPenalty must be > 0, got ${lengthPenalty}`);
   }
-  const singleBans: number[] = [], seqBans: number[][] = [];
   (o.badWordsIds ?? []).forEach((w, i) => {
     if (!Array.isArray(w) || w.length === 0) {
       throw new Error(`generate: badWordsIds[${i}] is empty`);
     }
     w.forEach((t) => int(`badWordsIds[${i}] token`, t, 0));
-    if (w.length === 1 && w[0] === eos) return; // Hugging Face leaves [eos] to min_length
-    if (w.length === 1) singleBans.push(w[0]);
-    else seqBans.push(w);
   });
   const prefix = o.prefixPast;
   let prefixLen = 0;
@@ -247,8 +242,6 @@ function setup(model: GenerationModel, prompts: number[][], o: GenerateOptions):
     prompts,
     numBeams,
     maxNew,
-    minLength: int("minLength", o.minLength ?? 0, 0),
-    minNew: int("minNewTokens", o.minNewTokens ?? 0, 0),
     eos,
     // Pads are never attended; any id the embedding accepts will do.
     pad: o.padTokenId === undefined
@@ -256,8 +249,12 @@ function setup(model: GenerationModel, prompts: number[][], o: GenerateOptions):
       : (int("padTokenId", o.padTokenId, 0) < V
         ? o.padTokenId
         : bad(`padTokenId ${o.padTokenId} ≥ vocab ${V}`)),
-    singleBans,
-    seqBans,
+    bans: banRule({
+      eos,
+      minLength: int("minLength", o.minLength ?? 0, 0),
+      minNewTokens: int("minNewTokens", o.minNewTokens ?? 0, 0),
+      badWordsIds: o.badWordsIds,
+    }),
     lengthPenalty,
     earlyStopping: o.earlyStopping ?? false,
     prefix,
@@ -269,10 +266,13 @@ function setup(model: GenerationModel, prompts: number[][], o: GenerateOptions):
   };
 }
 
-/** The decoder's rows: cache plus, per row, its attention-mask row and next position. */
+/**
+ * The decoder's rows: the KV cache (preallocated after the prompts: a step writes one position
+ * in place, a beam reorder moves only the rows that change) plus, per row, its attention-mask
+ * row and next position.
+ */
 class Decoder {
-  past: KV[] | undefined;
-  rows = 0;
+  cache: KVCache | undefined;
   #masks: number[][] = [];
   #positions: number[] = [];
   constructor(readonly s: Setup) {}
@@ -292,34 +292,10 @@ class Decoder {
         Array.from({ length: P }, (_, i) => L + Math.max(0, i - (P - p.length)))
       )
       : undefined;
-    this.rows = s.prompts.length;
-    return await this.#step(ids, s.prefix, positionIds, false);
-  }
-
-  /**
-   * Keeps the cache rows `src` (in that order; repeats allowed) and feeds one new token per
-   * kept row. Returns the new last-position logits [src.length, V].
-   */
-  async next(src: number[], tokens: number[]): Promise<Float32Array> {
-    this.#reorder(src);
-    this.#masks = src.map((r) => [...this.#masks[r], 1]);
-    this.#positions = src.map((r) => this.#positions[r]);
-    const positionIds = this.#positions.map((p) => [p]);
-    this.#positions = this.#positions.map((p) => p + 1);
-    return await this.#step(tokens.map((t) => [t]), this.past, positionIds, true);
-  }
-
-  async #step(
-    ids: number[][],
-    past: KV[] | undefined,
-    positionIds: number[][] | undefined,
-    disposeOld: boolean,
-  ): Promise<Float32Array> {
-    const s = this.s;
     const out = noGrad(() =>
       tidy(() =>
         s.model.forward(ids, {
-          past,
+          past: s.prefix,
           attentionMask: s.padded ? this.#masks : undefined,
           positionIds,
           useCache: true,
@@ -327,38 +303,57 @@ class Decoder {
         })
       )
     );
-    if (disposeOld && past) { for (const l of past) disposeKV(l); }
-    this.past = out.past;
     try {
-      return (await out.logits.data()) as Float32Array;
-    } finally {
+      this.cache = KVCache.from(out.past!, Math.min(s.maxNew, CACHE_BLOCK));
+    } catch (e) {
       out.logits.dispose();
+      throw e;
+    } finally {
+      for (const l of out.past!) disposeKV(l);
     }
+    return await readLogits(out.logits);
   }
 
-  /** Gathers cache rows `src` (skipped when it is the identity). */
-  #reorder(src: number[]): void {
-    const n = this.rows;
-    this.rows = src.length;
-    if (src.length === n && src.every((r, i) => r === i)) return;
-    const old = this.past!;
-    this.past = noGrad(() =>
-      tidy(() => {
-        const idx = idsTensor(src, { backend: this.s.model.backend });
-        const pick = (t: Tensor) => {
-          const [, H, T, d] = t.shape;
-          return reshape(embedding(reshape(t, [n, H * T * d]), idx), [src.length, H, T, d]);
-        };
-        return old.map((l) => ({ k: pick(l.k), v: pick(l.v) }));
-      })
+  /**
+   * Keeps the cache rows `src` (in that order; repeats allowed) and feeds one new token per
+   * kept row. Returns the new last-position logits [src.length, V].
+   */
+  async next(src: number[], tokens: number[]): Promise<Float32Array> {
+    const cache = this.cache!;
+    cache.reorder(src);
+    cache.reserve(1);
+    this.#masks = src.map((r) => [...this.#masks[r], 1]);
+    this.#positions = src.map((r) => this.#positions[r]);
+    const positionIds = this.#positions.map((p) => [p]);
+    this.#positions = this.#positions.map((p) => p + 1);
+    // Written positions as the rows' masks say, the rest of the capacity hidden.
+    const cap = cache.capacity;
+    const mask = this.#masks.map((m) => [...m, ...new Array(cap - m.length).fill(0)]);
+    const out = noGrad(() =>
+      tidy(() =>
+        this.s.model.forward(tokens.map((t) => [t]), {
+          cache,
+          attentionMask: mask,
+          positionIds,
+          lastTokenOnly: true,
+        })
+      )
     );
-    for (const l of old) disposeKV(l);
+    return await readLogits(out.logits);
   }
 
   /** Frees the cache. */
   dispose(): void {
-    for (const l of this.past ?? []) disposeKV(l);
-    this.past = undefined;
+    this.cache?.dispose();
+    this.cache = undefined;
+  }
+}
+
+async function readLogits(logits: Tensor): Promise<Float32Array> {
+  try {
+    return (await logits.data()) as Float32Array;
+  } finally {
+    logits.dispose();
   }
 }
 
@@ -367,35 +362,102 @@ function disposeKV(l: KV): void {
   l.v.dispose();
 }
 
-/** Log-softmax of one row of logits into `out` (f64), then bans applied as −∞. */
-function processRow(
-  s: Setup,
-  logits: Float32Array,
-  row: number,
+/** The token bans of a decoding, as {@link bannedTokens} applies them. */
+export interface BanRule {
+  /** End-of-sequence token, banned before the minimum length (null = none). */
+  eos: number | null;
+  /** Hugging Face's `min_length`: EOS is banned while prompt + generated < minLength. */
+  minLength: number;
+  /** EOS is banned until this many tokens were generated. */
+  minNewTokens: number;
+  /** Single-token bad words: always banned. */
+  single: number[];
+  /** Longer bad words: the last token is banned when the text ends with the rest. */
+  sequences: number[][];
+}
+
+/**
+ * The {@link BanRule} of `badWordsIds` (token sequences never to generate) and the EOS limits.
+ * As in Hugging Face, a bad word equal to `[eos]` is ignored (EOS is left to the minimum length).
+ */
+export function banRule(o: {
+  eos: number | null;
+  minLength?: number;
+  minNewTokens?: number;
+  badWordsIds?: readonly number[][];
+}): BanRule {
+  const single: number[] = [], sequences: number[][] = [];
+  for (const w of o.badWordsIds ?? []) {
+    if (w.length === 1 && w[0] === o.eos) continue;
+    if (w.length === 1) single.push(w[0]);
+    else if (w.length > 1) sequences.push([...w]);
+  }
+  return {
+    eos: o.eos,
+    minLength: o.minLength ?? 0,
+    minNewTokens: o.minNewTokens ?? 0,
+    single,
+    sequences,
+  };
+}
+
+/**
+ * Tokens a row may not take next: EOS before the minimum length, the single-token bad words, and
+ * the last token of every bad-word sequence whose other tokens end the row's text (`history`:
+ * prompt then generated tokens, `histLen` of them; `generated` of them generated).
+ */
+export function bannedTokens(
+  rule: BanRule,
   history: (i: number) => number | undefined,
   histLen: number,
   generated: number,
   promptLen: number,
-  out: Float64Array,
-): void {
-  const V = s.vocab, o = row * V;
-  let mx = -Infinity;
-  for (let v = 0; v < V; v++) if (logits[o + v] > mx) mx = logits[o + v];
-  let sum = 0;
-  for (let v = 0; v < V; v++) sum += Math.exp(logits[o + v] - mx);
-  const lse = mx + Math.log(sum);
-  for (let v = 0; v < V; v++) out[v] = logits[o + v] - lse;
-  if (s.eos !== null && (promptLen + generated < s.minLength || generated < s.minNew)) {
-    out[s.eos] = -Infinity;
-  }
-  for (const t of s.singleBans) out[t] = -Infinity;
-  for (const w of s.seqBans) {
+): number[] {
+  const out = [...rule.single];
+  if (
+    rule.eos !== null &&
+    (promptLen + generated < rule.minLength || generated < rule.minNewTokens)
+  ) out.push(rule.eos);
+  for (const w of rule.sequences) {
     const k = w.length - 1;
     if (k > histLen) continue;
     let match = true;
     for (let i = 0; i < k && match; i++) match = history(histLen - k + i) === w[i];
-    if (match) out[w[k]] = -Infinity;
+    if (match) out.push(w[k]);
   }
+  return out;
+}
+
+/**
+ * The greedy rule (Hugging Face's: an argmax of the logits after the bans): the token with the
+ * highest logit in `logits[offset .. offset + vocab)` among those not `banned`, the lowest id on
+ * ties; −1 when every token is banned or −∞ (or NaN).
+ */
+export function greedyToken(
+  logits: ArrayLike<number>,
+  offset: number,
+  vocab: number,
+  banned: readonly number[],
+): number {
+  let best = -1, top = -Infinity;
+  for (let v = 0; v < vocab; v++) {
+    const x = logits[offset + v];
+    // The ban list is consulted only for a new maximum (a few times per row).
+    if (x > top && !banned.includes(v)) {
+      top = x;
+      best = v;
+    }
+  }
+  return best;
+}
+
+/** log Σ exp of one row of logits, in f64 (the log-softmax is each logit minus it). */
+function logSumExp(logits: Float32Array, offset: number, vocab: number): number {
+  let mx = -Infinity;
+  for (let v = 0; v < vocab; v++) if (logits[offset + v] > mx) mx = logits[offset + v];
+  let sum = 0;
+  for (let v = 0; v < vocab; v++) sum += Math.exp(logits[offset + v] - mx);
+  return mx + Math.log(sum);
 }
 
 /** Text so far of a row: its prompt then its generated tokens. */
@@ -414,7 +476,6 @@ async function greedy(s: Setup): Promise<GenerationResult[]> {
     finished: false,
   }));
   const dec = new Decoder(s);
-  const lp = new Float64Array(s.vocab);
   try {
     let logits = await dec.start();
     let active = Array.from({ length: B }, (_, b) => b); // prompt of each decoder row
@@ -422,19 +483,14 @@ async function greedy(s: Setup): Promise<GenerationResult[]> {
       const keep: number[] = [], tokens: number[] = [];
       active.forEach((b, row) => {
         const r = results[b], prompt = s.prompts[b];
-        processRow(
-          s,
-          logits,
-          row,
-          historyOf(prompt, r.tokens),
-          prompt.length + g,
-          g,
-          prompt.length,
-          lp,
-        );
-        let best = 0;
-        for (let v = 1; v < s.vocab; v++) if (lp[v] > lp[best]) best = v;
-        r.score += lp[best];
+        const hist = historyOf(prompt, r.tokens);
+        const banned = bannedTokens(s.bans, hist, prompt.length + g, g, prompt.length);
+        const best = greedyToken(logits, row * s.vocab, s.vocab, banned);
+        if (best < 0) { // every token banned: the row ends unfinished
+          r.score = -Infinity;
+          return;
+        }
+        r.score += logits[row * s.vocab + best] - logSumExp(logits, row * s.vocab, s.vocab);
         if (best === s.eos) {
           r.finished = true;
           return;
@@ -515,9 +571,14 @@ class TopK {
   vals: number[] = [];
   idx: number[] = [];
   constructor(readonly k: number) {}
-  push(v: number, i: number): void {
+  /** Whether k values are kept (the worst kept can then only rise). */
+  get full(): boolean {
+    return this.vals.length === this.k;
+  }
+  /** Offers a value; returns whether it was kept. */
+  push(v: number, i: number): boolean {
     const n = this.vals.length;
-    if (v === -Infinity || (n === this.k && v <= this.vals[n - 1])) return;
+    if (v === -Infinity || (n === this.k && v <= this.vals[n - 1])) return false;
     let lo = 0, hi = n;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
@@ -530,6 +591,32 @@ class TopK {
       this.vals.pop();
       this.idx.pop();
     }
+    return true;
+  }
+}
+
+/**
+ * Pushes the candidates of one beam, `base + log_softmax(logits row)[v]` (the logit minus the
+ * row's log-sum-exp `lse`) for every token v not banned, indexed `index0 + v`, in token order: as pushing all of them, without the log-softmax
+ * array. A candidate's score grows with its logit, so once a logit x fails to enter the full list
+ * (whose worst score only rises), no logit ≤ x can enter: those are skipped with one comparison.
+ */
+function pushCandidates(
+  top: TopK,
+  logits: Float32Array,
+  offset: number,
+  vocab: number,
+  lse: number,
+  base: number,
+  banned: readonly number[],
+  index0: number,
+): void {
+  let skip = -Infinity; // logits ≤ this cannot enter (NaN is never skipped, as before)
+  for (let v = 0; v < vocab; v++) {
+    const x = logits[offset + v];
+    if (x <= skip || banned.includes(v)) continue;
+    const score = base + (x - lse);
+    if (!top.push(score, index0 + v) && top.full && score !== -Infinity) skip = x;
   }
 }
 
@@ -543,7 +630,6 @@ async function beamSearch(s: Setup): Promise<GenerationResult[]> {
   const done = new Array<boolean>(B).fill(false);
   const endedByEos = new WeakSet<number[]>();
   const dec = new Decoder(s);
-  const lp = new Float64Array(V);
   try {
     let logits = await dec.start();
     // Decoder row of each (active prompt, beam): at the start every beam reads its prompt's row.
@@ -552,21 +638,26 @@ async function beamSearch(s: Setup): Promise<GenerationResult[]> {
     for (let g = 0; g < s.maxNew; g++) {
       const src: number[] = [], tokens: number[] = [];
       const stillActive: number[] = [];
+      // Log-sum-exp per decoder row, once (at the first step every beam reads one row).
+      const lses = new Map<number, number>();
+      const lseOf = (row: number) => {
+        let v = lses.get(row);
+        if (v === undefined) lses.set(row, v = logSumExp(logits, row * V, V));
+        return v;
+      };
       active.forEach((b, a) => {
         const prompt = s.prompts[b], curLen = prompt.length + g;
         const top = new TopK(2 * nb);
         beams[b].forEach((beam, j) => {
-          processRow(
-            s,
-            logits,
-            rowOf[a][j],
+          const o = rowOf[a][j] * V;
+          const banned = bannedTokens(
+            s.bans,
             historyOf(prompt, beam.tokens),
             curLen,
             g,
             prompt.length,
-            lp,
           );
-          for (let v = 0; v < V; v++) top.push(beam.score + lp[v], j * V + v);
+          pushCandidates(top, logits, o, V, lseOf(rowOf[a][j]), beam.score, banned, j * V);
         });
         const next: { score: number; token: number; beam: number }[] = [];
         for (let rank = 0; rank < top.vals.length && next.length < nb; rank++) {

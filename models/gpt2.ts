@@ -32,6 +32,7 @@ import {
 } from "../nn/attention.ts";
 import { Dropout, Embedding, type InitOptions, LayerNorm } from "../nn/layers.ts";
 import { Module, ModuleList, type StateEntry } from "../nn/module.ts";
+import type { KVCache } from "../nn/kv_cache.ts";
 import { loadSafetensors, type TensorToWrite, writeSafetensors } from "./safetensors.ts";
 import { type HubOptions, resolveModel } from "../hub/hub.ts";
 import { atomicWriteText } from "../io/atomic.ts";
@@ -204,6 +205,13 @@ export interface ForwardOptions {
   useCache?: boolean;
   /** Compute logits only for the last position ([B, 1, vocab]); for generation. */
   lastTokenOnly?: boolean;
+  /**
+   * A preallocated cache instead of `past` (decoding, no gradient): the one new position per
+   * row is written into it in place and the cache advances; `attentionMask` [B, capacity] must
+   * hide its positions not yet written (call `cache.reserve(1)` before building it). Positions
+   * default to `cache.length`. No `past` is returned for it.
+   */
+  cache?: KVCache;
 }
 
 /** Output of {@link GPT2.hidden}. */
@@ -300,7 +308,24 @@ export class GPT2Model extends Module {
     if (past && past.length !== c.nLayer) {
       throw new Error(`GPT2: past has ${past.length} layers, the model ${c.nLayer}`);
     }
-    const P = past ? past[0].k.shape[2] : 0;
+    const cache = opts.cache;
+    if (cache) {
+      if (past) throw new Error("GPT2: give past or cache, not both");
+      if (cache.nLayer !== c.nLayer || cache.rows !== B || T !== 1) {
+        throw new Error(
+          `GPT2: cache of ${cache.nLayer} layers × ${cache.rows} rows must match the model's ${c.nLayer} layers and ids [${B}, 1] (got [${B}, ${T}])`,
+        );
+      }
+      if (cache.length + T > cache.capacity) {
+        throw new Error(`GPT2: cache full (${cache.length} of ${cache.capacity}); reserve first`);
+      }
+      if (opts.attentionMask === undefined && cache.length + T < cache.capacity) {
+        throw new Error("GPT2: a cache needs an attention mask hiding its unwritten positions");
+      }
+    }
+    // Positions before the new ones; with a cache, attention sees its whole capacity.
+    const P = past ? past[0].k.shape[2] : cache ? cache.length : 0;
+    const keysBefore = cache ? cache.capacity - T : P;
     let pos: Tensor;
     if (opts.positionIds === undefined) {
       if (P + T > c.nPositions) {
@@ -322,19 +347,19 @@ export class GPT2Model extends Module {
     const maskOpts = {
       batch: B,
       length: T,
-      pastLength: P,
+      pastLength: keysBefore,
       attentionMask: opts.attentionMask,
       backend: be,
     };
     const fused = this.h.items.every((b) => b.attn.fused);
     const padMask = fused ? buildPadMask(maskOpts) : undefined;
     const blocked = fused ? undefined : buildBlockedMask(maskOpts);
-    const useCache = opts.useCache ?? false;
+    const useCache = !cache && (opts.useCache ?? false);
     let h = this.drop.forward(this.wte.forward(x).add(this.wpe.forward(pos)));
     const presents: KV[] = [];
     this.h.items.forEach((block, i) => {
       const step = (): { out: Tensor; present?: KV } => {
-        const r = block.forward(h, { past: past?.[i], blocked, padMask });
+        const r = block.forward(h, { past: past?.[i], cache: cache?.slot(i), blocked, padMask });
         return useCache ? r : { out: r.out };
       };
       const r = free ? tidy(step) : step();
@@ -342,6 +367,7 @@ export class GPT2Model extends Module {
       h = r.out;
       if (r.present) presents.push(r.present);
     });
+    cache?.advance(T);
     const out = this.ln_f.forward(h);
     return useCache ? { hidden: out, past: presents } : { hidden: out };
   }

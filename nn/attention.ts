@@ -15,11 +15,12 @@
  *
  * @module
  */
-import { type Tensor, tensor } from "../autograd/tensor.ts";
+import { isGradEnabled, type Tensor, tensor } from "../autograd/tensor.ts";
 import { add, attention, biasGelu, cast, compare, concat, reshape, sub } from "../autograd/ops.ts";
 import type { Backend } from "../kernels/backend.ts";
 import { Conv1D, Dropout, GELU, type InitOptions, LayerNorm } from "./layers.ts";
 import { Module } from "./module.ts";
+import { type CacheSlot, writeAt } from "./kv_cache.ts";
 
 /** Keys and values of one layer, each [B, n_head, T, head_dim]. */
 export interface KV {
@@ -158,6 +159,13 @@ export interface AttentionForwardOptions {
    * undefined it is built from `attentionMask`.
    */
   padMask?: Tensor | null;
+  /**
+   * A preallocated cache slot (a `KVCache` layer) instead of `past`: the new keys and values
+   * (one position per row) are written into it at `cache.at`, in place, and attention reads all
+   * its positions; the attention mask [B, capacity] must hide those not yet written. No gradient
+   * flows through it.
+   */
+  cache?: CacheSlot;
 }
 
 /** Output of attention and blocks: the result and this layer's keys/values including the past. */
@@ -232,7 +240,21 @@ export class CausalSelfAttention extends Module {
         );
       }
     }
-    const P = past ? past.k.shape[2] : 0;
+    const cache = opts.cache;
+    if (cache && past) throw new Error("attention: give past or cache, not both");
+    if (cache) {
+      const ok = cache.k.ndim === 4 && cache.k.shape[0] === B && cache.k.shape[1] === H &&
+        cache.k.shape[3] === d && cache.v.shape.join() === cache.k.shape.join();
+      if (!ok || T !== 1) {
+        throw new Error(
+          `attention: cache [${
+            cache.k.shape.join(", ")
+          }] must be [${B}, ${H}, capacity, ${d}] and take one position per row (got ${T})`,
+        );
+      }
+    }
+    // With a cache, the keys are its capacity (the mask hides what is not written yet).
+    const P = past ? past.k.shape[2] : cache ? cache.k.shape[2] - T : 0;
     // One copy brings q, k and v to [3, B, H, T, d]; each is then a contiguous slice of it.
     const qkv = this.c_attn.forward(x).reshape(B, T, 3, H, d).permute(2, 0, 3, 1, 4).contiguous();
     let q = qkv.slice(0, 0, 1).reshape(B, H, T, d);
@@ -241,6 +263,14 @@ export class CausalSelfAttention extends Module {
     if (past) {
       k = concat([past.k, k], 2);
       v = concat([past.v, v], 2);
+    } else if (cache) {
+      if (isGradEnabled() && (k.requiresGrad || v.requiresGrad)) {
+        throw new Error("attention: a KV cache takes no gradient (run under noGrad)");
+      }
+      writeAt(cache.k, k, cache.at);
+      writeAt(cache.v, v, cache.at);
+      k = cache.k;
+      v = cache.v;
     }
     if (this.fused) {
       const mask = opts.padMask !== undefined ? opts.padMask : buildPadMask({

@@ -14,4 +14,5 @@
 export * from "./module.ts";
 export * from "./layers.ts";
 export * from "./attention.ts";
+export * from "./kv_cache.ts";
 export * from "./optim.ts";

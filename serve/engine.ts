@@ -25,11 +25,14 @@
  * @module
  */
 import {
+  bannedTokens,
+  banRule,
   concat,
   GEMV_MAX_M,
   generate,
   type GPT2,
   type GPT2Tokenizer,
+  greedyToken,
   type KV,
   noGrad,
   slice,
@@ -554,41 +557,25 @@ export class Engine {
   }
 
   /**
-   * Picks a row's next token from its logits (at `offset`) by {@link generate}'s greedy rule:
-   * the highest logit among the tokens not banned (EOS before min_length, bad words), the lowest
-   * id on ties. Returns whether the row goes on.
+   * Picks a row's next token from its logits (at `offset`) by {@link generate}'s greedy rule
+   * ({@link greedyToken} after {@link bannedTokens}: the highest logit among the tokens not
+   * banned, EOS before min_length and bad words, the lowest id on ties). Returns whether the row
+   * goes on.
    */
   #advance(job: Job, logits: Float32Array, offset: number, step: StepInfo): boolean {
     if (this.#expire(job, Date.now())) return false;
     const s = job.req.settings, V = this.model.config.vocabSize, prompt = job.req.prompt;
     const g = job.tokens.length;
-    // Banned tokens get −∞ in place (the logits are this step's own copy), then a plain argmax.
-    const ban = (t: number) => (logits[offset + t] = -Infinity);
-    const eos = this.#eos;
-    if (eos !== null && prompt.length + g < s.minLength) ban(eos);
     const hist = (i: number) => (i < prompt.length ? prompt[i] : job.tokens[i - prompt.length]);
-    const histLen = prompt.length + g;
-    for (const w of s.badWordsIds) {
-      if (w.length === 1) {
-        if (w[0] !== eos) ban(w[0]); // as Hugging Face, [eos] is left to min_length
-        continue;
-      }
-      const k = w.length - 1;
-      if (k > histLen) continue;
-      let match = true;
-      for (let i = 0; i < k && match; i++) match = hist(histLen - k + i) === w[i];
-      if (match) ban(w[k]);
-    }
-    let best = -1, top = -Infinity;
-    for (let v = 0; v < V; v++) {
-      const x = logits[offset + v];
-      if (x > top) {
-        top = x;
-        best = v;
-      }
-    }
+    const rule = banRule({ eos: this.#eos, minLength: s.minLength, badWordsIds: s.badWordsIds });
+    const best = greedyToken(
+      logits,
+      offset,
+      V,
+      bannedTokens(rule, hist, prompt.length + g, g, prompt.length),
+    );
     job.maxBatchRows = Math.max(job.maxBatchRows, step.rows);
-    if (best < 0 || best === eos) {
+    if (best < 0 || best === this.#eos) {
       this.#succeed(job, { tokens: job.tokens, text: this.#flush(job), finishReason: "stop" });
       return false;
     }

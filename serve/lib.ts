@@ -6,7 +6,13 @@
  * @module
  */
 export { GPT2, type GPT2Config } from "../models/gpt2.ts";
-export { generate, type GenerateOptions } from "../models/generate.ts";
+export {
+  bannedTokens,
+  banRule,
+  generate,
+  type GenerateOptions,
+  greedyToken,
+} from "../models/generate.ts";
 export {
   type ComputedPrefix,
   loadComputedPrefix,

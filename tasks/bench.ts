@@ -7,7 +7,17 @@
  *                  [--skip matmul,train,generate,peer] [--compare-attention]
  *                  [--peer-threads 1,2] [--peer-rounds 3] [--peer-only matmul,prefix,fine,decode]
  *                  [--medium]   # the peer comparison on a GPT-2 Medium-shaped model (24 × 1024)
+ *                  [--check-loss]   # each step's loss also on the reference backend (slow)
  * deno task bench --serve [--clients 16]   # the server: concurrent clients vs one at a time
+ * ```
+ *
+ * The comparisons with PyTorch on their own:
+ *
+ * ```sh
+ * # beam-5 decoding (GPT-2 124M shape, prompt 32, KV cache): prefill and per-token cost, 1 and 2 threads
+ * deno task bench --skip matmul,train,generate --peer-only decode --peer-rounds 5 --json
+ * # GPT-2 Medium-shaped steps at 10 × 64, time and peak RSS, the loss checked on the reference backend
+ * deno task bench --medium --check-loss --peer-threads 2 --json
  * ```
  *
  * @module
@@ -25,11 +35,9 @@ import {
 } from "../bench/suite.ts";
 import {
   comparePeer,
-  e2eShapedBatch,
   type PeerOptions,
   type PeerRow,
   peerTable,
-  referenceLossCheck,
   TorchPeer,
 } from "../bench/peer.ts";
 
@@ -49,6 +57,7 @@ export async function main(args: string[]): Promise<number> {
       "peer-rounds": { type: "string", default: "3" },
       "peer-only": { type: "string", default: "" },
       medium: { type: "boolean" },
+      "check-loss": { type: "boolean" },
       help: { type: "boolean" },
     },
   });
@@ -56,7 +65,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(
       "usage: deno task bench [--backend cpu,wasm,webgpu|all] [--json] [--quick] [--full] " +
         "[--skip matmul,train,generate,peer] [--compare-attention] [--peer-threads 1,2] " +
-        "[--peer-rounds 3] [--peer-only matmul,prefix,fine,decode] [--medium]",
+        "[--peer-rounds 3] [--peer-only matmul,prefix,fine,decode] [--medium] [--check-loss]",
     );
     return 0;
   }
@@ -112,6 +121,7 @@ export async function main(args: string[]): Promise<number> {
       const opts: PeerOptions = {
         threads: values["peer-threads"]!.split(",").map(Number),
         rounds: Number(values["peer-rounds"]),
+        checkLoss: !!values["check-loss"],
       };
       const only = values["peer-only"]!.split(",").filter(Boolean);
       if (only.length) opts.parts = only as PeerOptions["parts"];
@@ -121,21 +131,6 @@ export async function main(args: string[]): Promise<number> {
         opts.parts ??= ["prefix", "fine"];
       }
       peer = await comparePeer(opts);
-      if (values.medium) {
-        // The peer rows first, in case the (slow) reference check fails.
-        say(peerTable(peer));
-        // The reference backend runs at about a GFLOP/s: the first row, 48 tokens (its MR and
-        // the start of its reference), of the same batch.
-        say("medium: loss against the reference backend (1 row × 48 tokens) ...");
-        try {
-          const r = await referenceLossCheck(opts.model!, e2eShapedBatch(10, 64, 50257), 1, 48);
-          peerNote = `GPT-2 Medium loss, same weights and batch (first row, 48 tokens): ` +
-            `ours ${r.ours.toFixed(6)}, reference backend ${r.reference.toFixed(6)}`;
-        } catch (e) {
-          peerNote = `GPT-2 Medium reference-loss check failed: ${(e as Error).message}`;
-        }
-        say(peerNote);
-      }
     }
   }
   if (values.json) console.log(JSON.stringify({ rows, peer, peerNote }, null, 2));

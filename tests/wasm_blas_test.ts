@@ -365,3 +365,67 @@ Deno.test("wasm BLAS: no FFI permission falls back to the WebAssembly kernels, s
     await Deno.remove(file);
   }
 });
+
+Deno.test({
+  name: "wasm BLAS: the few-row product with B stored [n, k] runs in column blocks, same bits",
+  ignore: !!noBlas,
+  fn: async () => {
+    const w = paths[1][1];
+    // Offsets of the blocks against the reference (a remainder block that is not a multiple).
+    for (const n of [2 * 2048 + 37, 3 * 2048]) {
+      const p = { batch: 1, m: 5, n, k: 33, transA: false, transB: true, aBatchStride: 0 };
+      await check(w, "BLAS ×2", { ...p, bBatchStride: 0 }, randn(5 * 33), randn(33 * n));
+    }
+    // The LM head of GPT-2 during beam search: the blocked product gives one call's bits.
+    const m = 5, n = 50257, k = 768;
+    const A = randn(m * k), B = randn(n * k);
+    const lib = Deno.dlopen(blasPath!, {
+      cblas_sgemm: {
+        parameters: [
+          "i32",
+          "i32",
+          "i32",
+          "i32",
+          "i32",
+          "i32",
+          "f32",
+          "buffer",
+          "i32",
+          "buffer",
+          "i32",
+          "f32",
+          "buffer",
+          "i32",
+        ],
+        result: "void",
+      },
+      openblas_set_num_threads: { parameters: ["i32"], result: "void" },
+    });
+    try {
+      for (const [label, threads] of [["BLAS ×2", 2], ["BLAS ×1, 32-bit memory", 1]] as const) {
+        const be = paths.find(([l]) => l === label)![1];
+        const a = be.fromHost(A, "f32"), b = be.fromHost(B, "f32");
+        const c = be.matmul(a, b, {
+          batch: 1,
+          m,
+          n,
+          k,
+          transA: false,
+          transB: true,
+          aBatchStride: 0,
+          bBatchStride: 0,
+        });
+        const got = (await be.read(c)) as Float32Array;
+        for (const s of [a, b, c]) be.dispose(s);
+        lib.symbols.openblas_set_num_threads(threads);
+        const want = new Float32Array(m * n);
+        lib.symbols.cblas_sgemm(101, 111, 112, m, n, k, 1, A, k, B, k, 0, want, n);
+        let differ = 0;
+        for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) differ++;
+        assert.equal(differ, 0, `${label}: ${differ} of ${want.length} values differ`);
+      }
+    } finally {
+      lib.close();
+    }
+  },
+});
