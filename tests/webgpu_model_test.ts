@@ -13,7 +13,7 @@ import * as lf from "../mod.ts";
 import { GPT2, type GPT2Config, gpt2Config, type GPT2Output } from "../models/gpt2.ts";
 import { PrefixTuning } from "../models/prefix.ts";
 import { AdamW, clipGradNorm } from "../nn/optim.ts";
-import { batchLoss } from "../train/e2e.ts";
+import { batchLoss } from "../train/e2e_loss.ts";
 import type { Batch } from "../data/batching.ts";
 import type { Backend } from "../kernels/backend.ts";
 import { CpuBackend } from "../kernels/cpu/backend.ts";
