@@ -10,7 +10,7 @@
 export interface ChromiumOptions {
   /** The browser binary (default: `CHROMIUM`, else /usr/bin/chromium). */
   binary?: string;
-  /** Expose WebGPU with the SwiftShader software adapter. */
+  /** Expose WebGPU without a GPU ({@link WEBGPU_FLAGS}). */
   webgpu?: boolean;
   /** More command-line flags. */
   extraFlags?: string[];

@@ -150,9 +150,11 @@ export class Engine {
       const d = await import("../kernels/webgpu/device.ts");
       const a = await d.requestAdapter();
       const ai = a?.info;
-      info.adapter = ai
+      const name = ai
         ? [ai.vendor, ai.architecture, ai.description].filter((s) => s).join(" ")
         : "";
+      // Chromium's compatibility-mode adapter (OpenGL ES over ANGLE) names nothing.
+      info.adapter = name || "unnamed adapter";
     }
     return new Engine(backend, info);
   }
