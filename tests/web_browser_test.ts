@@ -269,7 +269,9 @@ async function compareTraining(
   const pageLosses = pageSteps.map((r) => r.loss);
   const worst = Math.max(...pageLosses.map((l, i) => Math.abs(l - denoLosses[i])));
   console.log(
-    `${s.steps} training steps in the page (${model.split("/").slice(-1)[0]}, batch ` +
+    `${s.steps} training steps in the page (${
+      model === MINI ? "miniature" : model.split("/").slice(-1)[0]
+    }, batch ` +
       `${s.batchSize}): ${((performance.now() - t0) / 1000).toFixed(1)} s; losses ` +
       pageLosses.map((l) => l.toFixed(6)).join(" "),
   );
