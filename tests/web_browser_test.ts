@@ -176,6 +176,7 @@ async function compare(scope: Scope, browser: Chromium, url: string): Promise<vo
     await browser.eval(`lfPage.loadModel("model")`);
     await browser.eval(`lfPage.loadPrefix("prefixes/prefix_L5/prefix", "prefix")`);
     const pageOut: PageDecoded[] = [];
+    const t0 = performance.now();
     for (const mr of mrs) {
       pageOut.push(
         await browser.eval<PageDecoded>(
@@ -189,9 +190,11 @@ async function compare(scope: Scope, browser: Chromium, url: string): Promise<vo
       assert.ok(pageOut[i].steps > 0, `MR ${i}: no tokens were streamed`);
     }
     const total = pageOut.reduce((n, o) => n + o.tokens.length, 0);
+    const seconds = (performance.now() - t0) / 1000;
     console.log(
       `${scope.backend}: page == deno task generate on ${scope.mrs} MRs (${total} tokens; ` +
-        `beam ${settings.beams}, max ${settings.maxNewTokens} new tokens)`,
+        `beam ${settings.beams}, max ${settings.maxNewTokens} new tokens); the page decoded ` +
+        `them in ${seconds.toFixed(1)} s (${(seconds / total).toFixed(2)} s per token)`,
     );
     if (scope.steps === 0) return;
     if (scope.trainModel && scope.trainModel !== MINI) {
