@@ -7,8 +7,9 @@
 //   `deno task train` (same config, seed, backend) within 1e-5;
 // - the trained prefix downloaded from the page (both formats) loads with the library's loaders.
 // Both run on the WebAssembly backend (the page's `auto` choice without a hardware GPU).
-// Where Chromium exposes WebGPU, the page's WebGPU backend is checked as far as a software
-// adapter allows (see the last test).
+// Where Chromium exposes WebGPU (without a GPU: on Mesa's lavapipe through ANGLE, see WEBGPU_FLAGS),
+// the page's WebGPU backend is checked the same way against Deno's, reduced to what a software
+// adapter does in a test's time (see the WebGPU test).
 import assert from "node:assert/strict";
 import { Chromium, findChromium, WEBGPU_FLAGS } from "../web/cdp.ts";
 import { buildWeb } from "../web/build.ts";
