@@ -227,7 +227,7 @@ Deno.test("config: unknown keys and wrong types are rejected with the key's name
 });
 
 Deno.test("batchLoss (LM head on labelled positions only) equals GPT2.loss over all logits", async () => {
-  const { batchLoss } = await import("../train/e2e.ts");
+  const { batchLoss } = await import("../train/e2e_loss.ts");
   const { PrefixTuning } = await import("../models/prefix.ts");
   const lf = await import("../mod.ts");
   const m = GPT2.random(

@@ -1,7 +1,8 @@
 // The browser path's file handling, checked in Deno against the file-system functions it
 // stands in for: streamed safetensors (also chopped into odd chunks, truncated), GPT-2 from a
 // stream vs fromPretrained, prefix files as bytes vs saveComputedPrefix / savePeftPrefix, the
-// ZIP writer (read back by Python's zipfile), and the static server's headers and byte ranges.
+// ZIP writer (read back by Python's zipfile), the static server's headers and byte ranges, and
+// the Deno-free import graph of the training code the page shares with `deno task train`.
 import assert from "node:assert/strict";
 import * as lf from "../mod.ts";
 import { GPT2 } from "../models/gpt2.ts";
@@ -177,4 +178,23 @@ Deno.test("web server: isolation headers, byte ranges, no paths outside its fold
   const off = await handleWebRequest(new Request("http://x/"), { ...o, isolation: false });
   assert.deepEqual(off.headers.get("cross-origin-opener-policy"), null);
   await off.body?.cancel();
+});
+
+Deno.test("the trainer's loss and optimizer step, shared with the page, bundle without Deno.*", async () => {
+  // train/e2e_loss.ts and train/step.ts are what `deno task train` and the page's engine both
+  // run; a Deno API reaching their runtime import graph would break training in the page.
+  const root = new URL("../", import.meta.url).pathname;
+  for (const src of ["train/e2e_loss.ts", "train/step.ts"]) {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["bundle", "--quiet", "--platform", "browser", "--format", "esm", "--no-lock", src],
+      cwd: root,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(r.success, `deno bundle ${src}: ${new TextDecoder().decode(r.stderr)}`);
+    const js = new TextDecoder().decode(r.stdout);
+    assert.ok(js.length > 1000, `${src}: bundle unexpectedly small`);
+    const at = js.search(/\bDeno\./);
+    assert.equal(at, -1, `${src}: bundle uses Deno: …${js.slice(at - 80, at + 80)}…`);
+  }
 });

@@ -13,7 +13,7 @@ import * as lf from "../mod.ts";
 import { GPT2, type GPT2Config, gpt2Config, type GPT2Output } from "../models/gpt2.ts";
 import { PrefixTuning } from "../models/prefix.ts";
 import { AdamW, clipGradNorm } from "../nn/optim.ts";
-import { batchLoss } from "../train/e2e.ts";
+import { batchLoss } from "../train/e2e_loss.ts";
 import type { Batch } from "../data/batching.ts";
 import type { Backend } from "../kernels/backend.ts";
 import { CpuBackend } from "../kernels/cpu/backend.ts";
@@ -399,18 +399,23 @@ Deno.test("webgpu training loop: liveCount is flat from step 10 to step 200", op
  * - `none`: no WebGPU at all;
  * - `hardware`: the real adapter, reported as a non-fallback "Test Hardware GPU";
  * - `software-by-name`: the real adapter, no fallback flag, named like SwiftShader;
+ * - `compat-unnamed`: as `software-by-name`, but a compatibility-mode request gets an adapter
+ *   that names nothing (Chromium's OpenGL ES adapter over ANGLE);
  * - `real`: untouched.
  * It prints the chosen backend and the log line as JSON.
  */
 const CHILD = `
 const mode = Deno.args[0];
 const real = navigator.gpu;
-function wrap(name, fallback) {
+function wrap(name, fallback, compatName) {
   return {
     async requestAdapter(o) {
       const a = await real.requestAdapter(o);
       if (a === null) return null;
-      const info = { vendor: "test", architecture: "", device: "", description: name };
+      const compat = compatName !== undefined && o?.featureLevel === "compatibility";
+      const info = compat
+        ? { vendor: "", architecture: "", device: "", description: compatName }
+        : { vendor: "test", architecture: "", device: "", description: name };
       if (fallback !== undefined) info.isFallbackAdapter = fallback;
       return {
         info,
@@ -428,20 +433,28 @@ if (mode === "hardware") {
 if (mode === "software-by-name") {
   Object.defineProperty(navigator, "gpu", { value: wrap("SwiftShader Device (Subzero)") });
 }
+if (mode === "compat-unnamed") {
+  Object.defineProperty(navigator, "gpu", {
+    value: wrap("SwiftShader Device (Subzero)", undefined, ""),
+  });
+}
 const { useBackend } = await import(${
   JSON.stringify(new URL("../kernels/select.ts", import.meta.url).href)
 });
-const { hardwareAdapterAvailable } = await import(${
+const { adapterInfo, hardwareAdapterAvailable } = await import(${
   JSON.stringify(new URL("../kernels/webgpu/device.ts", import.meta.url).href)
 });
 const hw = await hardwareAdapterAvailable();
 let line = "";
 const b = await useBackend("auto", (s) => line = s);
-console.log(JSON.stringify({ chosen: b.name, hw, line }));
+const adapter = (await adapterInfo())?.name ?? null;
+console.log(JSON.stringify({ chosen: b.name, hw, line, adapter }));
 Deno.exit(0);
 `;
 
-async function autoIn(mode: string): Promise<{ chosen: string; hw: boolean; line: string }> {
+async function autoIn(
+  mode: string,
+): Promise<{ chosen: string; hw: boolean; line: string; adapter: string | null }> {
   const file = await Deno.makeTempFile({ prefix: "webgpu_auto_", suffix: ".js" });
   try {
     await Deno.writeTextFile(file, CHILD);
@@ -468,7 +481,13 @@ Deno.test("useBackend('auto'): wasm on this fallback adapter, webgpu only on har
   // This process: the adapter's description decides.
   const hw = await hardwareAdapterAvailable();
   if (info === null) assert.equal(hw, false);
-  else assert.equal(hw, !info.isFallbackAdapter, "hardwareAdapterAvailable vs isFallbackAdapter");
+  else {
+    assert.equal(
+      hw,
+      !info.isFallbackAdapter && info.name !== "",
+      "hardwareAdapterAvailable vs isFallbackAdapter",
+    );
+  }
   const prev = getBackend();
   try {
     const lines: string[] = [];
@@ -480,11 +499,22 @@ Deno.test("useBackend('auto'): wasm on this fallback adapter, webgpu only on har
     await setBackend(prev);
   }
   // The decision itself, with navigator.gpu replaced in child processes.
-  const [none, soft] = await Promise.all([autoIn("none"), autoIn("software-by-name")]);
+  const [none, soft, compat] = await Promise.all([
+    autoIn("none"),
+    autoIn("software-by-name"),
+    autoIn("compat-unnamed"),
+  ]);
   assert.equal(none.hw, false);
   assert.equal(none.chosen, "wasm", none.line);
   assert.equal(soft.hw, false, "a SwiftShader-named adapter counts as software");
   assert.equal(soft.chosen, "wasm", soft.line);
+  if (info !== null) {
+    // A compatibility-mode adapter is taken over a software core one, but one that names
+    // nothing is not trusted to be hardware.
+    assert.equal(compat.adapter, "", "the compatibility-mode adapter was not chosen");
+    assert.equal(compat.hw, false);
+    assert.equal(compat.chosen, "wasm", compat.line);
+  }
   if (info === null) return; // no real adapter to dress up as hardware
   const [hard, real] = await Promise.all([autoIn("hardware"), autoIn("real")]);
   assert.equal(hard.hw, true);

@@ -1,7 +1,7 @@
 /**
  * Prefix-tuning and fine-tuning of GPT-2 on E2E with the one loop of {@linkcode fit}: the
- * training configuration (schema, defaults, checks), the loss over labelled positions only,
- * and {@linkcode trainE2E}, which writes a run folder:
+ * training configuration (schema, defaults, checks) and {@linkcode trainE2E}, which trains with
+ * the loss of `train/e2e_loss.ts` and writes a run folder:
  *
  * `config.yaml`, `log.jsonl`, `checkpoint/`, `loss.svg`, `summary.json`, and the result:
  * `prefix/` (computed prefix) and `peft/` (Hugging Face peft format) for prefix runs, `model/`
@@ -15,21 +15,16 @@
  * @module
  */
 import * as lf from "../autograd/mod.ts";
-import type { Backend } from "../kernels/backend.ts";
 import { useBackend } from "../kernels/select.ts";
 import { GPT2 } from "../models/gpt2.ts";
-import {
-  type LayerPast,
-  loadComputedPrefix,
-  PrefixTuning,
-  savePeftPrefix,
-} from "../models/prefix.ts";
-import { type Batch, IGNORE_INDEX, makeBatches } from "../data/batching.ts";
+import { loadComputedPrefix, PrefixTuning, savePeftPrefix } from "../models/prefix.ts";
+import { type Batch, makeBatches } from "../data/batching.ts";
 import { e2eSplitPath, encodePairs, readE2ESplit, shippedE2EDir } from "../data/e2e.ts";
 import { GPT2Tokenizer } from "../data/tokenizer.ts";
 import { atomicWriteText } from "../io/atomic.ts";
 import { cacheRoot, ensureModel } from "../hub/mod.ts";
 import { ConfigError, type Schema, STEP_SCHEMA } from "./config.ts";
+import { batchLoss, evalLoss } from "./e2e_loss.ts";
 import { fit, type FitHooks } from "./loop.ts";
 import { linePlot } from "./plot.ts";
 import { readLog, RunDir, type RunOpenOptions, type Stateful } from "./run.ts";
@@ -226,73 +221,6 @@ export async function resolveE2EData(data: string | null): Promise<string> {
   const shipped = shippedE2EDir();
   if (!shipped) throw new Error("no E2E data: pass data (a folder with train.txt)");
   return shipped;
-}
-
-/** Past keys/values of the prefix for a batch, and the attention mask over prefix + tokens. */
-function prefixInputs(
-  prefix: PrefixTuning | null,
-  batch: Batch,
-  backend: Backend,
-): { past?: LayerPast[]; mask: lf.Tensor } {
-  const B = batch.ids.length;
-  const L = prefix ? prefix.config.prefixLen : 0;
-  const mask = lf.tensor(batch.mask.map((r) => [...new Array(L).fill(1), ...r]), { backend });
-  return { past: prefix ? prefix.past(B) : undefined, mask };
-}
-
-/**
- * Mean next-token cross-entropy of a batch over its labelled positions only (Hugging Face
- * semantics: position t predicts label t+1; {@linkcode IGNORE_INDEX} labels are skipped). Only
- * those positions go through the LM head (the [n_embd × 50257] product dominates a step); the
- * result equals the loss over all logits.
- */
-export function batchLoss(
-  model: GPT2,
-  prefix: PrefixTuning | null,
-  batch: Batch,
-  backend: Backend = model.parameters()[0].backend,
-): lf.Tensor {
-  const ids = lf.ids(batch.ids, { backend });
-  const { past, mask } = prefixInputs(prefix, batch, backend);
-  const { hidden } = model.hidden(ids, { past, attentionMask: mask });
-  const [B, T, C] = hidden.shape;
-  const rows: number[] = [], targets: number[] = [];
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t + 1 < T; t++) {
-      const y = batch.labels[b][t + 1];
-      if (y === IGNORE_INDEX) continue;
-      rows.push(b * T + t);
-      targets.push(y);
-    }
-  }
-  if (rows.length === 0) throw new Error("batch has no labelled positions");
-  const picked = lf.embedding(hidden.reshape(B * T, C), lf.ids(rows, { backend }));
-  return model.lmHead(picked).crossEntropy(lf.ids(targets, { backend }));
-}
-
-/** Labelled positions of a batch (what {@linkcode batchLoss} averages over). */
-function labelled(b: Batch): number {
-  return b.labels.reduce((s, r) => s + r.slice(1).filter((v) => v !== IGNORE_INDEX).length, 0);
-}
-
-/** Token-weighted mean of {@linkcode batchLoss} over examples, without gradients. */
-export async function evalLoss(
-  model: GPT2,
-  prefix: PrefixTuning | null,
-  examples: { ids: number[]; labels: number[] }[],
-  padId: number,
-  batchSize: number,
-): Promise<number> {
-  if (examples.length === 0) return NaN;
-  let total = 0, count = 0;
-  for (const b of makeBatches(examples, padId, { batchSize, shuffle: false })) {
-    const l = lf.noGrad(() => lf.tidy(() => batchLoss(model, prefix, b)));
-    const n = labelled(b);
-    total += (await l.item()) * n;
-    count += n;
-    l.dispose();
-  }
-  return total / count;
 }
 
 /** Hooks and run-folder options of {@linkcode trainE2E}. */

@@ -1,6 +1,7 @@
 /**
  * The one training loop, shared by prefix-tuning, fine-tuning and pretraining: AdamW with the
- * paper's schedule (linear warmup, then linear decay to 0), global gradient-norm clipping,
+ * paper's schedule (linear warmup, then linear decay to 0), global gradient-norm clipping (each
+ * step is {@linkcode optimizerStep}, which the in-browser engine uses too),
  * checkpoints in a {@linkcode RunDir} (each epoch, every `saveEvery` steps, at the end and on
  * SIGINT/SIGTERM), exact resume, a validation loss after each epoch and at the end, `log.jsonl`,
  * a wall-time budget and a progress bar.
@@ -8,20 +9,15 @@
  * @module
  */
 import { rng } from "../autograd/random.ts";
-import { type Tensor, tidy } from "../autograd/tensor.ts";
-import { AdamW, clipGradNorm, linearWarmupDecay } from "../nn/optim.ts";
+import type { Tensor } from "../autograd/tensor.ts";
+import { AdamW } from "../nn/optim.ts";
 import type { LoopState, RunDir, Stateful } from "./run.ts";
+import { optimizerStep, type StepSettings } from "./step.ts";
 
 /** Optimisation settings of {@linkcode fit}. */
-export interface FitSettings {
-  /** Peak learning rate. */
-  lr: number;
+export interface FitSettings extends StepSettings {
   /** AdamW decoupled weight decay. */
   weightDecay: number;
-  /** Linear warmup steps. */
-  warmupSteps: number;
-  /** Global gradient-norm clip (0: none). */
-  maxGradNorm: number;
   /** Passes over the data. */
   epochs: number;
   /** Stop after this many optimizer steps (0: no limit); the schedule decays to 0 there. */
@@ -196,18 +192,13 @@ export async function fit<B>(
       const batches = task.batches(epoch);
       for (let b = state.batchInEpoch; b < batches.length; b++) {
         const ts = performance.now();
-        const lr = s.lr * linearWarmupDecay(state.step, s.warmupSteps, totalSteps);
-        const lossT = tidy(() => {
-          const l = task.loss(batches[b]);
-          l.backward();
-          return l;
-        });
-        const loss = await lossT.item();
-        lossT.dispose();
-        const gradNorm = s.maxGradNorm > 0 ? await clipGradNorm(task.params, s.maxGradNorm) : null;
-        opt.lr = lr;
-        opt.step();
-        opt.zeroGrad();
+        const { loss, lr, gradNorm } = await optimizerStep(
+          opt,
+          () => task.loss(batches[b]),
+          state.step,
+          totalSteps,
+          s,
+        );
         state.step++;
         state.batchInEpoch = b + 1;
         stepsThisRun++;

@@ -53,10 +53,10 @@ export {
   type RunOpenOptions,
   type Stateful,
 } from "./run.ts";
+export { batchLoss, evalLoss, labelledPositions } from "./e2e_loss.ts";
+export { optimizerStep, type StepOutcome, type StepSettings } from "./step.ts";
 export {
-  batchLoss,
   checkTrainConfig,
-  evalLoss,
   lossCurve,
   resolveE2EData,
   TRAIN_DEFAULTS,

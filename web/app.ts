@@ -10,25 +10,12 @@
  */
 /// <reference lib="dom" />
 import { EngineClient } from "./client.ts";
-import type { Decoded, EngineInfo, TrainSettings, TrainStep } from "./engine_core.ts";
+import type { Decoded, EngineInfo, TrainStep } from "./engine_core.ts";
+import { TRAIN_DEFAULTS } from "./settings.ts";
 import { EXAMPLE_MRS } from "./examples.ts";
 import { zipStore } from "./zip.ts";
 
 const DECODE = { beams: 5, maxNewTokens: 100, minLength: 5 };
-const TRAIN: TrainSettings = {
-  steps: 20,
-  pairs: 200,
-  prefixLen: 5,
-  midDim: 512,
-  batchSize: 10,
-  lr: 0.002,
-  warmupSteps: 0,
-  maxGradNorm: 1,
-  weightDecay: 0,
-  dropout: 0,
-  seed: 101,
-  bucketSize: 200,
-};
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -156,7 +143,11 @@ function addHistory(mr: string, text: string): void {
   $("history").prepend(li);
 }
 
-async function train(text: string, source: string, settings = TRAIN): Promise<TrainStep[]> {
+async function train(
+  text: string,
+  source: string,
+  settings = TRAIN_DEFAULTS,
+): Promise<TrainStep[]> {
   const losses: number[] = [];
   drawLoss(losses, settings.steps);
   const r = await client.call({ op: "train", text, source, settings }, {
@@ -332,7 +323,7 @@ function wire(): void {
           text = await (await fetch(source)).text();
         }
         await train(text, source, {
-          ...TRAIN,
+          ...TRAIN_DEFAULTS,
           steps: num("steps"),
           pairs: num("pairs"),
           prefixLen: num("train-len"),

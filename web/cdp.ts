@@ -10,7 +10,7 @@
 export interface ChromiumOptions {
   /** The browser binary (default: `CHROMIUM`, else /usr/bin/chromium). */
   binary?: string;
-  /** Expose WebGPU with the SwiftShader software adapter. */
+  /** Expose WebGPU without a GPU ({@link WEBGPU_FLAGS}). */
   webgpu?: boolean;
   /** More command-line flags. */
   extraFlags?: string[];
@@ -28,8 +28,19 @@ export const HEADLESS_FLAGS: readonly string[] = [
   "--mute-audio",
 ];
 
-/** Flags that expose WebGPU on the SwiftShader (CPU) adapter. */
+/**
+ * Flags that expose WebGPU without a GPU: ANGLE on the system's Vulkan driver (Mesa's lavapipe
+ * where there is no GPU) and WebGPU's OpenGL ES backend on top of it, a compatibility-mode
+ * adapter that the library requests when no core adapter but SwiftShader's is offered.
+ */
 export const WEBGPU_FLAGS: readonly string[] = [
+  "--enable-unsafe-webgpu",
+  "--use-angle=vulkan",
+  "--use-webgpu-adapter=opengles",
+];
+
+/** Flags that expose WebGPU on Chromium's SwiftShader (CPU) Vulkan adapter. */
+export const WEBGPU_SWIFTSHADER_FLAGS: readonly string[] = [
   "--enable-unsafe-webgpu",
   "--use-webgpu-adapter=swiftshader",
   "--enable-features=Vulkan",

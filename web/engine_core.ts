@@ -7,15 +7,16 @@
  *
  * Decoding uses the settings of `deno task generate` (beam 5, at most 100 new tokens, minimum
  * length 5, newline tokens banned, EOS as padding) and the same text clean-up; training does what
- * `deno task train` does for a prefix run step by step (seeding, batching, schedule, clipping,
- * AdamW), so the same settings give the same tokens and losses.
+ * `deno task train` does for a prefix run step by step, with the trainer's loss
+ * (`train/e2e_loss.ts`) and optimizer step (`train/step.ts`: schedule, clipping, AdamW) and the
+ * same seeding and batching, so the same settings give the same tokens and losses.
  *
  * @module
  */
 // The parts of the library the engine uses, not mod.ts: mod.ts also brings the Deno-only
 // layers (training run folders, the hub cache, serving) and chooses a backend on import.
 import * as lf from "../autograd/mod.ts";
-import { AdamW, clipGradNorm, linearWarmupDecay } from "../nn/optim.ts";
+import { AdamW } from "../nn/optim.ts";
 import { generate } from "../models/generate.ts";
 import type { Backend } from "../kernels/backend.ts";
 import type { GPT2 } from "../models/gpt2.ts";
@@ -28,13 +29,18 @@ import {
   peftPrefixFiles,
   type PrefixFiles,
 } from "../models/prefix_format.ts";
-import { type Batch, makeBatches } from "../data/batching.ts";
+import { makeBatches } from "../data/batching.ts";
 import { type E2EPair, encodeExample, encodePrompt } from "../data/e2e.ts";
 import { GPT2Tokenizer, parseMergesTxt, parseVocabJson } from "../data/tokenizer.ts";
 import { registerBackend } from "../kernels/registry.ts";
 import { useBackend } from "../kernels/select.ts";
 import { fetchBytes, fetchStream, fetchText } from "./fetch_stream.ts";
 import { E2E_DECODING, e2eOutputText } from "../models/checkpoint.ts";
+import { batchLoss } from "../train/e2e_loss.ts";
+import { optimizerStep } from "../train/step.ts";
+import { TRAIN_DEFAULTS, type TrainSettings } from "./settings.ts";
+
+export { TRAIN_DEFAULTS, type TrainSettings };
 
 /** Decoding settings; the defaults are `deno task generate`'s. */
 export interface DecodeSettings {
@@ -65,50 +71,6 @@ export interface Decoded {
   ms: number;
 }
 
-/** Prefix-tuning settings; defaults follow the miniature's prefix runs. */
-export interface TrainSettings {
-  /** Optimizer steps. */
-  steps: number;
-  /** Training pairs used (the first N of the file). */
-  pairs: number;
-  /** Prefix length L. */
-  prefixLen: number;
-  /** Hidden size of the reparametrisation MLP. */
-  midDim: number;
-  /** Batch size. */
-  batchSize: number;
-  /** Peak learning rate. */
-  lr: number;
-  /** Linear warmup steps. */
-  warmupSteps: number;
-  /** Gradient-norm clipping (0: none). */
-  maxGradNorm: number;
-  /** Weight decay. */
-  weightDecay: number;
-  /** Dropout on the prefix activations. */
-  dropout: number;
-  /** Seed of the prefix initialisation, the batch order and dropout. */
-  seed: number;
-  /** Length-bucketing window of the batcher. */
-  bucketSize: number;
-}
-
-/** Defaults of {@link TrainSettings} (those of `configs/mini_ablation.yaml`'s L=5 run). */
-export const TRAIN_DEFAULTS: TrainSettings = {
-  steps: 20,
-  pairs: 200,
-  prefixLen: 5,
-  midDim: 512,
-  batchSize: 10,
-  lr: 0.002,
-  warmupSteps: 0,
-  maxGradNorm: 1,
-  weightDecay: 0,
-  dropout: 0,
-  seed: 101,
-  bucketSize: 200,
-};
-
 /** One training step's record. */
 export interface TrainStep {
   /** Step (1-based). */
@@ -117,8 +79,8 @@ export interface TrainStep {
   loss: number;
   /** Learning rate used. */
   lr: number;
-  /** Gradient norm before clipping. */
-  gradNorm: number;
+  /** Gradient norm before clipping (null without clipping). */
+  gradNorm: number | null;
   /** Wall time of the step in ms. */
   ms: number;
 }
@@ -188,9 +150,11 @@ export class Engine {
       const d = await import("../kernels/webgpu/device.ts");
       const a = await d.requestAdapter();
       const ai = a?.info;
-      info.adapter = ai
+      const name = ai
         ? [ai.vendor, ai.architecture, ai.description].filter((s) => s).join(" ")
         : "";
+      // Chromium's compatibility-mode adapter (OpenGL ES over ANGLE) names nothing.
+      info.adapter = name || "unnamed adapter";
     }
     return new Engine(backend, info);
   }
@@ -329,8 +293,7 @@ export class Engine {
       mlp: true,
       dropout: s.dropout,
     }, { seed: s.seed, backend });
-    const params = prefix.parameters();
-    const opt = new AdamW(params, { lr: s.lr, weightDecay: s.weightDecay });
+    const opt = new AdamW(prefix.parameters(), { lr: s.lr, weightDecay: s.weightDecay });
     const total = s.steps;
     const log: TrainStep[] = [];
     try {
@@ -345,18 +308,13 @@ export class Engine {
         for (const batch of batches) {
           if (step >= total || shouldStop()) break outer;
           const t0 = performance.now();
-          const lr = s.lr * linearWarmupDecay(step, s.warmupSteps, total);
-          const lossT = lf.tidy(() => {
-            const l = prefixBatchLoss(model, prefix, batch, backend);
-            l.backward();
-            return l;
-          });
-          const loss = await lossT.item();
-          lossT.dispose();
-          const gradNorm = s.maxGradNorm > 0 ? await clipGradNorm(params, s.maxGradNorm) : NaN;
-          opt.lr = lr;
-          opt.step();
-          opt.zeroGrad();
+          const { loss, lr, gradNorm } = await optimizerStep(
+            opt,
+            () => batchLoss(model, prefix, batch, backend),
+            step,
+            total,
+            s,
+          );
           step++;
           const rec = { step, loss, lr, gradNorm, ms: performance.now() - t0 };
           log.push(rec);
@@ -412,33 +370,4 @@ function yieldToEventLoop(): Promise<void> {
     };
     c.port2.postMessage(null);
   });
-}
-
-/**
- * Mean next-token cross-entropy of a batch with the prefix as past keys/values: the loss of
- * `deno task train` for prefix runs (only labelled positions go through the LM head).
- */
-export function prefixBatchLoss(
-  model: GPT2,
-  prefix: PrefixTuning,
-  batch: Batch,
-  backend: Backend,
-): lf.Tensor {
-  const B = batch.ids.length, L = prefix.config.prefixLen;
-  const ids = lf.ids(batch.ids, { backend });
-  const mask = lf.tensor(batch.mask.map((r) => [...new Array(L).fill(1), ...r]), { backend });
-  const { hidden } = model.hidden(ids, { past: prefix.past(B), attentionMask: mask });
-  const [, T, C] = hidden.shape;
-  const rows: number[] = [], targets: number[] = [];
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t + 1 < T; t++) {
-      const y = batch.labels[b][t + 1];
-      if (y === -100) continue;
-      rows.push(b * T + t);
-      targets.push(y);
-    }
-  }
-  if (rows.length === 0) throw new Error("batch has no labelled positions");
-  const picked = lf.embedding(hidden.reshape(B * T, C), lf.ids(rows, { backend }));
-  return model.lmHead(picked).crossEntropy(lf.ids(targets, { backend }));
 }

@@ -46,6 +46,10 @@ export interface DeviceLimits {
   maxComputeInvocationsPerWorkgroup: number;
   /** Workgroups per grid dimension. */
   maxComputeWorkgroupsPerDimension: number;
+  /** Workgroup size along x (compatibility mode's default, 128, is below what kernels use). */
+  maxComputeWorkgroupSizeX: number;
+  /** Workgroup size along y. */
+  maxComputeWorkgroupSizeY: number;
 }
 
 const LIMIT_NAMES: readonly (keyof DeviceLimits)[] = [
@@ -58,6 +62,8 @@ const LIMIT_NAMES: readonly (keyof DeviceLimits)[] = [
   "maxComputeWorkgroupStorageSize",
   "maxComputeInvocationsPerWorkgroup",
   "maxComputeWorkgroupsPerDimension",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
 ];
 
 /** Optional features requested where the adapter has them. */
@@ -83,14 +89,33 @@ function ensureRuntimeDir(): void {
   } catch { /* no env or write permission: Mesa only prints a warning */ }
 }
 
-/** The high-performance adapter, or null when WebGPU or an adapter is missing (cached). */
+/**
+ * A fresh high-performance adapter, or null. A core adapter is preferred; where there is none, or
+ * only a software one, a compatibility-mode adapter (`featureLevel: "compatibility"`) that is not
+ * a fallback adapter is taken instead. That is what Chromium on Linux without a GPU offers when
+ * started with `--use-angle=vulkan --use-webgpu-adapter=opengles`: WebGPU over OpenGL ES over
+ * Mesa's Vulkan driver, faster than its SwiftShader adapter. The kernels need only compute
+ * shaders and storage buffers, which compatibility mode keeps; its lower default limits are
+ * raised to the adapter's own by {@linkcode openDevice}.
+ */
+async function freshAdapter(gpu: GPU): Promise<GPUAdapter | null> {
+  const ask = (o: GPURequestAdapterOptions) => gpu.requestAdapter(o).catch(() => null);
+  const core = await ask({ powerPreference: "high-performance" });
+  if (core !== null && !describe(core).isFallbackAdapter) return core;
+  const compat = await ask({
+    powerPreference: "high-performance",
+    featureLevel: "compatibility",
+  } as GPURequestAdapterOptions);
+  if (compat !== null && !describe(compat).isFallbackAdapter) return compat;
+  return core ?? compat;
+}
+
+/** The adapter the backend uses (see `freshAdapter`), or null when there is none (cached). */
 export function requestAdapter(): Promise<GPUAdapter | null> {
   if (adapterPromise === undefined) {
     const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
     if (gpu !== undefined) ensureRuntimeDir();
-    adapterPromise = gpu === undefined
-      ? Promise.resolve(null)
-      : gpu.requestAdapter({ powerPreference: "high-performance" }).catch(() => null);
+    adapterPromise = gpu === undefined ? Promise.resolve(null) : freshAdapter(gpu);
   }
   return adapterPromise;
 }
@@ -120,11 +145,13 @@ export async function adapterInfo(): Promise<AdapterDescription | null> {
 
 /**
  * True only for a hardware (non-fallback) adapter: `--backend auto` picks WebGPU only then,
- * since the software adapter is slower than the CPU backends.
+ * since the software adapter is slower than the CPU backends. An adapter that names neither
+ * vendor nor device (Chromium's compatibility-mode adapter over ANGLE, which may run on Mesa's
+ * software Vulkan) is not taken for hardware.
  */
 export async function hardwareAdapterAvailable(): Promise<boolean> {
   const info = await adapterInfo();
-  return info !== null && !info.isFallbackAdapter;
+  return info !== null && !info.isFallbackAdapter && info.name !== "";
 }
 
 /** An opened device with its granted limits and the asynchronous error record. */
@@ -206,8 +233,7 @@ export async function openDevice(opts: OpenDeviceOptions = {}): Promise<GpuConte
   }
   ensureRuntimeDir();
   // A fresh adapter: per the spec an adapter is consumed by its first requestDevice.
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" })
-    .catch(() => null);
+  const adapter = await freshAdapter(navigator.gpu);
   if (adapter === null) {
     throw new Error(
       "no WebGPU adapter: no Vulkan/Metal/DX12 driver was found (on Debian, " +
