@@ -15,15 +15,55 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { buildWeb } from "../web/build.ts";
 import { serveWeb } from "../web/server.ts";
 import { cacheRoot } from "../hub/mod.ts";
+import { ConfigError, runCommand, type Schema } from "../train/config.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
-const USAGE = `usage: deno task web [--port 8000] [--host 127.0.0.1] [--model DIR] [--prefixes DIR]
-       [--data DIR] [--no-isolation] [--no-build] [--bundle-only]`;
+interface WebFlags {
+  port: number;
+  host: string;
+  model: string;
+  prefixes: string;
+  data: string | null;
+  isolation: boolean;
+  build: boolean;
+  bundle_only: boolean;
+}
+
+const SCHEMA: Schema<WebFlags> = {
+  port: { kind: "integer", min: 0, max: 65535, value: "N", doc: "port (0: any free port)" },
+  host: { kind: "string", value: "ADDR", doc: "address to bind" },
+  model: { kind: "string", value: "DIR", doc: "GPT-2 folder served under /model/" },
+  prefixes: { kind: "string", value: "DIR", doc: "folder of prefixes served under /prefixes/" },
+  data: {
+    kind: "string?",
+    value: "DIR",
+    doc: "E2E folder served under /data/ for training in the page " +
+      "(default: the one of deno task download, when present)",
+  },
+  isolation: {
+    kind: "boolean",
+    doc: "send COOP/COEP headers (without them the page runs on one thread)",
+  },
+  build: { kind: "boolean", doc: "build web/dist/ before serving" },
+  bundle_only: { kind: "boolean", doc: "only build web/dist/ and print the bundle sizes" },
+};
+
+const DEFAULTS: WebFlags = {
+  port: 8000,
+  host: "127.0.0.1",
+  model: `${ROOT}results/mini/pretrain/model`,
+  prefixes: `${ROOT}results/mini/ablation`,
+  data: null,
+  isolation: true,
+  build: true,
+  bundle_only: false,
+};
+
+const USAGE = "deno task web [options]";
 
 async function isDir(p: string): Promise<boolean> {
   return await Deno.stat(p).then((s) => s.isDirectory, () => false);
@@ -31,65 +71,37 @@ async function isDir(p: string): Promise<boolean> {
 
 /** CLI entry point; serves until interrupted. Returns the exit code on a usage error. */
 export async function main(args: string[]): Promise<number> {
-  let v;
-  try {
-    v = parseArgs({
-      args,
-      options: {
-        port: { type: "string", default: "8000" },
-        host: { type: "string", default: "127.0.0.1" },
-        model: { type: "string", default: `${ROOT}results/mini/pretrain/model` },
-        prefixes: { type: "string", default: `${ROOT}results/mini/ablation` },
-        data: { type: "string" },
-        "no-isolation": { type: "boolean" },
-        "no-build": { type: "boolean" },
-        "bundle-only": { type: "boolean" },
-        help: { type: "boolean" },
-      },
-    }).values;
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (v.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const port = Number(v.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    console.error(`error: --port must be an integer in [0, 65535], got '${v.port}'\n${USAGE}`);
-    return 2;
-  }
-  let dataDir = v.data ?? null;
-  if (!dataDir) {
-    const cached = `${cacheRoot()}/e2e`;
-    if (await isDir(cached)) dataDir = cached;
-  }
-  if (dataDir && !(await isDir(dataDir))) {
-    console.error(`error: --data ${dataDir} is not a folder`);
-    return 2;
-  }
-  const distDir = `${ROOT}web/dist`;
-  if (v["bundle-only"]) {
-    await buildWeb(distDir, (s) => console.log(s));
-    return 0;
-  }
-  if (!v["no-build"]) await buildWeb(distDir, (s) => console.error(s));
-  const { url } = await serveWeb({
-    hostname: v.host,
-    port,
-    distDir,
-    modelDir: v.model!,
-    prefixesDir: v.prefixes!,
-    dataDir,
-    isolation: !v["no-isolation"],
+  return await runCommand(args, SCHEMA, DEFAULTS, USAGE, async (v) => {
+    let dataDir = v.data ?? null;
+    if (!dataDir) {
+      const cached = `${cacheRoot()}/e2e`;
+      if (await isDir(cached)) dataDir = cached;
+    }
+    if (dataDir && !(await isDir(dataDir))) {
+      throw new ConfigError(`command line: --data ${dataDir} is not a folder`);
+    }
+    const distDir = `${ROOT}web/dist`;
+    if (v.bundle_only) {
+      await buildWeb(distDir, (s) => console.log(s));
+      return 0;
+    }
+    if (v.build) await buildWeb(distDir, (s) => console.error(s));
+    const { url } = await serveWeb({
+      hostname: v.host,
+      port: v.port,
+      distDir,
+      modelDir: v.model,
+      prefixesDir: v.prefixes,
+      dataDir,
+      isolation: v.isolation,
+    });
+    console.error(
+      `serving ${url} (model ${v.model}; ${
+        dataDir ? `training data ${dataDir}` : "no training data: pass --data DIR"
+      }; ${!v.isolation ? "not cross-origin isolated: one thread" : "cross-origin isolated"})`,
+    );
+    return await new Promise<number>(() => {}); // until interrupted
   });
-  console.error(
-    `serving ${url} (model ${v.model}; ${
-      dataDir ? `training data ${dataDir}` : "no training data: pass --data DIR"
-    }; ${v["no-isolation"] ? "not cross-origin isolated: one thread" : "cross-origin isolated"})`,
-  );
-  return await new Promise<number>(() => {}); // until interrupted
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
