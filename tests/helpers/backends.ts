@@ -19,6 +19,8 @@ export interface BackendVariant {
    * exact than the WebAssembly polynomials).
    */
   minAtol?: number;
+  /** Whether it may flush subnormal inputs to zero (WGSL allows it): subnormal cases skip. */
+  flushesSubnormals?: boolean;
 }
 
 /** Every backend configuration the suite checks against the reference. */
@@ -39,6 +41,7 @@ export const BACKEND_VARIANTS: BackendVariant[] = [
         ? await createWebGPUBackend()
         : "no WebGPU adapter (mesa-vulkan-drivers)",
     minAtol: 2e-6,
+    flushesSubnormals: true,
   },
 ];
 
