@@ -32,7 +32,7 @@ import {
   type ScaledTolerance,
 } from "./helpers/close.ts";
 import { CpuBackend } from "../kernels/cpu/backend.ts";
-import { BACKEND_VARIANTS, referenceFor, seeded } from "./helpers/backends.ts";
+import { BACKEND_VARIANTS, type Divergences, referenceFor, seeded } from "./helpers/backends.ts";
 
 // WebGPU keeps promises (device.lost, error scopes) that outlive a test by design.
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -48,8 +48,8 @@ interface Case {
   atol?: number;
   /** Compare with a tolerance scaled by each output's largest magnitude instead. */
   scaled?: ScaledTolerance;
-  /** Needs subnormal inputs kept (not run where the variant flushes them). */
-  subnormals?: boolean;
+  /** A behaviour some backends are allowed not to have (see `BackendVariant.differs`). */
+  needs?: keyof Divergences;
 }
 
 const rand = seeded(20261204);
@@ -103,6 +103,13 @@ function elementwiseCases(): Case[] {
         ],
         rtol: 4e-6,
         atol: op === "geluGrad" ? 2e-7 : 1e-6,
+      });
+      out.push({
+        name: `unary ${op}(${param}) on a wide range`,
+        inputs: [lo < 0 ? uniform(257, -10, 10) : uniform(257, 0.001, 100)],
+        run: (b, [x]) => [b.unary(op, x, cv([257]), param)],
+        rtol: 4e-6,
+        atol: 1e-6,
       });
       out.push({
         name: `unary ${op}(${param}) with NaN and ±Inf`,
@@ -426,6 +433,8 @@ const STRIDED: { name: string; len: number; view: View }[] = [
   { name: "rank 0", len: 3, view: view([], [], 1) },
   { name: "empty", len: 3, view: view([4, 0], [1, 1]) },
   { name: "column broadcast", len: 65, view: view([65, 7], [1, 0]) },
+  { name: "transposed row [1, 257]", len: 257, view: view([1, 257], [1, 1]) },
+  { name: "transposed column [65, 1]", len: 65, view: view([65, 1], [1, 65]) },
 ];
 
 /** Every unary op, mul, where and copy through each view of {@link STRIDED}. */
@@ -481,7 +490,7 @@ function specialCases(): Case[] {
       run: (b, [s]) => UNARY_OPS.map((op) => b.unary(op, s, cv([tiny.length]), 1.5)),
       rtol: 4e-6,
       atol: 0,
-      subnormals: true,
+      needs: "subnormals",
     },
     {
       name: "every binary op on NaN, ±Inf, ±0 and negative bases",
@@ -551,10 +560,24 @@ function conversionCases(): Case[] {
       inputs: [
         Float32Array.from([0, -0.5, 0.5, 1.99, -1.99, 1e6 + 0.5, -3e7, 7]),
         Int32Array.from([0, -1, 2 ** 31 - 1, -(2 ** 31), 16777217, 5]),
+        Int32Array.from({ length: 40 }, (_, i) => (i * 7) % 3 - 1),
       ],
-      run: (b, [x, i]) => [b.cast(x, "i32"), b.cast(i, "f32"), b.cast(x, "f32")],
+      run: (b, [x, i, c]) => {
+        // i32 through a transposed view.
+        const d = b.full(40, 0, "i32");
+        b.copy(c, view([8, 5], [1, 8]), d, cv([8, 5]));
+        return [b.cast(x, "i32"), b.cast(i, "f32"), b.cast(x, "f32"), d];
+      },
       rtol: 0,
       atol: 0,
+    },
+    {
+      name: "cast: NaN → i32 is 0",
+      inputs: [Float32Array.from([NaN, 1.5, NaN])],
+      run: (b, [x]) => [b.cast(x, "i32")],
+      rtol: 0,
+      atol: 0,
+      needs: "castNaN",
     },
     {
       name: "full of every size; fromHost rounds f64, overflows to Inf, truncates to i32",
@@ -600,8 +623,8 @@ function moreRowCases(): Case[] {
       atol: 0,
     });
   }
-  for (const cols of [7, 65, 257, 1000]) {
-    for (const rows of [3, 70]) {
+  for (const cols of [1, 7, 33, 65, 257, 1000]) {
+    for (const rows of [1, 3, 70]) {
       out.push({
         name: `softmax, log-softmax and their backward [${rows}, ${cols}]`,
         inputs: [uniform(rows * cols, -8, 8), uniform(rows * cols)],
@@ -806,6 +829,7 @@ const ATTENTION: AttentionShape[] = [
   { name: "past keys, T 7, S 33, d 65", B: 1, H: 2, T: 7, S: 33, D: 65 },
   { name: "65 × 65 (two key and query chunks), d 7", B: 1, H: 1, T: 65, S: 65, D: 7 },
   { name: "65 heads, one query, d 65", B: 2, H: 65, T: 1, S: 7, D: 65 },
+  { name: "65 heads, T 2, S 4, d 3", B: 1, H: 65, T: 2, S: 4, D: 3 },
   {
     // S − T = 5: query 0 sees keys 0..5, all padding in batch 0, so its row attends uniformly.
     name: "padding: fully masked rows, d 65",
@@ -854,6 +878,17 @@ const ATTENTION: AttentionShape[] = [
     mask: [[0, 0, 0, 0, 0, 0, 0]],
     drop: 0.2,
     fullRows: 6,
+  },
+  {
+    name: "everything masked, dropout 0.3, d 5",
+    B: 1,
+    H: 2,
+    T: 2,
+    S: 3,
+    D: 5,
+    mask: [[0, 0, 0]],
+    drop: 0.3,
+    fullRows: 4,
   },
   {
     name: "GPT-2 prefix shape, d 64",
@@ -1201,7 +1236,7 @@ for (const variant of BACKEND_VARIANTS) {
       // Every case runs; the failures are reported together.
       const failures: string[] = [];
       for (const c of CASES) {
-        if (c.subnormals && variant.flushesSubnormals) continue;
+        if (c.needs && variant.differs?.[c.needs]) continue;
         const want = await runCase(ref, c);
         const got = await runCase(b!, c);
         assert.equal(got.length, want.length);
@@ -1244,8 +1279,9 @@ for (const variant of BACKEND_VARIANTS) {
     { ...opts, ignore },
     async () => {
       for (const p of [0, 0.1, 0.5, 0.9, 1, 1 / 3]) {
-        for (const seed of [0, 1, 12345, -7, 2 ** 31 + 5]) {
-          const n = 50003;
+        for (
+          const [seed, n] of [[0, 50003], [1, 1], [12345, 4097], [-7, 50003], [2 ** 31 + 5, 257]]
+        ) {
           const m = b!.dropoutMask(n, p, seed);
           const got = await b!.read(m);
           b!.dispose(m);
