@@ -1,6 +1,6 @@
 /**
- * Fused attention with NaN and ±Inf, on every backend (CPU reference, WebAssembly in its 64-bit
- * two-thread and 32-bit one-thread forms, WebGPU where an adapter exists):
+ * Fused attention with NaN and ±Inf, on every backend of the conformance suite
+ * (`tests/helpers/backends.ts`):
  *
  * - NaN in, NaN out: a NaN or +Inf score, or all visible scores −Inf, makes the row NaN (its
  *   output, log-sum-exp and the gradients it reaches), as softmax does;
@@ -15,22 +15,18 @@ import assert from "node:assert/strict";
 import * as lf from "../mod.ts";
 import type { AttentionParams, Backend, Storage } from "../kernels/backend.ts";
 import { CpuBackend } from "../kernels/cpu/backend.ts";
-import { createWasmBackend } from "../kernels/wasm/backend.ts";
-import { adapterInfo } from "../kernels/webgpu/device.ts";
-import { createWebGPUBackend } from "../kernels/webgpu/backend.ts";
 import { buildBlockedMask, MASK_VALUE } from "../nn/attention.ts";
 import { GPT2, gpt2Config } from "../models/gpt2.ts";
 import { assertClose } from "./helpers/close.ts";
+import { BACKEND_VARIANTS } from "./helpers/backends.ts";
 
 const cpu = new CpuBackend();
-const BACKENDS: [string, Backend][] = [
-  ["cpu", cpu],
-  ["wasm64×2", await createWasmBackend({ threads: 2 })],
-  ["wasm32×1", await createWasmBackend({ threads: 1, memory64: false, relaxedSimd: false })],
-];
-const gpuInfo = await adapterInfo();
-if (gpuInfo) BACKENDS.push(["webgpu", await createWebGPUBackend()]);
-else console.log("attention NaN/Inf tests: no WebGPU adapter, WebGPU not tested");
+const BACKENDS: [string, Backend][] = [];
+for (const v of BACKEND_VARIANTS) {
+  const made = await v.make();
+  if (typeof made === "string") console.log(`attention NaN/Inf tests: ${v.label} skipped: ${made}`);
+  else BACKENDS.push([v.label, made]);
+}
 // WebGPU keeps promises (device.lost, error scopes) that outlive a test by design.
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

@@ -11,16 +11,28 @@
  */
 import assert from "node:assert/strict";
 import {
+  ATTENTION_FULLY_MASKED_LSE,
+  ATTENTION_MASK_VALUE,
+  type AttentionParams,
   type Backend,
   BINARY_OPS,
+  contiguousStrides,
   contiguousView,
+  hashUniform,
+  type MatmulParams,
   type Storage,
   UNARY_OPS,
   type UnaryOp,
   type View,
 } from "../kernels/backend.ts";
-import { assertClose } from "./helpers/close.ts";
-import { BACKEND_VARIANTS, referenceFor, seeded } from "./helpers/backends.ts";
+import {
+  assertClose,
+  assertCloseScaled,
+  assertWithinSumBound,
+  type ScaledTolerance,
+} from "./helpers/close.ts";
+import { CpuBackend } from "../kernels/cpu/backend.ts";
+import { BACKEND_VARIANTS, type Divergences, referenceFor, seeded } from "./helpers/backends.ts";
 
 // WebGPU keeps promises (device.lost, error scopes) that outlive a test by design.
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -34,6 +46,10 @@ interface Case {
   run: (b: Backend, xs: Storage[]) => Storage[];
   rtol?: number;
   atol?: number;
+  /** Compare with a tolerance scaled by each output's largest magnitude instead. */
+  scaled?: ScaledTolerance;
+  /** A behaviour some backends are allowed not to have (see `BackendVariant.differs`). */
+  needs?: keyof Divergences;
 }
 
 const rand = seeded(20261204);
@@ -87,6 +103,13 @@ function elementwiseCases(): Case[] {
         ],
         rtol: 4e-6,
         atol: op === "geluGrad" ? 2e-7 : 1e-6,
+      });
+      out.push({
+        name: `unary ${op}(${param}) on a wide range`,
+        inputs: [lo < 0 ? uniform(257, -10, 10) : uniform(257, 0.001, 100)],
+        run: (b, [x]) => [b.unary(op, x, cv([257]), param)],
+        rtol: 4e-6,
+        atol: 1e-6,
       });
       out.push({
         name: `unary ${op}(${param}) with NaN and ±Inf`,
@@ -396,7 +419,553 @@ function emptyCases(): Case[] {
   }];
 }
 
-const CASES = [...elementwiseCases(), ...rowCases(), ...emptyCases()];
+/** Views of every kind: transposes, stepped slices, permutes, broadcasts, negative strides. */
+const STRIDED: { name: string; len: number; view: View }[] = [
+  { name: "transpose 2-D", len: 33 * 7, view: view([33, 7], [1, 33]) },
+  { name: "step-2 slice", len: 2 * 65 + 1, view: view([65], [2], 1) },
+  { name: "3-D permute", len: 5 * 6 * 7, view: view([7, 5, 6], [1, 42, 7]) },
+  { name: "broadcast middle", len: 4 * 9, view: view([4, 3, 9], [9, 0, 1]) },
+  { name: "4-D slice", len: 2 * 3 * 4 * 10, view: view([2, 3, 4, 5], [120, 40, 10, 2], 1) },
+  // Stored as [2, 7, 5, 3], seen as [3, 5, 7, 2]: no two axes merge.
+  { name: "rank-4 permute", len: 210, view: view([3, 5, 7, 2], [1, 3, 15, 105]) },
+  { name: "negative stride", len: 20, view: view([4, 5], [-5, 1], 15) },
+  { name: "scalar broadcast", len: 3, view: view([6, 7], [0, 0], 2) },
+  { name: "rank 0", len: 3, view: view([], [], 1) },
+  { name: "empty", len: 3, view: view([4, 0], [1, 1]) },
+  { name: "column broadcast", len: 65, view: view([65, 7], [1, 0]) },
+  { name: "transposed row [1, 257]", len: 257, view: view([1, 257], [1, 1]) },
+  { name: "transposed column [65, 1]", len: 65, view: view([65, 1], [1, 65]) },
+];
+
+/** Every unary op, mul, where and copy through each view of {@link STRIDED}. */
+function stridedCases(): Case[] {
+  return STRIDED.map(({ name, len, view: v }) => {
+    const n = v.shape.reduce((p, d) => p * d, 1);
+    const cv0 = cv(v.shape);
+    // Destination of the copy: the last two axes swapped (transposed) where rank ≥ 2.
+    const r = v.shape.length;
+    const dst: View = r >= 2
+      ? view(
+        [...v.shape],
+        cv0.strides.map((s, i) => i === r - 1 ? v.shape[r - 2] : i === r - 2 ? 1 : s),
+      )
+      : cv0;
+    return {
+      name: `every unary op, mul, where and copy through a ${name} view`,
+      inputs: [uniform(len, -3, 3), uniform(len, 0.05, 4), uniform(len), uniform(n), uniform(n)],
+      run: (b, [x, pos, y, c, d]) => {
+        const outs = UNARY_OPS.map((op) => {
+          const [lo] = unaryRange(op);
+          return b.unary(op, lo < 0 ? x : pos, v, op === "powScalar" ? 1.7 : 0.5);
+        });
+        outs.push(b.binary("mul", x, v, y, v), b.where(c, cv0, x, v, y, v));
+        b.copy(x, v, d, dst);
+        outs.push(d);
+        return outs;
+      },
+      rtol: 4e-6,
+      atol: 1e-6,
+    };
+  });
+}
+
+/** Special inputs of the elementwise ops: signs, zeros, subnormals, overflow, NaN. */
+function specialCases(): Case[] {
+  const x = Float32Array.from([NaN, Infinity, -Infinity, 0, -0, 88, -88, 1, -1]);
+  const tiny = Float32Array.from([1e-40, -1e-40, 1e-45, -3e-39, 1.1e-38]);
+  const a = Float32Array.from([NaN, 1, 0, -0, Infinity, -2, -2, 0, 2, NaN, -Infinity, 3]);
+  const c = Float32Array.from([1, NaN, -0, 0, 1, 3, 0.5, -1, NaN, 0, -Infinity, 3]);
+  const bases = Float32Array.from([-3, -2, -1.5, -0.5, -0, 0, 0.5, 1, 2, 3]);
+  return [
+    {
+      name: "every unary op on NaN, ±Inf, ±0, subnormals and ±88",
+      inputs: [x],
+      run: (b, [s]) => UNARY_OPS.map((op) => b.unary(op, s, cv([x.length]), 1.5)),
+      rtol: 4e-6,
+      atol: 0,
+    },
+    {
+      name: "every unary op on subnormals",
+      inputs: [tiny],
+      run: (b, [s]) => UNARY_OPS.map((op) => b.unary(op, s, cv([tiny.length]), 1.5)),
+      rtol: 4e-6,
+      atol: 0,
+      needs: "subnormals",
+    },
+    {
+      name: "every binary op on NaN, ±Inf, ±0 and negative bases",
+      inputs: [a, c],
+      run: (b, [s, t]) =>
+        BINARY_OPS.map((op) => b.binary(op, s, cv([a.length]), t, cv([a.length]))),
+      rtol: 4e-6,
+      atol: 0,
+    },
+    {
+      name: "powScalar follows Math.pow on signs and special exponents",
+      inputs: [bases],
+      run: (b, [s]) =>
+        [0, 1, 2, 3, -1, 0.5, -0.5, -2, 5, 2.5, 1.7].map((p) =>
+          b.unary("powScalar", s, cv([bases.length]), p)
+        ),
+      rtol: 4e-6,
+      atol: 1e-6,
+    },
+  ];
+}
+
+/** Binary ops with either operand broadcast along rows or columns, at an offset. */
+function broadcastCases(): Case[] {
+  return ODD.map((n) => {
+    const shape = [7, n];
+    const row = view(shape, [0, 1], 3), col = view(shape, [1, 0], Math.min(2, 7 * n - 7));
+    const a = uniform(7 * n, 0.1, 2), c = uniform(7 * n, -2, 2);
+    for (let i = 0; i < 7 * n; i += 3) c[i] = a[i]; // equal pairs for eq, ge, max
+    return {
+      name: `every binary op [7, ${n}] contiguous, row- and column-broadcast`,
+      inputs: [a, c],
+      run: (b, [x, y]) =>
+        BINARY_OPS.flatMap((op) => [
+          b.binary(op, x, cv(shape), y, cv(shape)),
+          b.binary(op, x, cv(shape), y, row),
+          b.binary(op, x, col, y, cv(shape)),
+        ]),
+      rtol: 4e-6,
+      atol: 1e-6,
+    };
+  });
+}
+
+/** Sizes above the WebAssembly thread thresholds (outer rows split, one long row split). */
+function largeCases(): Case[] {
+  const shape = [600, 257], n = 600 * 257;
+  return [{
+    name: "large elementwise ops [600, 257] (split between threads)",
+    inputs: [uniform(n), uniform(n)],
+    run: (b, [x, y]) => [
+      b.binary("add", x, cv(shape), y, cv(shape)),
+      b.binary("add", x, cv(shape), y, view(shape, [0, 1])),
+      b.unary("gelu", x, cv(shape)),
+      b.unary("tanh", x, view([257, 600], [1, 257])),
+      b.unary("exp", x, cv([n])),
+    ],
+    rtol: 4e-6,
+    atol: 1e-6,
+  }];
+}
+
+function conversionCases(): Case[] {
+  return [
+    {
+      name: "cast: f32 → i32 at the edges, i32 → f32 past 2^24, f32 → f32",
+      inputs: [
+        Float32Array.from([0, -0.5, 0.5, 1.99, -1.99, 1e6 + 0.5, -3e7, 7]),
+        Int32Array.from([0, -1, 2 ** 31 - 1, -(2 ** 31), 16777217, 5]),
+        Int32Array.from({ length: 40 }, (_, i) => (i * 7) % 3 - 1),
+      ],
+      run: (b, [x, i, c]) => {
+        // i32 through a transposed view.
+        const d = b.full(40, 0, "i32");
+        b.copy(c, view([8, 5], [1, 8]), d, cv([8, 5]));
+        return [b.cast(x, "i32"), b.cast(i, "f32"), b.cast(x, "f32"), d];
+      },
+      rtol: 0,
+      atol: 0,
+    },
+    {
+      name: "cast: NaN → i32 is 0",
+      inputs: [Float32Array.from([NaN, 1.5, NaN])],
+      run: (b, [x]) => [b.cast(x, "i32")],
+      rtol: 0,
+      atol: 0,
+      needs: "castNaN",
+    },
+    {
+      name: "full of every size; fromHost rounds f64, overflows to Inf, truncates to i32",
+      inputs: [],
+      run: (b) => [
+        ...[0, 1, 5, 1000].flatMap((n) => [b.full(n, -1.25, "f32"), b.full(n, 7, "i32")]),
+        b.fromHost(Float64Array.from([1 / 3, -2.5, 1e40, 3]), "f32"),
+        b.fromHost(Float32Array.from([1.9, -1.9, 3]), "i32"),
+        b.fromHost(new Float32Array(0), "f32"),
+      ],
+      rtol: 0,
+      atol: 0,
+    },
+  ];
+}
+
+function moreRowCases(): Case[] {
+  const out: Case[] = [];
+  for (
+    const [o, s, i] of [[1, 257, 1], [1, 7, 33], [5, 1, 9], [2, 4, 257], [640, 768, 1], [
+      1,
+      5000,
+      1,
+    ], [1, 65, 257]]
+  ) {
+    out.push({
+      name: `reduce sum/max/min and argmax [${o}, ${s}, ${i}]`,
+      inputs: [uniform(o * s * i)],
+      run: (b, [x]) => [
+        b.reduce("sum", x, o, s, i),
+        b.reduce("max", x, o, s, i),
+        b.reduce("min", x, o, s, i),
+        b.argmax(x, o, s, i),
+      ],
+      scaled: { rtol: 1e-5, atolScale: 2e-7 * Math.sqrt(s), atol: 1e-6 },
+    });
+    // Small integers: ties everywhere, the first index wins.
+    out.push({
+      name: `argmax ties [${o}, ${s}, ${i}]`,
+      inputs: [Float32Array.from(uniform(o * s * i), (v) => Math.round(v * 1.5))],
+      run: (b, [x]) => [b.argmax(x, o, s, i), b.reduce("max", x, o, s, i)],
+      rtol: 0,
+      atol: 0,
+    });
+  }
+  for (const cols of [1, 7, 33, 65, 257, 1000]) {
+    for (const rows of [1, 3, 70]) {
+      out.push({
+        name: `softmax, log-softmax and their backward [${rows}, ${cols}]`,
+        inputs: [uniform(rows * cols, -8, 8), uniform(rows * cols)],
+        run: (b, [x, g]) => {
+          const y = b.softmax(x, rows, cols, false), ly = b.softmax(x, rows, cols, true);
+          return [
+            y,
+            ly,
+            b.softmaxBackward(y, g, rows, cols, false),
+            b.softmaxBackward(ly, g, rows, cols, true),
+          ];
+        },
+        rtol: 1e-4,
+        atol: 1e-6,
+      });
+    }
+  }
+  const masked = uniform(3 * 33, -6, 6);
+  masked.fill(-Infinity, 0, 33); // a fully masked row: NaN
+  for (let j = 33; j < 66; j += 4) masked[j] = -Infinity; // a partly masked row
+  out.push({
+    name: "softmax and log-softmax of rows with −Inf (partly and fully masked)",
+    inputs: [masked],
+    run: (b, [x]) => [b.softmax(x, 3, 33, false), b.softmax(x, 3, 33, true)],
+    rtol: 1e-5,
+    atol: 1e-6,
+  });
+  for (
+    const [r, c] of [[3, 257], [65, 7], [1030, 257], [1, 7], [33, 65], [257, 33], [5, 768], [
+      130,
+      1,
+    ]]
+  ) {
+    out.push({
+      name: `layer norm and its backward [${r}, ${c}]`,
+      inputs: [uniform(r * c, -3, 5), uniform(c, 0.5, 1.5), uniform(c), uniform(r * c)],
+      run: (b, [x, w, bias, g]) => {
+        const { y, mean, rstd } = b.layerNorm(x, w, bias, r, c, 1e-5);
+        const { gx, gw, gb } = b.layerNormBackward(x, w, mean, rstd, g, r, c);
+        return [y, mean, rstd, gx, gw, gb];
+      },
+      scaled: { rtol: 1e-4, atolScale: 2e-6 * Math.sqrt(r), atol: 1e-6 },
+    });
+  }
+  for (const [r, c] of [[5, 257], [64, 1000]]) {
+    out.push({
+      name: `cross-entropy and its backward, ignored rows [${r}, ${c}]`,
+      inputs: [
+        uniform(r * c, -6, 6),
+        Int32Array.from({ length: r }, (_, i) => (i % 4 === 3 ? -100 : Math.floor(rand() * c))),
+        uniform(r, 0.5, 2),
+      ],
+      run: (b, [x, t, g]) => {
+        const { loss, lse } = b.crossEntropy(x, t, r, c, -100);
+        return [loss, lse, b.crossEntropyBackward(x, t, lse, g, r, c, -100)];
+      },
+      rtol: 2e-5,
+      atol: 2e-6,
+    });
+  }
+  for (
+    const [vocab, cols, n] of [
+      [50, 1, 37],
+      [50, 7, 37],
+      [50, 33, 37],
+      [50, 768, 37],
+      [1, 1, 1],
+      [
+        257,
+        33,
+        65,
+      ],
+      [7, 65, 257],
+      [33, 7, 1000],
+    ]
+  ) {
+    out.push({
+      name: `gather and scatter-add [${vocab}, ${cols}] × ${n} ids`,
+      inputs: [
+        uniform(vocab * cols),
+        Int32Array.from({ length: n }, (_, i) => (i % 5 === 0 ? 0 : Math.floor(rand() * vocab))),
+        uniform(n * cols),
+      ],
+      run: (b, [t, ids, g]) => [b.gather(t, ids, n, cols), b.scatterAdd(g, ids, n, cols, vocab)],
+      scaled: { rtol: 1e-6, atolScale: 1e-6, atol: 1e-6 },
+    });
+  }
+  for (const [n, steps] of [[1, 2], [7, 2], [1000, 3], [70001, 2]]) {
+    out.push({
+      name: `AdamW, ${steps} steps from zero moments, n ${n}`,
+      inputs: [
+        uniform(n),
+        new Float32Array(n),
+        new Float32Array(n),
+        uniform(n),
+        uniform(n),
+        uniform(n),
+      ],
+      run: (b, [p, m, v, ...gs]) => {
+        const hp = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
+        for (let step = 1; step <= steps; step++) b.adamw(p, gs[step - 1], m, v, { ...hp, step });
+        return [p, m, v];
+      },
+      rtol: 1e-5,
+      atol: 1e-6,
+    });
+  }
+  // matmul: every transpose, A with padding between batches, offsets, B shared.
+  for (
+    const [batch, m, n, k] of [[1, 7, 33, 65], [2, 65, 7, 33], [3, 33, 65, 7], [1, 257, 33, 65], [
+      1,
+      64,
+      64,
+      64,
+    ], [2, 1, 257, 33]]
+  ) {
+    for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]]) {
+      const aBatchStride = m * k + 2;
+      out.push({
+        name: `matmul b${batch} ${m}×${n}×${k} transA ${transA} transB ${transB}, padded batches`,
+        inputs: [uniform(3 + batch * aBatchStride), uniform(1 + k * n)],
+        run: (b, [x, y]) => [b.matmul(x, y, {
+          batch,
+          m,
+          n,
+          k,
+          transA,
+          transB,
+          aBatchStride,
+          bBatchStride: 0,
+          aOffset: 3,
+          bOffset: 1,
+        })],
+        scaled: { rtol: 1e-5, atolScale: 1e-6 * Math.sqrt(k), atol: 1e-6 },
+      });
+    }
+  }
+  return out;
+}
+
+/** Seeded random odd shapes (the same every run): broadcast binary, sum, softmax, matmul. */
+function randomShapeCases(): Case[] {
+  const out: Case[] = [];
+  const pick = () => ODD[Math.floor(rand() * ODD.length)];
+  for (let trial = 0; trial < 12; trial++) {
+    let shape = [pick(), pick(), pick()];
+    while (shape[0] * shape[1] * shape[2] > 70000) shape = [pick(), pick(), 1];
+    const [d0, d1, d2] = shape, n = d0 * d1 * d2;
+    const axis = Math.floor(rand() * 3);
+    const bShape = shape.map((d, i) => (i === axis ? 1 : d));
+    const bStrides = contiguousStrides(bShape).map((s, i) => (i === axis ? 0 : s));
+    const op = BINARY_OPS[Math.floor(rand() * BINARY_OPS.length)];
+    const mp = {
+      batch: d0 > 33 ? 1 : d0,
+      m: d1,
+      n: pick(),
+      k: d2,
+      transA: rand() > 0.5,
+      transB: rand() > 0.5,
+      aBatchStride: d1 * d2,
+      bBatchStride: 0,
+    };
+    out.push({
+      name: `random shapes ${trial}: ${op} [${shape}] broadcast on axis ${axis}, sum, softmax, ` +
+        `matmul ${JSON.stringify(mp)}`,
+      inputs: [uniform(n, 0.1, 2), uniform(n / shape[axis], 0.1, 2), uniform(mp.k * mp.n)],
+      run: (b, [x, y, w]) => [
+        b.binary(op, x, cv(shape), y, view(shape, bStrides)),
+        b.reduce("sum", x, d0, d1, d2),
+        b.softmax(x, d0 * d1, d2, trial % 2 === 0),
+        b.matmul(x, w, mp),
+      ],
+      scaled: { rtol: 2e-5, atolScale: 2e-6 * Math.sqrt(Math.max(d1, mp.k)), atol: 1e-6 },
+    });
+  }
+  return out;
+}
+
+/** Fused attention shapes: odd sizes, past keys, several key and query chunks, big heads. */
+interface AttentionShape {
+  name: string;
+  B: number;
+  H: number;
+  T: number;
+  S: number;
+  D: number;
+  /** Padding mask [B][S] (1 attend, 0 masked). */
+  mask?: number[][];
+  drop?: number;
+  /** Rows with nothing visible the case must contain. */
+  fullRows?: number;
+}
+
+/** A mask [B, S] with the first `pad[b]` keys of batch b masked (left padding). */
+const leftPad = (S: number, pad: number[]) =>
+  pad.map((n) => Array.from({ length: S }, (_, j) => (j < n ? 0 : 1)));
+
+const ATTENTION: AttentionShape[] = [
+  { name: "T = S = d = 1", B: 1, H: 1, T: 1, S: 1, D: 1 },
+  { name: "self T = S = 7, d 33, 3 heads", B: 2, H: 3, T: 7, S: 7, D: 33 },
+  { name: "past keys, T 33, S 65, d 7", B: 1, H: 2, T: 33, S: 65, D: 7 },
+  { name: "past keys, T 7, S 33, d 65", B: 1, H: 2, T: 7, S: 33, D: 65 },
+  { name: "65 × 65 (two key and query chunks), d 7", B: 1, H: 1, T: 65, S: 65, D: 7 },
+  { name: "65 heads, one query, d 65", B: 2, H: 65, T: 1, S: 7, D: 65 },
+  { name: "65 heads, T 2, S 4, d 3", B: 1, H: 65, T: 2, S: 4, D: 3 },
+  {
+    // S − T = 5: query 0 sees keys 0..5, all padding in batch 0, so its row attends uniformly.
+    name: "padding: fully masked rows, d 65",
+    B: 2,
+    H: 2,
+    T: 7,
+    S: 12,
+    D: 65,
+    mask: leftPad(12, [6, 2]),
+    fullRows: 2,
+  },
+  {
+    name: "padding: fully masked rows, dropout 0.25",
+    B: 2,
+    H: 2,
+    T: 5,
+    S: 9,
+    D: 16,
+    mask: [[0, 0, 0, 0, 0, 0, 1, 1, 1], [1, 1, 0, 1, 1, 1, 1, 1, 1]],
+    drop: 0.25,
+    fullRows: 4,
+  },
+  {
+    name: "padding + holes + dropout 0.3, d 33",
+    B: 2,
+    H: 3,
+    T: 33,
+    S: 33,
+    D: 33,
+    mask: [
+      Array.from({ length: 33 }, (_, j) => (j < 3 || j % 5 === 0 ? 0 : 1)),
+      Array.from({ length: 33 }, (_, j) => (j === 32 ? 0 : 1)),
+    ],
+    drop: 0.3,
+    fullRows: 9,
+  },
+  { name: "dropout 0.5, past keys, d 4", B: 3, H: 1, T: 7, S: 33, D: 4, drop: 0.5 },
+  { name: "dropout 0.5, 130 keys (3 chunks)", B: 1, H: 2, T: 3, S: 130, D: 16, drop: 0.5 },
+  {
+    name: "everything masked + dropout",
+    B: 1,
+    H: 2,
+    T: 3,
+    S: 7,
+    D: 7,
+    mask: [[0, 0, 0, 0, 0, 0, 0]],
+    drop: 0.2,
+    fullRows: 6,
+  },
+  {
+    name: "everything masked, dropout 0.3, d 5",
+    B: 1,
+    H: 2,
+    T: 2,
+    S: 3,
+    D: 5,
+    mask: [[0, 0, 0]],
+    drop: 0.3,
+    fullRows: 4,
+  },
+  {
+    name: "GPT-2 prefix shape, d 64",
+    B: 2,
+    H: 2,
+    T: 64,
+    S: 69,
+    D: 64,
+    mask: leftPad(69, [0, 9]),
+    drop: 0.1,
+    fullRows: 8,
+  },
+  { name: "S 2048 (past keys), d 64", B: 1, H: 1, T: 2, S: 2048, D: 64 },
+  {
+    name: "d 256, mask, dropout 0.1",
+    B: 1,
+    H: 1,
+    T: 3,
+    S: 5,
+    D: 256,
+    mask: [[1, 1, 1, 1, 0]],
+    drop: 0.1,
+  },
+  { name: "d 1024, dropout 0.2", B: 1, H: 1, T: 3, S: 5, D: 1024, drop: 0.2 },
+  { name: "d 2048, mask", B: 1, H: 1, T: 2, S: 3, D: 2048, mask: [[1, 0, 1]] },
+];
+
+function attentionParamsOf(c: AttentionShape): AttentionParams {
+  return {
+    batch: c.B,
+    heads: c.H,
+    queries: c.T,
+    keys: c.S,
+    dim: c.D,
+    scale: 1 / Math.sqrt(c.D),
+    dropP: c.drop ?? 0,
+    dropSeed: 0x9e3779b9 ^ (c.D * 7919),
+  };
+}
+
+function attentionCases(): Case[] {
+  return ATTENTION.map((c) => {
+    const p = attentionParamsOf(c);
+    return {
+      name: `attention and its backward: ${c.name}`,
+      inputs: [
+        uniform(c.B * c.H * c.T * c.D),
+        uniform(c.B * c.H * c.S * c.D),
+        uniform(c.B * c.H * c.S * c.D, -1, 1),
+        uniform(c.B * c.H * c.T * c.D, -1, 1),
+        Float32Array.from(c.mask?.flat() ?? []),
+      ],
+      run: (b, [q, k, v, g, m]) => {
+        const mask = c.mask ? m : null;
+        const { out, lse } = b.attention(q, k, v, mask, p);
+        const { gq, gk, gv } = b.attentionBackward(q, k, v, mask, out, lse, g, p);
+        return [out, lse, gq, gk, gv];
+      },
+      // Rows with nothing visible carry the lse marker exactly.
+      scaled: { atolScale: 1e-5, atol: 1e-6, exactBelow: ATTENTION_FULLY_MASKED_LSE },
+    };
+  });
+}
+
+const CASES = [
+  ...elementwiseCases(),
+  ...stridedCases(),
+  ...specialCases(),
+  ...broadcastCases(),
+  ...largeCases(),
+  ...conversionCases(),
+  ...rowCases(),
+  ...moreRowCases(),
+  ...randomShapeCases(),
+  ...attentionCases(),
+  ...emptyCases(),
+];
 
 async function runCase(b: Backend, c: Case): Promise<Host[]> {
   const xs = c.inputs.map((x) => b.fromHost(x, x instanceof Int32Array ? "i32" : "f32"));
@@ -414,6 +983,9 @@ function errorCases(b: Backend): [string, () => unknown, RegExp][] {
   const q8 = b.fromHost(new Float32Array(8), "f32");
   const n = b.name;
   const att = { batch: 1, heads: 1, queries: 2, keys: 3, dim: 4, scale: 1, dropP: 0, dropSeed: 0 };
+  const mask2 = b.fromHost(new Float32Array(2), "f32");
+  const k12 = b.fromHost(new Float32Array(12), "f32");
+  const foreign = otherBackend.fromHost(new Float32Array(4), "f32");
   return [
     [
       "view past the end",
@@ -484,8 +1056,170 @@ function errorCases(b: Backend): [string, () => unknown, RegExp][] {
       () => b.copy(ids, cv([2]), x, cv([2])),
       /copy: from i32 to f32 \(use cast\)/,
     ],
+    [
+      "attention mask too small",
+      () => b.attention(q8, k12, k12, mask2, att),
+      new RegExp(`${n} attention: mask \\[1, 3\\] has 2 elements, needs 3`),
+    ],
+    [
+      "attention non-integer dim",
+      () => b.attention(q8, q8, q8, null, { ...att, keys: 2, dim: 1.5 }),
+      /attention: dim must be a non-negative integer, got 1\.5/,
+    ],
+    [
+      "a buffer of another backend",
+      () => b.unary("exp", foreign, cv([4])),
+      /belongs to backend '\w+'/,
+    ],
   ];
 }
+
+/** A backend no buffer of the suite's backends belongs to. */
+const otherBackend = new CpuBackend();
+
+/** Matmul shapes checked against a float64 triple loop within the f32 summation bound. */
+function matmulBoundShapes(): MatmulParams[] {
+  const out: MatmulParams[] = [];
+  const flags = [[false, false], [true, false], [false, true], [true, true]];
+  for (const m of ODD) {
+    for (const n of ODD) {
+      for (const k of [1, 7, 65, 257, 300, 777]) {
+        if (m * n * k > 257 * 65 * 300) continue;
+        for (const [transA, transB] of flags) {
+          out.push({ batch: 1, m, n, k, transA, transB, aBatchStride: 0, bBatchStride: 0 });
+        }
+      }
+    }
+  }
+  // Few rows (the small-m kernels), batched with an offset and a gap between A's.
+  for (const m of [1, 2, 3, 4]) {
+    for (const n of [1, 7, 8, 9, 33, 257]) {
+      for (const k of [1, 3, 4, 5, 65]) {
+        for (const transB of [false, true]) {
+          out.push({
+            batch: 2,
+            m,
+            n,
+            k,
+            transA: false,
+            transB,
+            aBatchStride: m * k + 1,
+            bBatchStride: k * n,
+            aOffset: 1,
+          });
+        }
+      }
+    }
+  }
+  const mm = (p: Partial<MatmulParams>) => ({
+    batch: 1,
+    m: 1,
+    n: 1,
+    k: 1,
+    transA: false,
+    transB: false,
+    aBatchStride: 0,
+    bBatchStride: 0,
+    ...p,
+  });
+  out.push(
+    // One row against a wide B (the columns split between threads).
+    mm({ n: 30011, k: 700, transB: true }),
+    // Separate A and B per batch, with offsets.
+    mm({
+      batch: 5,
+      m: 7,
+      n: 33,
+      k: 65,
+      aBatchStride: 7 * 65,
+      bBatchStride: 65 * 33 + 3,
+      aOffset: 2,
+      bOffset: 1,
+    }),
+    // One B for every batch, A transposed.
+    mm({ batch: 4, m: 33, n: 9, k: 17, transA: true, aBatchStride: 33 * 17 }),
+    // One A for every batch, B transposed (attention-like).
+    mm({ batch: 12, m: 20, n: 20, k: 64, transB: true, bBatchStride: 20 * 64 }),
+    // More batches than twice the threads: split over batches.
+    mm({
+      batch: 24,
+      m: 64,
+      n: 64,
+      k: 64,
+      transB: true,
+      aBatchStride: 64 * 64,
+      bBatchStride: 64 * 64,
+    }),
+    mm({ batch: 3, n: 257, k: 7, aBatchStride: 7, bBatchStride: 7 * 257 }),
+    // Large enough for the blocked kernels.
+    mm({ m: 300, n: 1100, k: 600, transB: true }),
+  );
+  return out;
+}
+
+/** A matmul input and its float64 product and magnitudes, computed once for every backend. */
+interface MatmulBound {
+  p: MatmulParams;
+  a: Float32Array;
+  b: Float32Array;
+  want: Float64Array;
+  mag: Float64Array;
+}
+
+/** Float64 triple loop over the index formulas of {@link MatmulParams}, independent of any backend. */
+function naiveMatmul(A: Float32Array, B: Float32Array, p: MatmulParams): MatmulBound {
+  const { batch, m, n, k } = p;
+  const want = new Float64Array(batch * m * n), mag = new Float64Array(batch * m * n);
+  for (let t = 0; t < batch; t++) {
+    const ao = (p.aOffset ?? 0) + t * p.aBatchStride, bo = (p.bOffset ?? 0) + t * p.bBatchStride;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0, g = 0;
+        for (let l = 0; l < k; l++) {
+          const x = p.transA ? A[ao + l * m + i] : A[ao + i * k + l];
+          const y = p.transB ? B[bo + j * k + l] : B[bo + l * n + j];
+          s += x * y;
+          g += Math.abs(x * y);
+        }
+        want[(t * m + i) * n + j] = s;
+        mag[(t * m + i) * n + j] = g;
+      }
+    }
+  }
+  return { p, a: A, b: B, want, mag };
+}
+
+let matmulBounds: MatmulBound[] | null = null;
+function matmulBoundCases(): MatmulBound[] {
+  matmulBounds ??= matmulBoundShapes().map((p) => {
+    const aLen = (p.aOffset ?? 0) + (p.batch - 1) * p.aBatchStride + p.m * p.k;
+    const bLen = (p.bOffset ?? 0) + (p.batch - 1) * p.bBatchStride + p.k * p.n;
+    return naiveMatmul(uniform(aLen), uniform(bLen), p);
+  });
+  return matmulBounds;
+}
+
+/** Forward and backward of one attention shape: [out, lse, gq, gk, gv] and the dropout mask. */
+async function attentionOnce(b: Backend, c: AttentionShape, host: Float32Array[]) {
+  const p = attentionParamsOf(c);
+  const [q, k, v, g] = host.map((h) => b.fromHost(h, "f32"));
+  const m = c.mask ? b.fromHost(Float32Array.from(c.mask.flat()), "f32") : null;
+  const { out, lse } = b.attention(q, k, v, m, p);
+  const { gq, gk, gv } = b.attentionBackward(q, k, v, m, out, lse, g, p);
+  const res: Float32Array[] = [];
+  for (const s of [out, lse, gq, gk, gv]) res.push((await b.read(s)) as Float32Array);
+  for (const s of [q, k, v, g, out, lse, gq, gk, gv, ...(m ? [m] : [])]) b.dispose(s);
+  return res;
+}
+
+Deno.test("the attention cases contain the rows with nothing visible they claim", async () => {
+  const marker = Math.fround(ATTENTION_MASK_VALUE);
+  for (const c of ATTENTION) {
+    const host = [c.T, c.S, c.S, c.T].map((r) => uniform(c.B * c.H * r * c.D));
+    const [, lse] = await attentionOnce(referenceFor("wasm"), c, host);
+    assert.equal(lse.filter((l) => l === marker).length, c.fullRows ?? 0, c.name);
+  }
+});
 
 for (const variant of BACKEND_VARIANTS) {
   const made = await variant.make();
@@ -493,6 +1227,7 @@ for (const variant of BACKEND_VARIANTS) {
   if (ignore) console.log(`conformance: ${variant.label} skipped: ${made}`);
   const b = ignore ? null : made;
   const ref = referenceFor(variant.label);
+  const minAtol = variant.minAtol ?? 0;
 
   Deno.test(
     `${variant.label}: every primitive matches the reference (odd sizes, views, NaN/Inf, empty)`,
@@ -501,13 +1236,21 @@ for (const variant of BACKEND_VARIANTS) {
       // Every case runs; the failures are reported together.
       const failures: string[] = [];
       for (const c of CASES) {
+        if (c.needs && variant.differs?.[c.needs]) continue;
         const want = await runCase(ref, c);
         const got = await runCase(b!, c);
         assert.equal(got.length, want.length);
         got.forEach((g, i) => {
+          const what = `${variant.label} ${c.name}: output ${i}`;
           try {
-            const atol = Math.max(c.atol ?? 1e-6, variant.minAtol ?? 0);
-            assertClose(g, want[i], `${variant.label} ${c.name}: output ${i}`, c.rtol, atol);
+            if (c.scaled) {
+              assertCloseScaled(g, want[i], what, {
+                ...c.scaled,
+                atol: Math.max(c.scaled.atol ?? 0, minAtol),
+              });
+            } else {
+              assertClose(g, want[i], what, c.rtol, Math.max(c.atol ?? 1e-6, minAtol));
+            }
           } catch (e) {
             failures.push((e as Error).message.split("\n")[0]);
           }
@@ -518,10 +1261,114 @@ for (const variant of BACKEND_VARIANTS) {
   );
 
   Deno.test(
+    `${variant.label}: matmul within the f32 summation bound of a float64 product`,
+    { ...opts, ignore },
+    async () => {
+      // Queued in groups before reading, so an asynchronous backend works while results are read.
+      const all = matmulBoundCases();
+      for (let g = 0; g < all.length; g += 64) {
+        const group = all.slice(g, g + 64).map((m) => {
+          const x = b!.fromHost(m.a, "f32"), y = b!.fromHost(m.b, "f32");
+          return { m, bufs: [x, y, b!.matmul(x, y, m.p)] };
+        });
+        for (const { m: { p, want, mag }, bufs } of group) {
+          const got = await b!.read(bufs[2]);
+          for (const s of bufs) b!.dispose(s);
+          assertWithinSumBound(got, want, mag, p.k, `${variant.label} matmul ${JSON.stringify(p)}`);
+        }
+      }
+    },
+  );
+
+  Deno.test(
+    `${variant.label}: dropout masks equal hashUniform bit for bit`,
+    { ...opts, ignore },
+    async () => {
+      for (const p of [0, 0.1, 0.5, 0.9, 1, 1 / 3]) {
+        for (
+          const [seed, n] of [[0, 50003], [1, 1], [12345, 4097], [-7, 50003], [2 ** 31 + 5, 257]]
+        ) {
+          const m = b!.dropoutMask(n, p, seed);
+          const got = await b!.read(m);
+          b!.dispose(m);
+          const keep = Math.fround(1 / (1 - p));
+          for (let i = 0; i < n; i++) {
+            const want = hashUniform(seed, i) >= p ? keep : 0;
+            if (got[i] !== want) assert.fail(`p ${p} seed ${seed} [${i}]: ${got[i]}, want ${want}`);
+          }
+        }
+      }
+    },
+  );
+
+  Deno.test(
+    `${variant.label}: attention dropout drops exactly the dropoutMask pattern`,
+    { ...opts, ignore },
+    async () => {
+      // With v = identity rows (S = d) each output row is its dropped probability row, so out is
+      // 0 exactly where the key is causally hidden or the backend's own dropoutMask is 0.
+      const B = 1, H = 2, T = 5, S = 8, D = 8;
+      const p: AttentionParams = {
+        batch: B,
+        heads: H,
+        queries: T,
+        keys: S,
+        dim: D,
+        scale: 0.5,
+        dropP: 0.4,
+        dropSeed: 77,
+      };
+      const eye = new Float32Array(B * H * S * D);
+      for (let h = 0; h < B * H; h++) for (let j = 0; j < S; j++) eye[h * S * D + j * D + j] = 1;
+      const q = b!.fromHost(uniform(B * H * T * D), "f32");
+      const k = b!.fromHost(uniform(B * H * S * D), "f32");
+      const v = b!.fromHost(eye, "f32");
+      const { out, lse } = b!.attention(q, k, v, null, p);
+      const mask = b!.dropoutMask(B * H * T * S, p.dropP, p.dropSeed);
+      const o = await b!.read(out), m = await b!.read(mask);
+      for (let r = 0; r < B * H * T; r++) {
+        const last = S - T + (r % T);
+        for (let j = 0; j < S; j++) {
+          const zero = j > last || m[r * S + j] === 0;
+          assert.equal(o[r * D + j] === 0, zero, `out[${r}, ${j}] = ${o[r * D + j]}`);
+        }
+      }
+      for (const s of [q, k, v, out, lse, mask]) b!.dispose(s);
+    },
+  );
+
+  Deno.test(
+    `${variant.label}: attention forward and backward are deterministic (bitwise)`,
+    { ...opts, ignore },
+    async () => {
+      for (const c of ATTENTION.filter((c) => c.drop)) {
+        const host = [c.T, c.S, c.S, c.T].map((r) => uniform(c.B * c.H * r * c.D));
+        const one = await attentionOnce(b!, c, host), two = await attentionOnce(b!, c, host);
+        one.forEach((a, i) => assert.deepEqual(two[i], a, `${c.name}: output ${i}`));
+      }
+    },
+  );
+
+  Deno.test(
     `${variant.label}: argument errors name the op and operand`,
     { ...opts, ignore },
     () => {
       for (const [what, call, msg] of errorCases(b!)) assert.throws(call, msg, what);
+    },
+  );
+
+  Deno.test(
+    `${variant.label}: liveCount is exact, dispose idempotent, use after dispose an error`,
+    { ...opts, ignore },
+    () => {
+      const before = b!.liveCount();
+      const s = b!.fromHost(new Float32Array(10), "f32");
+      assert.equal(b!.liveCount(), before + 1);
+      b!.dispose(s);
+      b!.dispose(s);
+      assert.equal(b!.liveCount(), before);
+      // The reference backend empties a disposed buffer, so its view check names it.
+      assert.throws(() => b!.unary("exp", s, cv([10])), /disposed|of a buffer of 0$/);
     },
   );
 

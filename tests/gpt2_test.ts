@@ -20,7 +20,7 @@ import {
   type RefKV,
   type RefTensor,
 } from "./fixtures/gpt2_reference.ts";
-import { assertClose } from "./helpers/close.ts";
+import { assertClose, assertNear } from "./helpers/close.ts";
 
 const FAKE = new URL("../../shared/models/fake-gpt2", import.meta.url).pathname;
 const FIXTURE = new URL("./fixtures/fake_gpt2_logits.json", import.meta.url).pathname;
@@ -386,7 +386,7 @@ Deno.test("GPT2.random: Hugging Face init statistics; seeded", async () => {
     return Math.sqrt(d.reduce((s, v) => s + (v - mean) ** 2, 0) / d.length);
   };
   const near = (a: number, b: number, what: string) =>
-    assert.ok(Math.abs(a / b - 1) < 0.05, `${what}: ${a} vs ${b}`);
+    assertNear(a / b, 1, `${what}: ${a} / ${b}`, 0.05);
   near(await std("transformer.wte.weight"), 0.02, "wte");
   near(await std("transformer.wpe.weight"), 0.02, "wpe");
   near(await std("transformer.h.0.attn.c_attn.weight"), 0.02, "c_attn");

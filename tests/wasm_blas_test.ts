@@ -13,6 +13,7 @@ import { CpuBackend } from "../kernels/cpu/backend.ts";
 import { Blas, openBlas } from "../kernels/wasm/blas.ts";
 import { createWasmBackend, type WasmBackend } from "../kernels/wasm/backend.ts";
 import * as lf from "../mod.ts";
+import { assertWithinSumBound } from "./helpers/close.ts";
 
 const cpu = new CpuBackend();
 const probe = (() => {
@@ -47,27 +48,6 @@ function rand(): number {
 }
 const randn = (n: number) => Float32Array.from({ length: n }, () => 4 * rand() - 2);
 
-/** |got − want| within the f32 summation bound k·2⁻²⁴·Σ|a·b| of the reference (NaN where NaN). */
-function assertMatmulClose(
-  got: Float32Array,
-  want: Float32Array,
-  mag: Float32Array,
-  k: number,
-  what: string,
-) {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    const a = got[i], b = want[i];
-    if (Number.isNaN(b)) {
-      assert.ok(Number.isNaN(a), `${what}[${i}]: got ${a}, want NaN`);
-      continue;
-    }
-    if (a === b) continue;
-    const tol = 2 * Math.max(1, k) * 2 ** -24 * mag[i] + 1e-30;
-    assert.ok(Math.abs(a - b) <= tol, `${what}[${i}]: got ${a}, want ${b} (tol ${tol})`);
-  }
-}
-
 async function check(
   w: WasmBackend,
   label: string,
@@ -85,7 +65,7 @@ async function check(
   const c = w.matmul(a, b, p);
   const got = (await w.read(c)) as Float32Array;
   for (const s of [a, b, c]) w.dispose(s);
-  assertMatmulClose(got, want, mag, p.k, `${label} ${JSON.stringify(p)}`);
+  assertWithinSumBound(got, want, mag, p.k, `${label} ${JSON.stringify(p)}`, 2);
 }
 
 const lenA = (p: MatmulParams) => (p.aOffset ?? 0) + (p.batch - 1) * p.aBatchStride + p.m * p.k;

@@ -2,11 +2,16 @@
 // storage, and one real over-limit tensor of GPT-2's token-embedding size. Compared with the
 // CPU reference backend; skipped with a message where there is no WebGPU adapter.
 import assert from "node:assert/strict";
-import { contiguousView, type Storage, type View } from "../kernels/backend.ts";
+import {
+  type AttentionParams,
+  contiguousView,
+  type Storage,
+  type View,
+} from "../kernels/backend.ts";
 import { CpuBackend } from "../kernels/cpu/backend.ts";
 import { adapterInfo } from "../kernels/webgpu/device.ts";
 import { createWebGPUBackend, type WebGPUBackend } from "../kernels/webgpu/backend.ts";
-import { assertClose } from "./helpers/close.ts";
+import { assertClose, assertCloseScaled } from "./helpers/close.ts";
 
 const info = await adapterInfo();
 const ignore = info === null;
@@ -219,6 +224,48 @@ Deno.test(
     assert.equal(be.liveCount(), 0);
   },
 );
+
+Deno.test("webgpu attention on tensors spanning several binding windows", opts, async () => {
+  // 2 KiB windows: q is 576 f32 (2 windows of 512), k and v 2560 (5 windows).
+  const be = await createWebGPUBackend({ maxBindingBytes: 2048 });
+  try {
+    const B = 2, H = 2, T = 9, S = 40, D = 16;
+    assert.ok(B * H * S * D > 4 * be.windowElems);
+    const p: AttentionParams = {
+      batch: B,
+      heads: H,
+      queries: T,
+      keys: S,
+      dim: D,
+      scale: 0.25,
+      dropP: 0.2,
+      dropSeed: 77,
+    };
+    const host = [T, S, S, T].map((r, i) => randArray(B * H * r * D, 70 + i, -2, 2));
+    const mask = Float32Array.from({ length: B * S }, (_, i) => (i < 35 ? 0 : 1));
+    const run = async (b: typeof cpu | WebGPUBackend) => {
+      const [q, k, v, g] = host.map((h) => b.fromHost(h, "f32"));
+      const m = b.fromHost(mask, "f32");
+      const { out, lse } = b.attention(q, k, v, m, p);
+      const { gq, gk, gv } = b.attentionBackward(q, k, v, m, out, lse, g, p);
+      const res = [];
+      for (const s of [out, lse, gq, gk, gv]) res.push(await b.read(s));
+      for (const s of [q, k, v, g, m, out, lse, gq, gk, gv]) b.dispose(s);
+      return res;
+    };
+    const want = await run(cpu), got = await run(be);
+    ["out", "lse", "gq", "gk", "gv"].forEach((name, i) =>
+      assertCloseScaled(got[i], want[i], `windowed attention ${name}`, {
+        atolScale: 1e-5,
+        atol: 1e-30,
+        exactBelow: -1e38,
+      })
+    );
+    assert.equal(be.liveCount(), 0);
+  } finally {
+    be.destroy();
+  }
+});
 
 Deno.test(
   "webgpu names the op when a tensor needs more bindings than the device has",

@@ -1,9 +1,12 @@
 /**
  * The WebGPU backend: every primitive of {@link Backend} as WGSL compute kernels.
  *
- * Work is recorded into batched command buffers (see `dispatch.ts`) and only {@link read}
- * waits. Buffers come from a size-bucketed pool (`memory.ts`); {@link WebGPUBackend.liveCount}
- * counts the storages handed out and not disposed. Tensors larger than one storage binding
+ * This file holds the primitives only: each checks out its operands and outputs from the heap
+ * (`heap.ts`: storages, uploads, readback, disposal, over the size-bucketed pool of
+ * `memory.ts`) and hands the kernel calls that the per-family files build (`elementwise.ts`,
+ * `reduce.ts`, `matmul.ts`, `rows.ts`, `indexing.ts`, `optim.ts`, `attention.ts`) to the
+ * dispatcher (`dispatch.ts`), which records them into batched command buffers; only
+ * {@link read} waits. Tensors larger than one storage binding
  * (GPT-2's 154 MB token embedding on adapters with 128 MiB bindings) are bound as several
  * windows of one buffer, transparently to the kernels.
  *
@@ -28,7 +31,7 @@ import type {
 import { contiguousView } from "../backend.ts";
 import { type AdapterDescription, type GpuContext, openDevice } from "./device.ts";
 export { adapterInfo, hardwareAdapterAvailable } from "./device.ts";
-import { type BufferArg, Dispatcher, type ElemFormat, type KernelCall } from "./dispatch.ts";
+import { type BufferArg, Dispatcher, type KernelCall } from "./dispatch.ts";
 import {
   convertExpr,
   dropoutCall,
@@ -39,7 +42,9 @@ import {
   opWgsl,
   WHERE_WGSL,
 } from "./elementwise.ts";
-import { BufferPool, type PooledBuffer, type PoolStats, StagingPool } from "./memory.ts";
+import type { PoolStats } from "./memory.ts";
+import { GpuHeap, type WebGPUStorage } from "./heap.ts";
+export { WebGPUStorage } from "./heap.ts";
 import { reduceCall } from "./reduce.ts";
 import { matmulCalls } from "./matmul.ts";
 import {
@@ -74,23 +79,6 @@ export interface WebGPUBackendOptions {
   f16Weights?: boolean;
 }
 
-/** A buffer of the WebGPU backend. */
-export class WebGPUStorage implements Storage {
-  /** The pooled GPU buffer; null once disposed. */
-  buf: PooledBuffer | null;
-  /** Creates a storage (use the backend's methods instead). */
-  constructor(
-    readonly backend: WebGPUBackend,
-    readonly dtype: DType,
-    readonly length: number,
-    buf: PooledBuffer,
-    /** How elements are stored: f32/i32, or f16 for frozen weights (read as f32). */
-    readonly format: ElemFormat,
-  ) {
-    this.buf = buf;
-  }
-}
-
 /** Counters of a WebGPU backend. */
 export interface WebGPUStats extends PoolStats {
   /** Live storages. */
@@ -116,10 +104,8 @@ export class WebGPUBackend implements Backend {
   /** The adapter the device was opened on. */
   readonly adapter: AdapterDescription;
   #ctx: GpuContext;
-  #pool: BufferPool;
-  #staging: StagingPool;
   #disp: Dispatcher;
-  #live = 0;
+  #heap: GpuHeap;
   #maxDim: number;
   #f16Weights: boolean;
 
@@ -127,12 +113,11 @@ export class WebGPUBackend implements Backend {
   constructor(ctx: GpuContext, opts: WebGPUBackendOptions = {}) {
     this.#ctx = ctx;
     this.adapter = ctx.adapter;
-    this.#pool = new BufferPool(ctx);
-    this.#staging = new StagingPool(ctx);
     this.#disp = new Dispatcher(ctx, {
       maxBindingBytes: opts.maxBindingBytes ?? ctx.limits.maxStorageBufferBindingSize,
       maxBatch: opts.maxBatch ?? 64,
     });
+    this.#heap = new GpuHeap(ctx, this.#disp, this);
     this.#maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
     this.#f16Weights = opts.f16Weights === true;
     if (this.#f16Weights && !ctx.f16) {
@@ -147,72 +132,15 @@ export class WebGPUBackend implements Backend {
     return this.#f16Weights;
   }
 
-  // ---- internals ----
-
-  #storage(s: Storage, op: string, what: string): WebGPUStorage {
-    if (!(s instanceof WebGPUStorage) || s.backend !== this) {
-      throw new Error(`webgpu ${op}: ${what} belongs to backend '${s.backend.name}', not this one`);
-    }
-    if (s.buf === null) throw new Error(`webgpu ${op}: ${what} is a disposed buffer`);
-    return s;
-  }
-
-  #arg(s: Storage, op: string, name: string, write = false): BufferArg {
-    const st = this.#storage(s, op, name);
-    if (write && st.format === "f16") {
-      throw new Error(`webgpu ${op}: ${name} is a read-only f16 weight buffer`);
-    }
-    return { name, buf: st.buf!, length: st.length, format: st.format, write };
-  }
-
-  #f32(s: Storage, op: string, name: string): BufferArg {
-    if (s.dtype !== "f32") throw new Error(`webgpu ${op}: ${name} must be f32, got ${s.dtype}`);
-    return this.#arg(s, op, name);
-  }
-
-  #i32(s: Storage, op: string, name: string): BufferArg {
-    if (s.dtype !== "i32") throw new Error(`webgpu ${op}: ${name} must be i32, got ${s.dtype}`);
-    return this.#arg(s, op, name);
-  }
-
-  #alloc(length: number, dtype: DType, what: string, format: ElemFormat = dtype): WebGPUStorage {
-    this.#ctx.check();
-    const bytes = Math.max(4, length * (format === "f16" ? 2 : 4));
-    const buf = this.#pool.acquire(bytes, `${what} (${length} ${format})`);
-    this.#live++;
-    return new WebGPUStorage(this, dtype, length, buf, format);
-  }
-
-  #out(s: WebGPUStorage, name = "out"): BufferArg {
-    return { name, buf: s.buf!, length: s.length, format: s.format, write: true };
-  }
-
-  #temp(length: number, format: ElemFormat, what: string, name: string): BufferArg {
-    const buf = this.#pool.acquire(Math.max(4, length * 4), what);
-    return { name, buf, length, format, write: true };
-  }
-
   #run(call: KernelCall): void {
     this.#disp.run(call);
-  }
-
-  #write(buf: PooledBuffer, data: ArrayBufferView): void {
-    // queue.writeBuffer runs before the commands still being recorded: submit them first if
-    // they use this buffer (it may have been freed and reused within the open batch).
-    if (buf.lastBatch === this.#disp.batchId && this.#disp.hasPending) this.#disp.flush();
-    this.#ctx.device.queue.writeBuffer(buf.buffer, 0, data as unknown as BufferSource);
   }
 
   // ---- memory ----
 
   /** A new buffer holding a copy of `data`. */
   fromHost(data: HostArray, dtype: DType): Storage {
-    const host = dtype === "i32"
-      ? (data instanceof Int32Array ? data : Int32Array.from(data as ArrayLike<number>))
-      : (data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>));
-    const s = this.#alloc(host.length, dtype, "fromHost");
-    if (host.length > 0) this.#write(s.buf!, host);
-    return s;
+    return this.#heap.fromHost(data, dtype);
   }
 
   /**
@@ -223,73 +151,39 @@ export class WebGPUBackend implements Backend {
     if (!this.#f16Weights) {
       throw new Error("webgpu fromHostF16: create the backend with { f16Weights: true }");
     }
-    const half = new Float16Array(data.length + (data.length % 2));
-    half.set(data);
-    const s = this.#alloc(data.length, "f32", "fromHostF16", "f16");
-    if (data.length > 0) this.#write(s.buf!, half);
-    return s;
+    return this.#heap.fromHostF16(data);
   }
 
   /** A new buffer of `length` elements, all `value`. */
   full(length: number, value: number, dtype: DType): Storage {
-    const s = this.#alloc(length, dtype, "full");
-    this.#run(fillCall(this.#out(s), length, value, this.#maxDim));
+    const s = this.#heap.alloc(length, dtype, "full");
+    this.#run(fillCall(this.#heap.out(s), length, value, this.#maxDim));
     return s;
   }
 
   /** Reads a whole buffer back (submits queued work and waits). */
-  async read(s: Storage): Promise<Float32Array | Int32Array> {
-    let st = this.#storage(s, "read", "buffer");
-    this.#ctx.check();
-    let temp: WebGPUStorage | null = null;
-    if (st.format === "f16") {
-      temp = this.cast(st, "f32") as WebGPUStorage;
-      st = temp;
-    }
-    const bytes = st.length * 4;
-    const out = st.dtype === "i32" ? new Int32Array(st.length) : new Float32Array(st.length);
-    if (bytes > 0) {
-      const staging = this.#staging.acquire(bytes);
-      this.#disp.copyBufferToBuffer(st.buf!.buffer, 0, staging, 0, bytes);
-      if (temp !== null) this.dispose(temp);
-      this.#disp.flush();
-      try {
-        await staging.mapAsync(GPUMapMode.READ, 0, bytes);
-      } catch (e) {
-        this.#ctx.check();
-        throw new Error(`webgpu read of ${st.length} ${st.dtype}: ${(e as Error).message}`);
-      }
-      const mapped = staging.getMappedRange(0, bytes);
-      new Uint8Array(out.buffer).set(new Uint8Array(mapped));
-      staging.unmap();
-      this.#staging.release(staging);
-    }
-    this.#ctx.check();
-    return out;
+  read(s: Storage): Promise<Float32Array | Int32Array> {
+    return this.#heap.read(s, (h) => this.cast(h, "f32") as WebGPUStorage);
   }
 
   /** Frees a buffer (returns it to the pool). Idempotent. */
   dispose(s: Storage): void {
-    const st = s as WebGPUStorage;
-    if (!(st instanceof WebGPUStorage) || st.backend !== this || st.buf === null) return;
-    this.#pool.release(st.buf);
-    st.buf = null;
-    this.#live--;
+    this.#heap.dispose(s);
   }
 
   /** Storages alive. */
   liveCount(): number {
-    return this.#live;
+    return this.#heap.live;
   }
 
   /** Writes `src` seen through `srcView` into `dst` seen through `dstView`. */
   copy(src: Storage, srcView: View, dst: Storage, dstView: View): void {
-    let a = this.#arg(src, "copy", "a");
-    const out = this.#arg(dst, "copy", "out", true);
+    let a = this.#heap.arg(src, "copy", "a");
+    const out = this.#heap.arg(dst, "copy", "out", true);
     let temp: BufferArg | null = null;
     if (src === dst) {
       // One dispatch cannot bind a buffer both read-only and writable: copy the source first.
-      temp = this.#temp(a.length, a.format === "f16" ? "f32" : a.format, "copy temp", "a");
+      temp = this.#heap.temp(a.length, a.format === "f16" ? "f32" : a.format, "copy temp", "a");
       this.#disp.copyBufferToBuffer(a.buf.buffer, 0, temp.buf.buffer, 0, Math.max(4, a.length * 4));
       a = { ...temp, write: false };
     }
@@ -303,7 +197,7 @@ export class WebGPUBackend implements Backend {
         this.#maxDim,
       ),
     );
-    if (temp !== null) this.#pool.release(temp.buf);
+    if (temp !== null) this.#heap.release(temp);
   }
 
   // ---- elementwise ----
@@ -317,12 +211,12 @@ export class WebGPUBackend implements Backend {
   ): Storage {
     const operands: EwOperand[] = [];
     for (const i of inputs) {
-      const arg = i.f32 ? this.#f32(i.s, op, i.name) : this.#arg(i.s, op, i.name);
+      const arg = i.f32 ? this.#heap.f32(i.s, op, i.name) : this.#heap.arg(i.s, op, i.name);
       operands.push({ arg, view: i.v });
     }
     const n = size(shape);
-    const out = this.#alloc(n, "f32", op);
-    operands.unshift({ arg: this.#out(out), view: contiguousView(shape) });
+    const out = this.#heap.alloc(n, "f32", op);
+    operands.unshift({ arg: this.#heap.out(out), view: contiguousView(shape) });
     this.#run(elementwiseCall(op, expr, shape, operands, scalar, this.#maxDim));
     return out;
   }
@@ -358,15 +252,15 @@ export class WebGPUBackend implements Backend {
 
   /** Converts between dtypes (f32 → i32 truncates toward zero). */
   cast(x: Storage, dtype: DType): Storage {
-    const a = this.#arg(x, "cast", "a");
-    const out = this.#alloc(x.length, dtype, "cast");
+    const a = this.#heap.arg(x, "cast", "a");
+    const out = this.#heap.alloc(x.length, dtype, "cast");
     const shape = [x.length];
     this.#run(
       elementwiseCall(
         "cast",
         convertExpr(a.format, dtype),
         shape,
-        [{ arg: this.#out(out), view: contiguousView(shape) }, {
+        [{ arg: this.#heap.out(out), view: contiguousView(shape) }, {
           arg: a,
           view: contiguousView(shape),
         }],
@@ -381,14 +275,14 @@ export class WebGPUBackend implements Backend {
 
   #reduce(op: ReduceOp | "argmax", x: Storage, outer: number, sz: number, inner: number): Storage {
     const name = op === "argmax" ? "argmax" : `reduce.${op}`;
-    const xa = this.#f32(x, name, "x");
+    const xa = this.#heap.f32(x, name, "x");
     const dtype: DType = op === "argmax" ? "i32" : "f32";
     if (sz === 0) {
       // Empty axis: the sum is 0; max/min have no element (NaN); argmax gives index 0.
       return this.full(outer * inner, op === "sum" || op === "argmax" ? 0 : NaN, dtype);
     }
-    const out = this.#alloc(outer * inner, dtype, name);
-    this.#run(reduceCall(op, xa, this.#out(out), outer, sz, inner, this.#maxDim));
+    const out = this.#heap.alloc(outer * inner, dtype, name);
+    this.#run(reduceCall(op, xa, this.#heap.out(out), outer, sz, inner, this.#maxDim));
     return out;
   }
 
@@ -406,11 +300,11 @@ export class WebGPUBackend implements Backend {
 
   /** C [batch, m, n] = op(A) · op(B). */
   matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
-    const aa = this.#f32(a, "matmul", "a");
-    const ba = this.#f32(b, "matmul", "b");
-    const out = this.#alloc(p.batch * p.m * p.n, "f32", "matmul");
+    const aa = this.#heap.f32(a, "matmul", "a");
+    const ba = this.#heap.f32(b, "matmul", "b");
+    const out = this.#heap.alloc(p.batch * p.m * p.n, "f32", "matmul");
     if (p.batch * p.m * p.n === 0) return out;
-    for (const call of matmulCalls(aa, ba, this.#out(out), p, this.#maxDim)) this.#run(call);
+    for (const call of matmulCalls(aa, ba, this.#heap.out(out), p, this.#maxDim)) this.#run(call);
     return out;
   }
 
@@ -418,19 +312,19 @@ export class WebGPUBackend implements Backend {
 
   /** Softmax or log-softmax of each row. */
   softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
-    const xa = this.#f32(x, "softmax", "x");
-    const out = this.#alloc(rows * cols, "f32", "softmax");
-    if (cols > 0) this.#run(softmaxCall(xa, this.#out(out), rows, cols, log, this.#maxDim));
+    const xa = this.#heap.f32(x, "softmax", "x");
+    const out = this.#heap.alloc(rows * cols, "f32", "softmax");
+    if (cols > 0) this.#run(softmaxCall(xa, this.#heap.out(out), rows, cols, log, this.#maxDim));
     return out;
   }
 
   /** Input gradient of softmax / log-softmax given its output. */
   softmaxBackward(y: Storage, gy: Storage, rows: number, cols: number, log: boolean): Storage {
-    const ya = this.#f32(y, "softmaxBackward", "x");
-    const ga = this.#f32(gy, "softmaxBackward", "g");
-    const out = this.#alloc(rows * cols, "f32", "softmaxBackward");
+    const ya = this.#heap.f32(y, "softmaxBackward", "x");
+    const ga = this.#heap.f32(gy, "softmaxBackward", "g");
+    const out = this.#heap.alloc(rows * cols, "f32", "softmaxBackward");
     if (cols > 0) {
-      this.#run(softmaxBackwardCall(ya, ga, this.#out(out), rows, cols, log, this.#maxDim));
+      this.#run(softmaxBackwardCall(ya, ga, this.#heap.out(out), rows, cols, log, this.#maxDim));
     }
     return out;
   }
@@ -445,19 +339,21 @@ export class WebGPUBackend implements Backend {
     eps: number,
   ): { y: Storage; mean: Storage; rstd: Storage } {
     const op = "layerNorm";
-    const xa = this.#f32(x, op, "x"), wa = this.#f32(w, op, "w"), ba = this.#f32(b, op, "b");
-    const y = this.#alloc(rows * cols, "f32", "layerNorm y");
-    const mean = this.#alloc(rows, "f32", "layerNorm mean");
-    const rstd = this.#alloc(rows, "f32", "layerNorm rstd");
+    const xa = this.#heap.f32(x, op, "x"),
+      wa = this.#heap.f32(w, op, "w"),
+      ba = this.#heap.f32(b, op, "b");
+    const y = this.#heap.alloc(rows * cols, "f32", "layerNorm y");
+    const mean = this.#heap.alloc(rows, "f32", "layerNorm mean");
+    const rstd = this.#heap.alloc(rows, "f32", "layerNorm rstd");
     if (cols > 0) {
       this.#run(layerNormCall(
         {
           x: xa,
           w: wa,
           b: ba,
-          out: this.#out(y),
-          mean: this.#out(mean, "mean"),
-          rstd: this.#out(rstd, "rstd"),
+          out: this.#heap.out(y),
+          mean: this.#heap.out(mean, "mean"),
+          rstd: this.#heap.out(rstd, "rstd"),
         },
         rows,
         cols,
@@ -479,32 +375,39 @@ export class WebGPUBackend implements Backend {
     cols: number,
   ): { gx: Storage; gw: Storage; gb: Storage } {
     const op = "layerNormBackward";
-    const xa = this.#f32(x, op, "x"), wa = this.#f32(w, op, "w");
-    const ma = this.#f32(mean, op, "mean"), ra = this.#f32(rstd, op, "rstd");
-    const ga = this.#f32(gy, op, "g");
-    const gx = this.#alloc(rows * cols, "f32", "layerNormBackward gx");
+    const xa = this.#heap.f32(x, op, "x"), wa = this.#heap.f32(w, op, "w");
+    const ma = this.#heap.f32(mean, op, "mean"), ra = this.#heap.f32(rstd, op, "rstd");
+    const ga = this.#heap.f32(gy, op, "g");
+    const gx = this.#heap.alloc(rows * cols, "f32", "layerNormBackward gx");
     if (rows === 0 || cols === 0) {
       return { gx, gw: this.full(cols, 0, "f32"), gb: this.full(cols, 0, "f32") };
     }
     this.#run(layerNormBackwardXCall(
-      { x: xa, w: wa, mean: ma, rstd: ra, g: ga, out: this.#out(gx) },
+      { x: xa, w: wa, mean: ma, rstd: ra, g: ga, out: this.#heap.out(gx) },
       rows,
       cols,
       this.#maxDim,
     ));
-    const gw = this.#alloc(cols, "f32", "layerNormBackward gw");
-    const gb = this.#alloc(cols, "f32", "layerNormBackward gb");
+    const gw = this.#heap.alloc(cols, "f32", "layerNormBackward gw");
+    const gb = this.#heap.alloc(cols, "f32", "layerNormBackward gb");
     const chunks = Math.ceil(rows / LN_ROW_CHUNK);
     if (chunks === 1) {
       this.#run(layerNormBackwardWCall(
-        { x: xa, mean: ma, rstd: ra, g: ga, gw: this.#out(gw, "gw"), gb: this.#out(gb, "gb") },
+        {
+          x: xa,
+          mean: ma,
+          rstd: ra,
+          g: ga,
+          gw: this.#heap.out(gw, "gw"),
+          gb: this.#heap.out(gb, "gb"),
+        },
         rows,
         cols,
         this.#maxDim,
       ));
     } else {
-      const pw = this.#temp(chunks * cols, "f32", "layerNorm gw partials", "gw");
-      const pb = this.#temp(chunks * cols, "f32", "layerNorm gb partials", "gb");
+      const pw = this.#heap.temp(chunks * cols, "f32", "layerNorm gw partials", "gw");
+      const pb = this.#heap.temp(chunks * cols, "f32", "layerNorm gb partials", "gb");
       this.#run(layerNormBackwardWCall(
         { x: xa, mean: ma, rstd: ra, g: ga, gw: pw, gb: pb },
         rows,
@@ -512,10 +415,10 @@ export class WebGPUBackend implements Backend {
         this.#maxDim,
       ));
       const read = (t: BufferArg): BufferArg => ({ ...t, name: "x", write: false });
-      this.#run(reduceCall("sum", read(pw), this.#out(gw), 1, chunks, cols, this.#maxDim));
-      this.#run(reduceCall("sum", read(pb), this.#out(gb), 1, chunks, cols, this.#maxDim));
-      this.#pool.release(pw.buf);
-      this.#pool.release(pb.buf);
+      this.#run(reduceCall("sum", read(pw), this.#heap.out(gw), 1, chunks, cols, this.#maxDim));
+      this.#run(reduceCall("sum", read(pb), this.#heap.out(gb), 1, chunks, cols, this.#maxDim));
+      this.#heap.release(pw);
+      this.#heap.release(pb);
     }
     return { gx, gw, gb };
   }
@@ -529,12 +432,12 @@ export class WebGPUBackend implements Backend {
     ignoreIndex: number,
   ): { loss: Storage; lse: Storage } {
     const op = "crossEntropy";
-    const xa = this.#f32(logits, op, "x"), ta = this.#i32(targets, op, "t");
-    const loss = this.#alloc(rows, "f32", "crossEntropy loss");
-    const lse = this.#alloc(rows, "f32", "crossEntropy lse");
+    const xa = this.#heap.f32(logits, op, "x"), ta = this.#heap.i32(targets, op, "t");
+    const loss = this.#heap.alloc(rows, "f32", "crossEntropy loss");
+    const lse = this.#heap.alloc(rows, "f32", "crossEntropy lse");
     if (cols > 0) {
       this.#run(crossEntropyCall(
-        { x: xa, t: ta, loss: this.#out(loss, "loss"), lse: this.#out(lse, "lse") },
+        { x: xa, t: ta, loss: this.#heap.out(loss, "loss"), lse: this.#heap.out(lse, "lse") },
         rows,
         cols,
         ignoreIndex,
@@ -555,11 +458,11 @@ export class WebGPUBackend implements Backend {
     ignoreIndex: number,
   ): Storage {
     const op = "crossEntropyBackward";
-    const xa = this.#f32(logits, op, "x"), ta = this.#i32(targets, op, "t");
-    const la = this.#f32(lse, op, "lse"), ga = this.#f32(gLoss, op, "g");
-    const out = this.#alloc(rows * cols, "f32", op);
+    const xa = this.#heap.f32(logits, op, "x"), ta = this.#heap.i32(targets, op, "t");
+    const la = this.#heap.f32(lse, op, "lse"), ga = this.#heap.f32(gLoss, op, "g");
+    const out = this.#heap.alloc(rows * cols, "f32", op);
     this.#run(crossEntropyBackwardCall(
-      { x: xa, t: ta, lse: la, g: ga, out: this.#out(out) },
+      { x: xa, t: ta, lse: la, g: ga, out: this.#heap.out(out) },
       rows,
       cols,
       ignoreIndex,
@@ -572,34 +475,34 @@ export class WebGPUBackend implements Backend {
 
   /** out[i, :] = table[ids[i], :]; out-of-range ids give zero rows. */
   gather(table: Storage, ids: Storage, n: number, cols: number): Storage {
-    const ta = this.#f32(table, "gather", "table"), ia = this.#i32(ids, "gather", "ids");
+    const ta = this.#heap.f32(table, "gather", "table"), ia = this.#heap.i32(ids, "gather", "ids");
     const vocab = cols > 0 ? Math.floor(table.length / cols) : 0;
-    const out = this.#alloc(n * cols, "f32", "gather");
-    this.#run(gatherCall(ta, ia, this.#out(out), n, cols, vocab, this.#maxDim));
+    const out = this.#heap.alloc(n * cols, "f32", "gather");
+    this.#run(gatherCall(ta, ia, this.#heap.out(out), n, cols, vocab, this.#maxDim));
     return out;
   }
 
   /** out[v, :] = Σ_{i: ids[i]=v} g[i, :], summed in increasing i (deterministic). */
   scatterAdd(g: Storage, ids: Storage, n: number, cols: number, vocab: number): Storage {
-    const ga = this.#f32(g, "scatterAdd", "g"), ia = this.#i32(ids, "scatterAdd", "ids");
-    const out = this.#alloc(vocab * cols, "f32", "scatterAdd");
-    this.#run(fillCall(this.#out(out), vocab * cols, 0, this.#maxDim));
+    const ga = this.#heap.f32(g, "scatterAdd", "g"), ia = this.#heap.i32(ids, "scatterAdd", "ids");
+    const out = this.#heap.alloc(vocab * cols, "f32", "scatterAdd");
+    this.#run(fillCall(this.#heap.out(out), vocab * cols, 0, this.#maxDim));
     if (n > 0 && cols > 0) {
-      const links = this.#temp(2 * n, "i32", "scatterAdd links", "links");
+      const links = this.#heap.temp(2 * n, "i32", "scatterAdd links", "links");
       this.#run(scatterLinksCall(ia, links, n, this.#maxDim));
       this.#run(
         scatterSumCall(
           ga,
           ia,
           { ...links, write: false },
-          this.#out(out),
+          this.#heap.out(out),
           n,
           cols,
           vocab,
           this.#maxDim,
         ),
       );
-      this.#pool.release(links.buf);
+      this.#heap.release(links);
     }
     return out;
   }
@@ -608,8 +511,8 @@ export class WebGPUBackend implements Backend {
 
   /** Dropout mask, bit-identical to the CPU backend for the same seed. */
   dropoutMask(length: number, p: number, seed: number): Storage {
-    const out = this.#alloc(length, "f32", "dropoutMask");
-    this.#run(dropoutCall(this.#out(out), length, p, seed, this.#maxDim));
+    const out = this.#heap.alloc(length, "f32", "dropoutMask");
+    this.#run(dropoutCall(this.#heap.out(out), length, p, seed, this.#maxDim));
     return out;
   }
 
@@ -625,13 +528,15 @@ export class WebGPUBackend implements Backend {
   ): { out: Storage; lse: Storage } {
     const op = "attention";
     const { batch: B, heads: H, queries: T, dim: D } = p;
-    const qa = this.#f32(q, op, "q"), ka = this.#f32(k, op, "k"), va = this.#f32(v, op, "v");
+    const qa = this.#heap.f32(q, op, "q"),
+      ka = this.#heap.f32(k, op, "k"),
+      va = this.#heap.f32(v, op, "v");
     let ma: BufferArg | null = null;
-    if (mask !== null) ma = this.#f32(mask, op, "msk");
-    const out = this.#alloc(B * H * T * D, "f32", "attention out");
-    const lse = this.#alloc(B * H * T, "f32", "attention lse");
+    if (mask !== null) ma = this.#heap.f32(mask, op, "msk");
+    const out = this.#heap.alloc(B * H * T * D, "f32", "attention out");
+    const lse = this.#heap.alloc(B * H * T, "f32", "attention lse");
     this.#run(attentionCall(
-      { q: qa, k: ka, v: va, msk: ma, out: this.#out(out), lse: this.#out(lse, "lse") },
+      { q: qa, k: ka, v: va, msk: ma, out: this.#heap.out(out), lse: this.#heap.out(lse, "lse") },
       p,
       this.#ctx.limits.maxComputeWorkgroupStorageSize,
       this.#maxDim,
@@ -652,15 +557,17 @@ export class WebGPUBackend implements Backend {
   ): { gq: Storage; gk: Storage; gv: Storage } {
     const op = "attentionBackward";
     const { batch: B, heads: H, queries: T, keys: S, dim: D } = p;
-    const qa = this.#f32(q, op, "q"), ka = this.#f32(k, op, "k"), va = this.#f32(v, op, "v");
-    const oa = this.#f32(out, op, "o"), la = this.#f32(lse, op, "lse");
-    const ga = this.#f32(gOut, op, "g");
+    const qa = this.#heap.f32(q, op, "q"),
+      ka = this.#heap.f32(k, op, "k"),
+      va = this.#heap.f32(v, op, "v");
+    const oa = this.#heap.f32(out, op, "o"), la = this.#heap.f32(lse, op, "lse");
+    const ga = this.#heap.f32(gOut, op, "g");
     let ma: BufferArg | null = null;
-    if (mask !== null) ma = this.#f32(mask, op, "msk");
-    const gq = this.#alloc(B * H * T * D, "f32", "attentionBackward gq");
-    const gk = this.#alloc(B * H * S * D, "f32", "attentionBackward gk");
-    const gv = this.#alloc(B * H * S * D, "f32", "attentionBackward gv");
-    const dd = this.#temp(B * H * T, "f32", "attentionBackward D", "dd");
+    if (mask !== null) ma = this.#heap.f32(mask, op, "msk");
+    const gq = this.#heap.alloc(B * H * T * D, "f32", "attentionBackward gq");
+    const gk = this.#heap.alloc(B * H * S * D, "f32", "attentionBackward gk");
+    const gv = this.#heap.alloc(B * H * S * D, "f32", "attentionBackward gv");
+    const dd = this.#heap.temp(B * H * T, "f32", "attentionBackward D", "dd");
     for (
       const call of attentionBackwardCalls(
         {
@@ -671,9 +578,9 @@ export class WebGPUBackend implements Backend {
           o: oa,
           lse: la,
           g: ga,
-          gq: this.#out(gq, "gq"),
-          gk: this.#out(gk, "gk"),
-          gv: this.#out(gv, "gv"),
+          gq: this.#heap.out(gq, "gq"),
+          gk: this.#heap.out(gk, "gk"),
+          gv: this.#heap.out(gv, "gv"),
           dd,
         },
         p,
@@ -681,7 +588,7 @@ export class WebGPUBackend implements Backend {
         this.#maxDim,
       )
     ) this.#run(call);
-    this.#pool.release(dd.buf);
+    this.#heap.release(dd);
     return { gq, gk, gv };
   }
 
@@ -692,10 +599,10 @@ export class WebGPUBackend implements Backend {
     const op = "adamw";
     this.#run(adamwCall(
       {
-        param: this.#arg(param, op, "param", true),
-        grad: this.#arg(grad, op, "grad"),
-        m: this.#arg(m, op, "m", true),
-        v: this.#arg(v, op, "v", true),
+        param: this.#heap.arg(param, op, "param", true),
+        grad: this.#heap.arg(grad, op, "grad"),
+        m: this.#heap.arg(m, op, "m", true),
+        v: this.#heap.arg(v, op, "v", true),
       },
       param.length,
       p,
@@ -720,15 +627,14 @@ export class WebGPUBackend implements Backend {
   /** Frees the pooled (unused) GPU buffers. */
   trim(): void {
     this.#disp.flush();
-    this.#pool.trim();
-    this.#staging.trim();
+    this.#heap.trim();
   }
 
   /** Counters: live storages, pool, dispatches, submits, pipelines. */
   stats(): WebGPUStats {
     return {
-      live: this.#live,
-      ...this.#pool.stats(),
+      live: this.#heap.live,
+      ...this.#heap.poolStats(),
       dispatches: this.#disp.dispatches,
       submits: this.#disp.submits,
       pipelines: this.#disp.pipelines,

@@ -91,3 +91,32 @@ export function assertCloseScaled(
   }
   return worst;
 }
+
+/**
+ * Asserts a sum of `terms` products is within the worst-case bound of float32 summation:
+ * |got − want| ≤ factor·terms·2⁻²⁴·mag + 1e-30, where `want` is the exact (float64) sum and `mag`
+ * the sum of the terms' magnitudes, elementwise (matmul: mag = |A|·|B|). NaN is expected only
+ * where `want` is NaN.
+ */
+export function assertWithinSumBound(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  mag: ArrayLike<number>,
+  terms: number,
+  what: string,
+  factor = 1,
+): void {
+  assert.equal(got.length, want.length, `${what}: length ${got.length}, expected ${want.length}`);
+  for (let i = 0; i < want.length; i++) {
+    const a = got[i], b = want[i];
+    if (Number.isNaN(b)) {
+      assert.ok(Number.isNaN(a), `${what}[${i}]: got ${a}, want NaN`);
+      continue;
+    }
+    if (a === b) continue;
+    const tol = factor * Math.max(1, terms) * 2 ** -24 * mag[i] + 1e-30;
+    if (!(Math.abs(a - b) <= tol)) {
+      assert.fail(`${what}[${i}]: got ${a}, want ${b} (tolerance ${tol})`);
+    }
+  }
+}
