@@ -161,6 +161,18 @@ function elementwiseCases(): Case[] {
       atol: 0,
     },
     {
+      // The condition is "c ≠ 0": NaN and ±Inf select the first branch, −0 the second.
+      name: "where with NaN, ±Inf and −0 conditions",
+      inputs: [
+        Float32Array.from([NaN, Infinity, -Infinity, -0, 0, 1e-30, NaN]),
+        Float32Array.from([1, 2, 3, 4, 5, 6, 7]),
+        Float32Array.from([-1, -2, -3, -4, -5, -6, -7]),
+      ],
+      run: (b, [c, x, y]) => [b.where(c, cv([7]), x, cv([7]), y, cv([7]))],
+      rtol: 0,
+      atol: 0,
+    },
+    {
       name: "copy: transposed into a strided slice; i32 broadcast",
       inputs: [uniform(7 * 33), uniform(33 * 20), Int32Array.from({ length: 65 }, (_, i) => i * 7)],
       run: (b, [src, dst, ids]) => {
@@ -577,7 +589,6 @@ function conversionCases(): Case[] {
       run: (b, [x]) => [b.cast(x, "i32")],
       rtol: 0,
       atol: 0,
-      needs: "castNaN",
     },
     {
       name: "full of every size; fromHost rounds f64, overflows to Inf, truncates to i32",

@@ -203,8 +203,10 @@ export function convertExpr(from: ElemFormat, to: ElemFormat): string {
   const fromInt = from === "i32" || from === "u32";
   const toInt = to === "i32" || to === "u32";
   if (fromInt === toInt) return "a";
-  // f32 → i32 truncates toward zero like Math.trunc (WGSL conversion rounds toward zero).
-  return toInt ? "i32(a)" : "f32(a)";
+  // f32 → i32 truncates toward zero like Math.trunc (WGSL conversion rounds toward zero). WGSL
+  // leaves i32(NaN) indeterminate (lavapipe gives −2³¹); the reference gives 0. The NaN test is
+  // on the bits: some drivers compile `a != a` as an ordered comparison, false for NaN.
+  return toInt ? "select(i32(a), 0i, (bitcast<u32>(a) & 0x7fffffffu) > 0x7f800000u)" : "f32(a)";
 }
 
 /** A kernel filling `length` elements of `out` with a constant. */
