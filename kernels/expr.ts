@@ -385,3 +385,32 @@ export function useCounts(...roots: Node[]): Map<Node, number> {
   for (const r of roots) visit(r);
   return uses;
 }
+
+/**
+ * Source text of expression roots for a language target (the reference's JavaScript, WGSL):
+ * `render(n, sub)` writes one node from its children's text (`sub(child)`); a node used more
+ * than once is computed once, bound to a temporary `t_<k>` by the statement `bind(name, text)`
+ * returns. Returns those statements in order and each root's text.
+ */
+export function renderSource(
+  roots: Node[],
+  render: (n: Node, sub: (child: Node) => string) => string,
+  bind: (name: string, text: string) => string,
+): { lines: string[]; exprs: string[] } {
+  const uses = useCounts(...roots);
+  const done = new Map<Node, string>();
+  const lines: string[] = [];
+  const go = (n: Node): string => {
+    const hit = done.get(n);
+    if (hit !== undefined) return hit;
+    let s = render(n, go);
+    if ((uses.get(n) ?? 0) > 1 && n.kind !== "const" && n.kind !== "input") {
+      const t = `t_${lines.length}`;
+      lines.push(bind(t, s));
+      s = t;
+    }
+    done.set(n, s);
+    return s;
+  };
+  return { lines, exprs: roots.map(go) };
+}

@@ -15,7 +15,7 @@ import {
   type MathUnary,
   type Node,
   type Num,
-  useCounts,
+  renderSource,
 } from "../expr.ts";
 
 /** A compiled expression: the value for operands `x`, `y` and the scalar `p`. */
@@ -131,27 +131,12 @@ function generate(
   params: string[],
   f32: boolean,
 ): AnyFn | null {
-  const uses = useCounts(...roots);
-  const done = new Map<Node, string>();
-  const lines: string[] = [];
   const num = (s: string) => (f32 ? `Math.fround(${s})` : s);
   const literal = (v: number) => {
     const r = f32 ? Math.fround(v) : v;
     return Object.is(r, -0) ? "(-0)" : `(${r})`; // NaN, Infinity, -Infinity are globals
   };
-  const go = (n: Node): string => {
-    const hit = done.get(n);
-    if (hit !== undefined) return hit;
-    let s = build(n);
-    if ((uses.get(n) ?? 0) > 1 && n.kind !== "const" && n.kind !== "input") {
-      const t = `t${lines.length}`;
-      lines.push(`const ${t} = ${s};`);
-      s = t;
-    }
-    done.set(n, s);
-    return s;
-  };
-  const build = (n: Node): string => {
+  const build = (n: Node, go: (child: Node) => string): string => {
     switch (n.kind) {
       case "const":
         return literal(n.value);
@@ -172,7 +157,7 @@ function generate(
         return `(Math.abs(${go(n.a)}) === Infinity)`;
     }
   };
-  const values = roots.map(go);
+  const { lines, exprs: values } = renderSource(roots, build, (t, v) => `const ${t} = ${v};`);
   const ret = roots.length === 1 && !params.includes("out")
     ? [`return ${values[0]};`]
     : values.map((v, j) => `out[${j}] = ${v};`);

@@ -6,7 +6,7 @@
  * @module
  */
 import type { MapKernel, Node, Num } from "../expr.ts";
-import { useCounts } from "../expr.ts";
+import { renderSource } from "../expr.ts";
 
 /** Helpers the compiled functions call. */
 export const EXPR_WGSL_PRELUDE = `
@@ -88,22 +88,7 @@ function wgslOf(
   roots: Num[],
   nameOf: (input: string) => string,
 ): { lines: string[]; exprs: string[] } {
-  const uses = useCounts(...roots);
-  const done = new Map<Node, string>();
-  const lines: string[] = [];
-  const go = (n: Node): string => {
-    const hit = done.get(n);
-    if (hit !== undefined) return hit;
-    let s = build(n);
-    if ((uses.get(n) ?? 0) > 1 && n.kind !== "const" && n.kind !== "input") {
-      const t = `t_${lines.length}`;
-      lines.push(`  let ${t} = ${s};`);
-      s = t;
-    }
-    done.set(n, s);
-    return s;
-  };
-  const build = (n: Node): string => {
+  const build = (n: Node, go: (child: Node) => string): string => {
     switch (n.kind) {
       case "const":
         return literal(n.value);
@@ -128,6 +113,5 @@ function wgslOf(
         return `isinf_(${go(n.a)})`;
     }
   };
-  const exprs = roots.map(go);
-  return { lines, exprs };
+  return renderSource(roots, build, (t, v) => `  let ${t} = ${v};`);
 }
