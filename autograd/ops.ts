@@ -169,17 +169,6 @@ export function gelu(x: Tensor): Tensor {
 export function softplus(x: Tensor): Tensor {
   return unary("softplus", "softplus", x, (g, x, y) => mul(g, exp(sub(x, y))));
 }
-/**
- * gelu(x + b), b broadcast over x (GPT-2's MLP: the bias of its first layer, then the
- * activation): one kernel forward and one backward instead of two each; the same values as
- * `gelu(add(x, b))`.
- */
-export function biasGelu(x: Tensor, b: Tensor): Tensor {
-  return binary("biasGelu", "addGelu", x, b, (g) => {
-    const d = mul(g, broadcastBinary("addGeluGrad", x, b));
-    return [d, d];
-  });
-}
 /** xᵖ for a scalar exponent p. */
 export function pow(x: Tensor, p: number): Tensor {
   return unary("pow", "powScalar", x, (g, x) => mul(g, mul(pow(x, p - 1), p)), p);
@@ -204,15 +193,6 @@ function binary(
     const [ga, gb] = grad(g);
     return [ga && sumTo(ga, a.shape), gb && sumTo(gb, b.shape)];
   });
-}
-
-/** A binary primitive of two broadcast operands, not recorded. */
-function broadcastBinary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
-  const shape = broadcastShapes(op, a.shape, b.shape);
-  return fresh(
-    a.backend.binary(op, a.storage, broadcastView(a, shape), b.storage, broadcastView(b, shape)),
-    shape,
-  );
 }
 
 function scalarOp(name: string, op: UnaryOp, x: Tensor, s: number, gradScale: number): Tensor {

@@ -224,8 +224,6 @@ export const BINARY_OPS = [
   "ge",
   "lt",
   "eq",
-  "addGelu",
-  "addGeluGrad",
 ] as const;
 
 /** One of {@link BINARY_OPS}. */
@@ -259,10 +257,7 @@ export const UNARY_EXPRS: Readonly<Record<UnaryOp, Num>> = {
 
 const ADAMW_SCALARS = ["decay", "b1", "c1", "b2", "c2", "stepSize", "invBc2", "eps"];
 
-/**
- * Every binary op of `x` and `y`; comparisons give 1 or 0; `addGelu` is gelu(x + y) and
- * `addGeluGrad` its derivative.
- */
+/** Every binary op of `x` and `y`; comparisons give 1 or 0. */
 export const BINARY_EXPRS: Readonly<Record<BinaryOp, Num>> = {
   add: add(X, Y),
   sub: sub(X, Y),
@@ -276,9 +271,6 @@ export const BINARY_EXPRS: Readonly<Record<BinaryOp, Num>> = {
   ge: indicator(ge(X, Y)),
   lt: indicator(lt(X, Y)),
   eq: indicator(eq(X, Y)),
-  // Fused bias + GELU (GPT-2's MLP): one pass instead of two, bit-identical in f32 arithmetic.
-  addGelu: gelu(add(X, Y)),
-  addGeluGrad: geluGrad(add(X, Y)),
 };
 
 /**

@@ -16,7 +16,7 @@
  * @module
  */
 import { isGradEnabled, type Tensor, tensor } from "../autograd/tensor.ts";
-import { add, attention, biasGelu, cast, compare, concat, reshape, sub } from "../autograd/ops.ts";
+import { add, attention, cast, compare, concat, reshape, sub } from "../autograd/ops.ts";
 import type { Backend } from "../kernels/backend.ts";
 import { Conv1D, Dropout, GELU, type InitOptions, LayerNorm } from "./layers.ts";
 import { Module } from "./module.ts";
@@ -314,7 +314,7 @@ export class MLP extends Module {
   readonly c_fc: Conv1D;
   /** n_inner → n_embd. */
   readonly c_proj: Conv1D;
-  /** The activation (forward applies it fused with c_fc's bias: {@link biasGelu}). */
+  /** The activation. */
   readonly act: GELU;
   /** Dropout on the output. */
   readonly dropout: Dropout;
@@ -333,14 +333,9 @@ export class MLP extends Module {
     this.dropout = this.registerModule("dropout", new Dropout(config.residPdrop));
   }
 
-  /** Applies the MLP over the last axis (c_fc's bias and the GELU fused in one kernel). */
+  /** Applies the MLP over the last axis. */
   forward(x: Tensor): Tensor {
-    // On [tokens, features], as Conv1D adds its bias: the bias gradient sums over one axis in
-    // the same order, so the fused MLP gives the unfused one's values bit for bit in f32.
-    const x2 = x.ndim === 2 ? x : x.reshape(-1, x.shape[x.ndim - 1]);
-    const h = biasGelu(this.c_fc.project(x2), this.c_fc.bias);
-    const out = this.c_proj.forward(h);
-    return this.dropout.forward(x.ndim === 2 ? out : out.reshape(...x.shape.slice(0, -1), -1));
+    return this.dropout.forward(this.c_proj.forward(this.act.forward(this.c_fc.forward(x))));
   }
 }
 

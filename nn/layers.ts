@@ -139,12 +139,6 @@ export class Conv1D extends Module {
     checkLast("Conv1D", x, this.inFeatures);
     return affine(x, this.weight, this.bias, false);
   }
-
-  /** x·W without the bias (for a caller that fuses the bias into what follows). */
-  project(x: Tensor): Tensor {
-    checkLast("Conv1D", x, this.inFeatures);
-    return affine(x, this.weight, null, false);
-  }
 }
 
 /** Options of {@link Embedding}. */
