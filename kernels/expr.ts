@@ -20,6 +20,7 @@
  *
  * @module
  */
+import type { AdamWParams } from "./backend.ts";
 
 /** Math functions of one argument. */
 export type MathUnary = "neg" | "abs" | "sqrt" | "exp" | "log" | "tanh";
@@ -306,14 +307,7 @@ export const ADAMW: MapKernel = (() => {
 })();
 
 /** The hyperparameters of an AdamW step as the scalars of {@link ADAMW}, in order (float64). */
-export function adamwScalars(p: {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  step: number;
-}): number[] {
+export function adamwScalars(p: AdamWParams): number[] {
   const bc1 = 1 - Math.pow(p.beta1, p.step), bc2 = 1 - Math.pow(p.beta2, p.step);
   return [
     1 - p.lr * p.weightDecay,
