@@ -12,11 +12,13 @@
  * IEEE float: NaN propagates through arithmetic; comparisons with NaN are false, so
  * `select(gt(x, 0), x, 0)` maps NaN to 0, as `x > 0 ? x : 0` does in TypeScript.
  *
- * The AdamW step is a {@link MapKernel} here too (several buffers in, several out, in place).
- * Matmul, attention and the row ops (softmax, layer norm, cross-entropy) are not expressed
- * here: their cost is in how data moves (blocking for registers and caches, workgroup-shared
- * memory, reductions across a row), which a scalar expression does not describe; they stay
- * hand-written per backend.
+ * The AdamW step and the dropout mask are {@link MapKernel}s here too (several buffers in,
+ * several out, in place); dropout's counter-based hash is written in 32-bit integer nodes
+ * ({@link U32}), and the fused attention kernels draw their masks from the same expression.
+ * The row ops (softmax, layer norm, cross-entropy) are row kernels in this language
+ * (`row_kernels.ts`). Matmul and attention are not expressed here: their cost is in how data
+ * moves (blocking for registers and caches, workgroup-shared memory, online softmax across
+ * key blocks), which these descriptions do not capture; they stay hand-written per backend.
  *
  * @module
  */
@@ -41,10 +43,24 @@ export type Num =
 export type Bool =
   | { readonly kind: "cmp"; readonly op: CmpOp; readonly a: Num; readonly b: Num }
   | { readonly kind: "isnan"; readonly a: Num }
-  | { readonly kind: "isinf"; readonly a: Num };
+  | { readonly kind: "isinf"; readonly a: Num }
+  | { readonly kind: "geu"; readonly a: U32; readonly b: U32 };
+
+/** Wrapping 32-bit unsigned arithmetic (`mul` keeps the low 32 bits, as `Math.imul`). */
+export type U32Binary = "add" | "mul" | "xor";
+
+/**
+ * A 32-bit unsigned integer node (dropout's counter-based hash): `u32input` names an integer
+ * scalar, or `"index"`, the element's position in a {@link MapKernel}'s buffers.
+ */
+export type U32 =
+  | { readonly kind: "u32const"; readonly value: number }
+  | { readonly kind: "u32input"; readonly name: string }
+  | { readonly kind: "u32binary"; readonly op: U32Binary; readonly a: U32; readonly b: U32 }
+  | { readonly kind: "shr"; readonly a: U32; readonly bits: number };
 
 /** Any node. */
-export type Node = Num | Bool;
+export type Node = Num | Bool | U32;
 
 /** An operand: a node, or a number for a constant. */
 export type Arg = Num | number;
@@ -116,6 +132,30 @@ export function isnan(a: Arg): Bool {
 export function isinf(a: Arg): Bool {
   return { kind: "isinf", a: num(a) };
 }
+/** A 32-bit unsigned constant. */
+export function u32(value: number): U32 {
+  return { kind: "u32const", value: value >>> 0 };
+}
+/** A named 32-bit unsigned scalar (`"index"`: the element's position). */
+export function u32input(name: string): U32 {
+  return { kind: "u32input", name };
+}
+const ubin = (op: U32Binary) => (a: U32, b: U32): U32 => ({ kind: "u32binary", op, a, b });
+/** a + b mod 2³². */
+export const uadd: (a: U32, b: U32) => U32 = ubin("add");
+/** a · b mod 2³² (`Math.imul`). */
+export const umul: (a: U32, b: U32) => U32 = ubin("mul");
+/** a xor b. */
+export const xor: (a: U32, b: U32) => U32 = ubin("xor");
+/** a >>> bits (0 < bits < 32). */
+export function shr(a: U32, bits: number): U32 {
+  return { kind: "shr", a, bits };
+}
+/** a ≥ b, unsigned. */
+export function geu(a: U32, b: U32): Bool {
+  return { kind: "geu", a, b };
+}
+
 /** `cond ? a : b` (both sides are evaluated). */
 export function select(cond: Bool, a: Arg, b: Arg): Num {
   return { kind: "select", cond, a: num(a), b: num(b) };
@@ -286,6 +326,8 @@ export interface MapKernel {
   readonly scalars: readonly string[];
   /** What each written buffer receives, in order. */
   readonly outputs: Readonly<Record<string, Num>>;
+  /** Integer scalars (read by {@link U32} nodes; `"index"`, the element's position, is implicit). */
+  readonly u32Scalars?: readonly string[];
 }
 
 /**
@@ -321,6 +363,51 @@ export function adamwScalars(p: AdamWParams): number[] {
   ];
 }
 
+/** lowbias32 (Chris Wellons): a 32-bit integer hash with good avalanche. */
+function hash32(v: U32): U32 {
+  const x1 = xor(v, shr(v, 16));
+  const x2 = umul(x1, u32(0x7feb352d));
+  const x3 = xor(x2, shr(x2, 15));
+  const x4 = umul(x3, u32(0x846ca68b));
+  return xor(x4, shr(x4, 16));
+}
+
+/**
+ * Dropout's random bits: a counter-based hash of the integer scalar `seed` and the element's
+ * position `index`, h(h(index·φ xor seed) + seed) with h = lowbias32. Its top 24 bits over 2²⁴
+ * are `hashUniform(seed, index)`, uniform in [0, 1).
+ */
+export const DROPOUT_BITS: U32 = (() => {
+  const seed = u32input("seed");
+  return hash32(uadd(hash32(xor(umul(u32input("index"), u32(0x9e3779b9)), seed)), seed));
+})();
+
+/**
+ * Whether dropout keeps the element at `index`: `hashUniform(seed, index) ≥ p`, in the integer
+ * form `(bits >>> 8) ≥ threshold` with the integer scalar `threshold` = {@link dropoutThreshold}(p).
+ * Shared by the dropout mask and the fused attention kernels, so both draw the same mask.
+ */
+export const DROPOUT_KEEP: Bool = geu(shr(DROPOUT_BITS, 8), u32input("threshold"));
+
+/**
+ * The dropout mask: `keep` (1/(1−p)) where {@link DROPOUT_KEEP} holds, else 0. Integer
+ * scalars `seed`, `threshold`; `index` is the element's position.
+ */
+export const DROPOUT_MASK: MapKernel = {
+  inputs: [],
+  scalars: ["keep"],
+  u32Scalars: ["seed", "threshold"],
+  outputs: { mask: select(DROPOUT_KEEP, input("keep"), 0) },
+};
+
+/**
+ * The integer threshold of {@link DROPOUT_KEEP} for a drop probability p: ceil(p·2²⁴), computed
+ * in f64 on the host, so that rounding p to f32 cannot flip an element.
+ */
+export function dropoutThreshold(p: number): number {
+  return Math.min(Math.max(Math.ceil(p * 16777216), 0), 16777216);
+}
+
 /** Whether an expression calls a transcendental function (exp, log, tanh, pow): the backends'
  * threading thresholds treat such ops as heavy. */
 export function isHeavy(e: Node): boolean {
@@ -339,6 +426,12 @@ export function isHeavy(e: Node): boolean {
     case "isnan":
     case "isinf":
       return isHeavy(e.a);
+    case "geu":
+    case "u32const":
+    case "u32input":
+    case "u32binary":
+    case "shr":
+      return false;
   }
 }
 
@@ -347,13 +440,18 @@ export function children(e: Node): Node[] {
   switch (e.kind) {
     case "const":
     case "input":
+    case "u32const":
+    case "u32input":
       return [];
     case "unary":
     case "isnan":
     case "isinf":
+    case "shr":
       return [e.a];
     case "binary":
     case "cmp":
+    case "geu":
+    case "u32binary":
       return [e.a, e.b];
     case "select":
       return [e.cond, e.a, e.b];
@@ -390,7 +488,9 @@ export function renderSource(
     const hit = done.get(n);
     if (hit !== undefined) return hit;
     let s = render(n, go);
-    if ((uses.get(n) ?? 0) > 1 && n.kind !== "const" && n.kind !== "input") {
+    const leaf = n.kind === "const" || n.kind === "input" || n.kind === "u32const" ||
+      n.kind === "u32input";
+    if ((uses.get(n) ?? 0) > 1 && !leaf) {
       const t = `t_${lines.length}`;
       lines.push(bind(t, s));
       s = t;

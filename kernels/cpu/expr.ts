@@ -16,6 +16,7 @@ import {
   type Node,
   type Num,
   renderSource,
+  type U32,
 } from "../expr.ts";
 
 /** A compiled expression: the value for operands `x`, `y` and the scalar `p`. */
@@ -155,6 +156,17 @@ function generate(
         return `Number.isNaN(${go(n.a)})`;
       case "isinf":
         return `(Math.abs(${go(n.a)}) === Infinity)`;
+      case "geu":
+        return `(${go(n.a)} >= ${go(n.b)})`;
+      case "u32const":
+        return `(${n.value >>> 0})`;
+      case "u32input":
+        return `(${input(n.name)} >>> 0)`;
+      case "u32binary":
+        if (n.op === "mul") return `(Math.imul(${go(n.a)}, ${go(n.b)}) >>> 0)`;
+        return `((${go(n.a)} ${n.op === "add" ? "+" : "^"} ${go(n.b)}) >>> 0)`;
+      case "shr":
+        return `(${go(n.a)} >>> ${n.bits})`;
     }
   };
   const { lines, exprs: values } = renderSource(roots, build, (t, v) => `const ${t} = ${v};`);
@@ -197,6 +209,10 @@ function compile(e: Num, names: readonly string[], w: Wrap): ArgsFn {
 }
 
 function compileBool(e: Bool, go: (n: Num) => ArgsFn): (args: ArrayLike<number>) => boolean {
+  if (e.kind === "geu") {
+    const a = compileU32(e.a, go), b = compileU32(e.b, go);
+    return (args) => a(args) >= b(args);
+  }
   const a = go(e.a);
   switch (e.kind) {
     case "isnan":
@@ -206,6 +222,30 @@ function compileBool(e: Bool, go: (n: Num) => ArgsFn): (args: ArrayLike<number>)
     case "cmp": {
       const f = CMP[e.op], b = go(e.b);
       return (args) => f(a(args), b(args));
+    }
+  }
+}
+
+/** Closures of an integer expression: u32 values as non-negative numbers. */
+function compileU32(e: U32, go: (n: Num) => ArgsFn): ArgsFn {
+  switch (e.kind) {
+    case "u32const": {
+      const v = e.value >>> 0;
+      return () => v;
+    }
+    case "u32input": {
+      const a = go({ kind: "input", name: e.name });
+      return (args) => a(args) >>> 0;
+    }
+    case "u32binary": {
+      const a = compileU32(e.a, go), b = compileU32(e.b, go);
+      if (e.op === "mul") return (args) => Math.imul(a(args), b(args)) >>> 0;
+      if (e.op === "add") return (args) => (a(args) + b(args)) >>> 0;
+      return (args) => (a(args) ^ b(args)) >>> 0;
+    }
+    case "shr": {
+      const a = compileU32(e.a, go), k = e.bits;
+      return (args) => a(args) >>> k;
     }
   }
 }

@@ -5,12 +5,13 @@
  *
  * @module
  */
-import { type Expr, type FunctionBuilder, type Local, op } from "./builder.ts";
+import { type Expr, type FunctionBuilder, i32, type Local, op } from "./builder.ts";
 import type { Bool, Node, Num } from "../expr.ts";
 import { useCounts } from "../expr.ts";
-import { expV, kf32, logV, type MathOptions, powV, tanhV } from "./gen_math.ts";
+import { expV, kf32, ki32, logV, type MathOptions, powV, tanhV } from "./gen_math.ts";
 
-/** The f32x4 values of the operands by name (`x`, `y`, `param` splatted, ...). */
+/** The f32x4 values of the operands by name (`x`, `y`, `param` splatted, ...); integer
+ * operands (`U32` inputs such as `index`) as i32x4. */
 export type ExprInputs = Readonly<Record<string, Expr | undefined>>;
 
 const UNARY_SIMD = { neg: "f32x4.neg", abs: "f32x4.abs", sqrt: "f32x4.sqrt" } as const;
@@ -20,6 +21,7 @@ const BINARY_SIMD = {
   mul: "f32x4.mul",
   div: "f32x4.div",
 } as const;
+const U32_SIMD = { add: "i32x4.add", mul: "i32x4.mul", xor: "v128.xor" } as const;
 const CMP_SIMD = {
   gt: "f32x4.gt",
   ge: "f32x4.ge",
@@ -95,6 +97,17 @@ export function emitExprs(
       }
       case "isinf":
         return op("f32x4.eq", op("f32x4.abs", go(n.a)), kf32(f, Infinity));
+      // Integer nodes: i32x4 lanes holding u32 values (the inputs are i32x4 too).
+      case "geu":
+        return op("i32x4.ge_u", go(n.a), go(n.b));
+      case "u32const":
+        return ki32(f, n.value);
+      case "u32input":
+        return input(n.name);
+      case "u32binary":
+        return op(U32_SIMD[n.op], go(n.a), go(n.b));
+      case "shr":
+        return op("i32x4.shr_u", go(n.a), i32(n.bits));
     }
   };
   const asLocal = (x: Expr): Local => (typeof x === "function" ? local(x) : x);

@@ -54,6 +54,7 @@ fn pow_(x: f32, y: f32) -> f32 {
 
 const UNARY_FN = { abs: "abs", sqrt: "sqrt", exp: "exp", log: "log", tanh: "tanh_" } as const;
 const BINARY_OP = { add: "+", sub: "-", mul: "*", div: "/" } as const;
+const U32_OP = { add: "+", mul: "*", xor: "^" } as const;
 const CMP_OP = { gt: ">", ge: ">=", lt: "<", le: "<=", eq: "==" } as const;
 
 /** A WGSL literal (an f32 once it meets f32 operands), or a run-time NaN/∞. */
@@ -111,6 +112,17 @@ function wgslOf(
         return `isnan_(${go(n.a)})`;
       case "isinf":
         return `isinf_(${go(n.a)})`;
+      // Integer nodes: WGSL u32 arithmetic wraps like Math.imul and `>>> 0`.
+      case "geu":
+        return `(${go(n.a)} >= ${go(n.b)})`;
+      case "u32const":
+        return `${n.value >>> 0}u`;
+      case "u32input":
+        return nameOf(n.name);
+      case "u32binary":
+        return `(${go(n.a)} ${U32_OP[n.op]} ${go(n.b)})`;
+      case "shr":
+        return `(${go(n.a)} >> ${n.bits}u)`;
     }
   };
   return renderSource(roots, build, (t, v) => `  let ${t} = ${v};`);
