@@ -22,7 +22,8 @@
  *
  * @module
  */
-import type { BinaryOp, UnaryOp } from "./expr.ts";
+import { type BinaryOp, DROPOUT_BITS, type UnaryOp } from "./expr.ts";
+import { compileU32Args } from "./cpu/expr.ts";
 
 /** Element type of a buffer: `f32` for values, `i32` for token ids and indices. */
 export type DType = "f32" | "i32";
@@ -268,27 +269,19 @@ export interface Backend {
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void;
 }
 
+let dropoutBits: ((args: ArrayLike<number>) => number) | undefined;
+const hashArgs = new Float64Array(2);
+
 /**
- * Counter-based uniform random number in [0, 1) from a 32-bit seed and an index.
- * A few rounds of an integer hash (lowbias32 by Chris Wellons) over `seed ^ index·φ`;
- * every backend implements exactly this so masks agree bit for bit.
+ * Counter-based uniform random number in [0, 1) from a 32-bit seed and an index: the top 24
+ * bits of `DROPOUT_BITS` (`expr.ts`, the hash every backend compiles) over 2²⁴, so masks agree
+ * bit for bit across backends. Evaluated by the reference compiler (`cpu/expr.ts`).
  */
 export function hashUniform(seed: number, index: number): number {
-  let x = (Math.imul(index, 0x9e3779b9) ^ seed) >>> 0;
-  x = hash32(x);
-  x = hash32((x + seed) >>> 0);
-  return (x >>> 8) / 16777216;
-}
-
-/** lowbias32: a 32-bit integer hash with good avalanche. */
-export function hash32(v: number): number {
-  let x = v >>> 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d) >>> 0;
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b) >>> 0;
-  x ^= x >>> 16;
-  return x >>> 0;
+  dropoutBits ??= compileU32Args(DROPOUT_BITS, ["seed", "index"]);
+  hashArgs[0] = seed;
+  hashArgs[1] = index;
+  return (dropoutBits(hashArgs) >>> 8) / 16777216;
 }
 
 /** The value masked attention scores take (the most negative f32, Hugging Face's `finfo.min`). */

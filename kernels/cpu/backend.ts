@@ -15,7 +15,6 @@ import {
   type Backend,
   type BinaryOp,
   type DType,
-  hashUniform,
   type HostArray,
   type MatmulParams,
   type ReduceOp,
@@ -24,8 +23,27 @@ import {
   type View,
 } from "../backend.ts";
 import { installArgumentChecks } from "../checks.ts";
-import { ADAMW, adamwScalars, BINARY_EXPRS, UNARY_EXPRS } from "../expr.ts";
-import { compileJs, compileMapJs, type ScalarFn } from "./expr.ts";
+import {
+  ADAMW,
+  adamwScalars,
+  BINARY_EXPRS,
+  DROPOUT_MASK,
+  dropoutThreshold,
+  UNARY_EXPRS,
+} from "../expr.ts";
+import {
+  CROSS_ENTROPY,
+  CROSS_ENTROPY_BACKWARD,
+  LAYER_NORM,
+  LAYER_NORM_BACKWARD,
+  LOG_SOFTMAX,
+  LOG_SOFTMAX_BACKWARD,
+  type RowKernel,
+  SOFTMAX,
+  SOFTMAX_BACKWARD,
+} from "../row_kernels.ts";
+import { compileJs, compileMapJs, mapArgNames, type ScalarFn } from "./expr.ts";
+import { compileRowJs, type RowKernelJs } from "./row_expr.ts";
 
 /** The float arrays the CPU backend computes in. */
 export type Floats = Float32Array | Float64Array;
@@ -282,39 +300,11 @@ export class CpuBackend implements Backend {
   }
 
   softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
-    const d = this.#f(x);
-    const out = this.#floats(rows * cols);
-    for (let r = 0; r < rows; r++) {
-      const o = r * cols;
-      let mx = -Infinity;
-      for (let c = 0; c < cols; c++) mx = Math.max(mx, d[o + c]);
-      if (mx === -Infinity) mx = 0; // a fully masked row: avoid NaN from -inf - -inf
-      let s = 0;
-      for (let c = 0; c < cols; c++) s += Math.exp(d[o + c] - mx);
-      const ls = Math.log(s);
-      for (let c = 0; c < cols; c++) {
-        out[o + c] = log ? d[o + c] - mx - ls : Math.exp(d[o + c] - mx) / s;
-      }
-    }
-    return this.#make("f32", out);
+    return this.#rows(log ? LOG_SOFTMAX : SOFTMAX, { x }, {}, rows, cols).y;
   }
   softmaxBackward(y: Storage, gy: Storage, rows: number, cols: number, log: boolean): Storage {
-    const Y = this.#f(y), G = this.#f(gy);
-    const out = this.#floats(rows * cols);
-    for (let r = 0; r < rows; r++) {
-      const o = r * cols;
-      let s = 0;
-      if (log) {
-        // d logsoftmax: g - softmax · Σg
-        for (let c = 0; c < cols; c++) s += G[o + c];
-        for (let c = 0; c < cols; c++) out[o + c] = G[o + c] - Math.exp(Y[o + c]) * s;
-      } else {
-        // d softmax: y ⊙ (g - Σ y·g)
-        for (let c = 0; c < cols; c++) s += Y[o + c] * G[o + c];
-        for (let c = 0; c < cols; c++) out[o + c] = Y[o + c] * (G[o + c] - s);
-      }
-    }
-    return this.#make("f32", out);
+    const k = log ? LOG_SOFTMAX_BACKWARD : SOFTMAX_BACKWARD;
+    return this.#rows(k, { y, gy }, {}, rows, cols).gx;
   }
   layerNorm(
     x: Storage,
@@ -324,26 +314,8 @@ export class CpuBackend implements Backend {
     cols: number,
     eps: number,
   ): { y: Storage; mean: Storage; rstd: Storage } {
-    const X = this.#f(x), W = this.#f(w), B = this.#f(b);
-    const y = this.#floats(rows * cols), mean = this.#floats(rows), rstd = this.#floats(rows);
-    for (let r = 0; r < rows; r++) {
-      const o = r * cols;
-      let mu = 0;
-      for (let c = 0; c < cols; c++) mu += X[o + c];
-      mu /= cols;
-      let v = 0;
-      for (let c = 0; c < cols; c++) v += (X[o + c] - mu) ** 2;
-      v /= cols;
-      const rs = 1 / Math.sqrt(v + eps);
-      mean[r] = mu;
-      rstd[r] = rs;
-      for (let c = 0; c < cols; c++) y[o + c] = (X[o + c] - mu) * rs * W[c] + B[c];
-    }
-    return {
-      y: this.#make("f32", y),
-      mean: this.#make("f32", mean),
-      rstd: this.#make("f32", rstd),
-    };
+    const { y, mean, rstd } = this.#rows(LAYER_NORM, { x, w, b }, { eps }, rows, cols);
+    return { y, mean, rstd };
   }
   layerNormBackward(
     x: Storage,
@@ -354,28 +326,9 @@ export class CpuBackend implements Backend {
     rows: number,
     cols: number,
   ): { gx: Storage; gw: Storage; gb: Storage } {
-    const X = this.#f(x), W = this.#f(w), M = this.#f(mean), R = this.#f(rstd), G = this.#f(gy);
-    const gx = this.#floats(rows * cols), gw = this.#floats(cols), gb = this.#floats(cols);
-    for (let r = 0; r < rows; r++) {
-      const o = r * cols;
-      // With xhat = (x-μ)·rstd and g' = g⊙w: dx = rstd·(g' − mean(g') − xhat·mean(g'⊙xhat)).
-      let sg = 0, sgx = 0;
-      for (let c = 0; c < cols; c++) {
-        const xh = (X[o + c] - M[r]) * R[r];
-        const g = G[o + c] * W[c];
-        sg += g;
-        sgx += g * xh;
-        gw[c] += G[o + c] * xh;
-        gb[c] += G[o + c];
-      }
-      sg /= cols;
-      sgx /= cols;
-      for (let c = 0; c < cols; c++) {
-        const xh = (X[o + c] - M[r]) * R[r];
-        gx[o + c] = R[r] * (G[o + c] * W[c] - sg - xh * sgx);
-      }
-    }
-    return { gx: this.#make("f32", gx), gw: this.#make("f32", gw), gb: this.#make("f32", gb) };
+    const k = LAYER_NORM_BACKWARD;
+    const { gx, gw, gb } = this.#rows(k, { x, w, mean, rstd, gy }, {}, rows, cols);
+    return { gx, gw, gb };
   }
   crossEntropy(
     logits: Storage,
@@ -384,23 +337,10 @@ export class CpuBackend implements Backend {
     cols: number,
     ignoreIndex: number,
   ): { loss: Storage; lse: Storage } {
-    const L = this.#f(logits), T = this.#i(targets);
-    const loss = this.#floats(rows), lse = this.#floats(rows);
-    for (let r = 0; r < rows; r++) {
-      const o = r * cols;
-      let mx = -Infinity;
-      for (let c = 0; c < cols; c++) mx = Math.max(mx, L[o + c]);
-      let s = 0;
-      for (let c = 0; c < cols; c++) s += Math.exp(L[o + c] - mx);
-      lse[r] = mx + Math.log(s);
-      const t = T[r];
-      if (t === ignoreIndex) continue;
-      if (t < 0 || t >= cols) {
-        throw new Error(`crossEntropy: target ${t} at row ${r} is outside [0, ${cols})`);
-      }
-      loss[r] = lse[r] - L[o + t];
-    }
-    return { loss: this.#make("f32", loss), lse: this.#make("f32", lse) };
+    this.#checkTargets("crossEntropy", targets, rows, cols, ignoreIndex);
+    const ins = { logits, target: targets };
+    const { loss, lse } = this.#rows(CROSS_ENTROPY, ins, { ignoreIndex }, rows, cols);
+    return { loss, lse };
   }
   crossEntropyBackward(
     logits: Storage,
@@ -411,16 +351,43 @@ export class CpuBackend implements Backend {
     cols: number,
     ignoreIndex: number,
   ): Storage {
-    const L = this.#f(logits), T = this.#i(targets), S = this.#f(lse), G = this.#f(gLoss);
-    const out = this.#floats(rows * cols);
+    this.#checkTargets("crossEntropyBackward", targets, rows, cols, ignoreIndex);
+    const ins = { logits, target: targets, lse, gLoss };
+    return this.#rows(CROSS_ENTROPY_BACKWARD, ins, { ignoreIndex }, rows, cols).gx;
+  }
+
+  /** Runs a row kernel (compiled on first use) into new output buffers, by name. */
+  #rows(
+    k: RowKernel,
+    inputs: Record<string, Storage>,
+    scalars: Record<string, number>,
+    rows: number,
+    cols: number,
+  ): Record<string, Storage> {
+    const c = rowKernelJs(k);
+    const bufs: Record<string, Floats | Int32Array> = {};
+    for (const [n, s] of Object.entries(inputs)) bufs[n] = this.#get(s);
+    const sizes: [readonly string[], number][] = [
+      [c.elementOutputs, rows * cols],
+      [c.rowOutputs, rows],
+      [c.colOutputs, cols],
+    ];
+    for (const [names, n] of sizes) for (const name of names) bufs[name] = this.#floats(n);
+    c.run(bufs, scalars, rows, cols);
+    const out: Record<string, Storage> = {};
+    for (const [names] of sizes) for (const n of names) out[n] = this.#make("f32", bufs[n]);
+    return out;
+  }
+
+  /** Throws unless every target is `ignoreIndex` or a column in [0, cols). */
+  #checkTargets(op: string, targets: Storage, rows: number, cols: number, ignoreIndex: number) {
+    const T = this.#i(targets);
     for (let r = 0; r < rows; r++) {
       const t = T[r];
-      if (t === ignoreIndex) continue;
-      const o = r * cols;
-      for (let c = 0; c < cols; c++) out[o + c] = Math.exp(L[o + c] - S[r]) * G[r];
-      out[o + t] -= G[r];
+      if (t !== ignoreIndex && (t < 0 || t >= cols)) {
+        throw new RangeError(`${op}: target ${t} at row ${r} is outside [0, ${cols})`);
+      }
     }
-    return this.#make("f32", out);
   }
 
   gather(table: Storage, ids: Storage, n: number, cols: number): Storage {
@@ -448,8 +415,8 @@ export class CpuBackend implements Backend {
 
   dropoutMask(length: number, p: number, seed: number): Storage {
     const out = this.#floats(length);
-    const keep = 1 / (1 - p);
-    for (let i = 0; i < length; i++) out[i] = hashUniform(seed, i) >= p ? keep : 0;
+    const draw = dropoutDraw(p, seed);
+    for (let i = 0; i < length; i++) out[i] = draw(i);
     return this.#make("f32", out);
   }
 
@@ -465,7 +432,7 @@ export class CpuBackend implements Backend {
     const out = this.#floats(B * H * T * D), lse = this.#floats(B * H * T);
     const prob = new Float64Array(S);
     const seen = new Uint8Array(S);
-    const keep = dropP > 0 ? 1 / (1 - dropP) : 1;
+    const draw = dropP > 0 ? dropoutDraw(dropP, dropSeed) : null;
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
         const kv = (b * H + h) * S * D;
@@ -490,7 +457,7 @@ export class CpuBackend implements Backend {
             // A masked key never enters the row, not even as 0·v (v may be NaN or Inf there).
             if (visible && !seen[j]) continue;
             let pj = visible ? prob[j] : 1 / S;
-            if (dropP > 0) pj *= hashUniform(dropSeed, row * S + j) >= dropP ? keep : 0;
+            if (draw) pj *= draw(row * S + j);
             for (let c = 0; c < D; c++) out[qo + c] += pj * V[kv + j * D + c];
           }
         }
@@ -514,7 +481,7 @@ export class CpuBackend implements Backend {
     const { batch: B, heads: H, queries: T, keys: S, dim: D, scale, dropP, dropSeed } = p;
     const gq = this.#floats(B * H * T * D), gk = this.#floats(B * H * S * D);
     const gv = this.#floats(B * H * S * D);
-    const keep = dropP > 0 ? 1 / (1 - dropP) : 1;
+    const draw = dropP > 0 ? dropoutDraw(dropP, dropSeed) : null;
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
         const kv = (b * H + h) * S * D;
@@ -535,7 +502,7 @@ export class CpuBackend implements Backend {
               for (let c = 0; c < D; c++) s += Q[qo + c] * K[kv + j * D + c];
               pj = Math.exp(s * scale - L[row]);
             }
-            const kf = dropP > 0 ? (hashUniform(dropSeed, row * S + j) >= dropP ? keep : 0) : 1;
+            const kf = draw ? draw(row * S + j) : 1;
             // dV_j += P̃_ij dO_i;  dP̃_ij = dO_i·v_j;  dS_ij = P_ij (keep·dP̃_ij − D_i).
             let dp = 0;
             for (let c = 0; c < D; c++) {
@@ -584,6 +551,41 @@ let adamwStep: ((args: ArrayLike<number>, out: Float64Array) => void) | undefine
 /** The AdamW step (`ADAMW` of `../expr.ts`) as a float64 evaluator, compiled on first use. */
 function adamwFn() {
   return (adamwStep ??= compileMapJs(ADAMW));
+}
+
+let dropoutStep: ((args: ArrayLike<number>, out: Float64Array) => void) | undefined;
+/**
+ * Dropout's factor at each position for a drop probability `p` and a seed: 1/(1 − p) where
+ * `DROPOUT_KEEP` holds, else 0 (`DROPOUT_MASK` of `../expr.ts`, compiled on first use). The
+ * mask and fused attention both draw from it, so they drop the same elements.
+ */
+function dropoutDraw(p: number, seed: number): (index: number) => number {
+  const step = (dropoutStep ??= compileMapJs(DROPOUT_MASK));
+  const values: Record<string, number> = {
+    keep: 1 / (1 - p),
+    seed,
+    threshold: dropoutThreshold(p),
+    index: 0,
+  };
+  const names = mapArgNames(DROPOUT_MASK);
+  const args = Float64Array.from(names, (n) => values[n]);
+  const at = names.indexOf("index"), out = new Float64Array(1);
+  return (index) => {
+    args[at] = index;
+    step(args, out);
+    return out[0];
+  };
+}
+
+const rowCompiled = new Map<RowKernel, RowKernelJs>();
+/** A row kernel's float64 evaluator, compiled on first use. */
+function rowKernelJs(k: RowKernel): RowKernelJs {
+  let c = rowCompiled.get(k);
+  if (c === undefined) {
+    c = compileRowJs(k);
+    rowCompiled.set(k, c);
+  }
+  return c;
 }
 
 installArgumentChecks(CpuBackend);

@@ -81,18 +81,36 @@ export function compileArgs(e: Num, names: readonly string[], o: CompileJsOption
 }
 
 /**
- * The evaluator of a {@link MapKernel}: `(args, out)` reads its inputs then scalars from
- * `args` and writes its outputs to `out`, in the order of `k.outputs`.
+ * The operands of a {@link MapKernel}'s evaluator in the order {@link compileMapJs} reads them:
+ * its inputs, scalars, integer scalars, then `index` (the element's position).
+ */
+export function mapArgNames(k: MapKernel): string[] {
+  return [...k.inputs, ...k.scalars, ...(k.u32Scalars ?? []), "index"];
+}
+
+/**
+ * The evaluator of a {@link MapKernel}: `(args, out)` reads its operands from `args` in the
+ * order of {@link mapArgNames} and writes its outputs to `out`, in the order of `k.outputs`.
  */
 export function compileMapJs(
   k: MapKernel,
   o: CompileJsOptions = {},
 ): (args: ArrayLike<number>, out: Float64Array) => void {
-  const names = [...k.inputs, ...k.scalars], roots = Object.values(k.outputs);
+  const names = mapArgNames(k), roots = Object.values(k.outputs);
   const g = o.closures ? null : generate(roots, (n) => arg(names, n), ["a", "out"], !!o.f32);
   if (g) return g as unknown as (args: ArrayLike<number>, out: Float64Array) => void;
   const fs = roots.map((e) => compileArgs(e, names, { ...o, closures: true }));
   return (args, out) => fs.forEach((f, j) => (out[j] = f(args)));
+}
+
+/**
+ * The evaluator of an integer expression whose operands `names[k]` are read from `args[k]`:
+ * its u32 value as a non-negative number.
+ */
+export function compileU32Args(e: U32, names: readonly string[], o: CompileJsOptions = {}): ArgsFn {
+  const g = o.closures ? null : generate([e], (n) => arg(names, n), ["a"], false);
+  if (g) return g as unknown as ArgsFn;
+  return compileU32(e, (n) => compile(n, names, (f) => f));
 }
 
 function arg(names: readonly string[], n: string): string {
@@ -102,7 +120,7 @@ function arg(names: readonly string[], n: string): string {
 }
 
 /** Any generated function (cast to its signature by the caller). */
-type AnyFn = (...args: never[]) => unknown;
+export type AnyFn = (...args: never[]) => unknown;
 
 const JS_UNARY: Record<MathUnary, string> = {
   neg: "-",
@@ -123,15 +141,15 @@ const JS_CMP: Record<CmpOp, string> = {
 };
 
 /**
- * A function of `params` computing the roots (returned, or for several roots written to
- * `out[j]`), generated as source; null where the host forbids generating code.
+ * JavaScript source of expression roots (float64 arithmetic, or f32 with `f32`): the `const`
+ * statements binding shared nodes (`t_<k>`, so each call's statements belong in a block of their
+ * own) and each root's text; `input(name)` gives an operand's text.
  */
-function generate(
-  roots: Num[],
-  input: (n: string) => string,
-  params: string[],
-  f32: boolean,
-): AnyFn | null {
+export function jsSource(
+  roots: Node[],
+  input: (name: string) => string,
+  f32 = false,
+): { lines: string[]; exprs: string[] } {
   const num = (s: string) => (f32 ? `Math.fround(${s})` : s);
   const literal = (v: number) => {
     const r = f32 ? Math.fround(v) : v;
@@ -169,16 +187,37 @@ function generate(
         return `(${go(n.a)} >>> ${n.bits})`;
     }
   };
-  const { lines, exprs: values } = renderSource(roots, build, (t, v) => `const ${t} = ${v};`);
-  const ret = roots.length === 1 && !params.includes("out")
-    ? [`return ${values[0]};`]
-    : values.map((v, j) => `out[${j}] = ${v};`);
+  return renderSource(roots, build, (t, v) => `const ${t} = ${v};`);
+}
+
+/**
+ * A function of `params` with body `body`, or null where the host forbids generating code
+ * (a Content-Security-Policy without 'unsafe-eval' makes `new Function` throw an EvalError).
+ */
+export function generateFunction(params: readonly string[], body: string): AnyFn | null {
   try {
-    return new Function(...params, [...lines, ...ret].join("\n")) as AnyFn;
+    return new Function(...params, body) as AnyFn;
   } catch (e) {
     if (e instanceof EvalError) return null;
     throw e;
   }
+}
+
+/**
+ * A function of `params` computing the roots (returned, or for several roots written to
+ * `out[j]`), generated as source; null where the host forbids generating code.
+ */
+function generate(
+  roots: Node[],
+  input: (n: string) => string,
+  params: string[],
+  f32: boolean,
+): AnyFn | null {
+  const { lines, exprs: values } = jsSource(roots, input, f32);
+  const ret = roots.length === 1 && !params.includes("out")
+    ? [`return ${values[0]};`]
+    : values.map((v, j) => `out[${j}] = ${v};`);
+  return generateFunction(params, [...lines, ...ret].join("\n"));
 }
 
 function compile(e: Num, names: readonly string[], w: Wrap): ArgsFn {
