@@ -205,10 +205,16 @@ function planRows(k: RowKernel): Plan {
     n.kind === "u32binary" || n.kind === "shr" || n.kind === "u32const" || n.kind === "u32input"
       ? { kind: "u32input", name }
       : input(name);
+  const rowParts = new Map<Node, Node>(); // keeps a node used twice one node (computed once)
   const rowPart = (n: Node): Node => {
     const h = hoisted.get(n);
     if (h !== undefined) return asOperand(n, h);
-    return isLeaf(n) ? n : withChildren(n, children(n).map(rowPart));
+    let r = rowParts.get(n);
+    if (r === undefined) {
+      r = isLeaf(n) ? n : withChildren(n, children(n).map(rowPart));
+      rowParts.set(n, r);
+    }
+    return r;
   };
   const rewritten = new Map<Node, Node>();
   const elementPart = (n: Node, pending: RowValue[]): Node => {
