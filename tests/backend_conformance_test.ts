@@ -776,6 +776,123 @@ function moreRowCases(): Case[] {
   return out;
 }
 
+/**
+ * The row ops beyond the odd sizes of {@link rowCases}: NaN and ±Inf in every op's inputs,
+ * targets at the first and last column and ignored rows, GPT-2's vocabulary width, inputs that
+ * are longer than rows × cols (only the first rows are read), and empty rows or columns. (Row
+ * ops read contiguous buffers: the core makes strided views contiguous before calling them.)
+ */
+function rowEdgeCases(): Case[] {
+  const out: Case[] = [];
+  const [r, c] = [7, 33];
+  out.push({
+    name: "softmax and log-softmax backward with NaN and ±Inf in y and the gradient",
+    inputs: [withSpecials(r * c, -3, 3), withSpecials(r * c)],
+    run: (b, [x, g]) => {
+      const y = b.softmax(x, r, c, false), ly = b.softmax(x, r, c, true);
+      return [b.softmaxBackward(y, g, r, c, false), b.softmaxBackward(ly, g, r, c, true)];
+    },
+    rtol: 1e-4,
+    atol: 1e-6,
+  });
+  out.push({
+    name: "layer norm and its backward with NaN and ±Inf in x and the gradient",
+    inputs: [withSpecials(r * c), uniform(c, 0.5, 1.5), uniform(c), withSpecials(r * c)],
+    run: (b, [x, w, bias, g]) => {
+      const { y, mean, rstd } = b.layerNorm(x, w, bias, r, c, 1e-5);
+      const { gx, gw, gb } = b.layerNormBackward(x, w, mean, rstd, g, r, c);
+      return [y, mean, rstd, gx, gw, gb];
+    },
+    rtol: 1e-4,
+    atol: 1e-5,
+  });
+  // Rows 0..6 with NaN/±Inf at every 7th element; targets at both ends of the row, ignored rows.
+  const targets = Int32Array.from({ length: r }, (_, i) => [0, c - 1, -100, 5, c - 1, 0, -100][i]);
+  out.push({
+    name: "cross-entropy and its backward with NaN and ±Inf logits, first and last targets",
+    inputs: [withSpecials(r * c, -6, 6), targets, uniform(r, 0.5, 2)],
+    run: (b, [x, t, g]) => {
+      const { loss, lse } = b.crossEntropy(x, t, r, c, -100);
+      return [loss, lse, b.crossEntropyBackward(x, t, lse, g, r, c, -100)];
+    },
+    rtol: 1e-5,
+    atol: 1e-6,
+  });
+  const V = 50257;
+  out.push({
+    name: `cross-entropy and its backward [3, ${V}] (GPT-2's vocabulary)`,
+    inputs: [uniform(3 * V, -8, 8), Int32Array.from([0, V - 1, -100]), uniform(3, 0.5, 2)],
+    run: (b, [x, t, g]) => {
+      const { loss, lse } = b.crossEntropy(x, t, 3, V, -100);
+      return [loss, lse, b.crossEntropyBackward(x, t, lse, g, 3, V, -100)];
+    },
+    rtol: 1e-5,
+    atol: 1e-6,
+  });
+  // Buffers one row longer (and odd-sized) than the call's rows × cols.
+  out.push({
+    name: "row ops read only rows × cols of longer buffers",
+    inputs: [
+      uniform(6 * 65 + 3),
+      uniform(6 * 65 + 3),
+      uniform(66),
+      uniform(66),
+      Int32Array.from([3, 64, -100, 0, 7, 9, 11]),
+      uniform(7),
+    ],
+    run: (b, [x, g, w, bias, t, gl]) => {
+      const [rows, cols] = [5, 65];
+      const y = b.softmax(x, rows, cols, false);
+      const { y: ln, mean, rstd } = b.layerNorm(x, w, bias, rows, cols, 1e-5);
+      const { gx, gw, gb } = b.layerNormBackward(x, w, mean, rstd, g, rows, cols);
+      const { loss, lse } = b.crossEntropy(x, t, rows, cols, -100);
+      return [
+        y,
+        b.softmaxBackward(y, g, rows, cols, false),
+        ln,
+        mean,
+        rstd,
+        gx,
+        gw,
+        gb,
+        loss,
+        lse,
+        b.crossEntropyBackward(x, t, lse, gl, rows, cols, -100),
+      ];
+    },
+    rtol: 1e-4,
+    atol: 1e-5,
+  });
+  out.push({
+    name: "row ops on empty tensors (no rows, or no columns)",
+    inputs: [new Float32Array(0), new Int32Array(0), uniform(5)],
+    run: (b, [x, ids, five]) => {
+      const { y, mean, rstd } = b.layerNorm(x, five, five, 0, 5, 1e-5);
+      // No rows: the weight and bias gradients are zeros.
+      const { gx, gw, gb } = b.layerNormBackward(x, five, x, x, x, 0, 5);
+      const { loss, lse } = b.crossEntropy(x, ids, 0, 5, -100);
+      return [
+        b.softmax(x, 3, 0, false),
+        b.softmax(x, 0, 5, true),
+        b.softmaxBackward(x, x, 0, 5, false),
+        b.softmaxBackward(x, x, 3, 0, true),
+        y,
+        mean,
+        rstd,
+        gx,
+        gw,
+        gb,
+        loss,
+        lse,
+        b.crossEntropyBackward(x, ids, x, x, 0, 5, -100),
+      ];
+    },
+    rtol: 0,
+    atol: 0,
+  });
+  return out;
+}
+
 /** Seeded random odd shapes (the same every run): broadcast binary, sum, softmax, matmul. */
 function randomShapeCases(): Case[] {
   const out: Case[] = [];
@@ -973,6 +1090,7 @@ const CASES = [
   ...conversionCases(),
   ...rowCases(),
   ...moreRowCases(),
+  ...rowEdgeCases(),
   ...randomShapeCases(),
   ...attentionCases(),
   ...emptyCases(),
