@@ -3,7 +3,8 @@
  * primitive; the backward is written with other ops (so it runs on any backend), except for the
  * fused row ops, whose backwards are backend primitives of their own: softmax and log-softmax
  * (`softmaxBackward`), layer norm (`layerNormBackward`), cross-entropy (`crossEntropyBackward`)
- * and attention (`attentionBackward`).
+ * and attention (`attentionBackward`). The row ops' arithmetic, forward and backward, is written
+ * once in `kernels/row_kernels.ts`, which every backend compiles.
  *
  * @module
  */

@@ -4,11 +4,15 @@
  * A backend owns opaque buffers ({@link Storage}) and implements a small set of primitives on
  * them. Every differentiable op is defined once in `autograd/ops.ts` in terms of these
  * primitives. The elementwise primitives' arithmetic (each op of {@link UNARY_OPS} and
- * {@link BINARY_OPS}) is written once, as an expression in `expr.ts` that every backend compiles
- * (TypeScript, WebAssembly, WGSL); the other primitives are written per backend. A backward is
+ * {@link BINARY_OPS}), the AdamW step and dropout's hash are written once, as expressions in
+ * `expr.ts`; the row ops (softmax and log-softmax, layer norm, cross-entropy, and their
+ * backwards) once, as row kernels in `row_kernels.ts`. Every backend compiles those descriptions
+ * (the reference: `cpu/expr.ts` and `cpu/row_expr.ts`; WebAssembly and WebGPU: their `*expr*`
+ * files). Matmul, attention, reductions and indexing are written per backend. A backward is
  * written with other ops, except for softmax, layer norm, cross-entropy and attention, whose
  * backwards are primitives too (`softmaxBackward`, `layerNormBackward`, `crossEntropyBackward`,
- * `attentionBackward`). Adding a backend never touches the ops. Arguments are checked once for every backend (`checks.ts`).
+ * `attentionBackward`). Adding a backend never touches the ops. Arguments are checked once for
+ * every backend (`checks.ts`).
  *
  * Conventions, shared by every backend:
  * - Buffers hold `f32` values or `i32` indices. A primitive returns a new, contiguous buffer
@@ -17,8 +21,9 @@
  *   broadcasting (stride 0), transposes and slices need no copies. All other primitives read
  *   contiguous inputs; the core makes them contiguous first.
  * - Work may be asynchronous (WebGPU queues it); only {@link Backend.read} waits.
- * - Random numbers for dropout come from {@link hashUniform}, a counter-based generator that every
- *   backend implements bit-identically, so a seed gives the same mask on every backend.
+ * - Random numbers for dropout come from {@link hashUniform}, a counter-based generator written
+ *   once (`DROPOUT_BITS` in `expr.ts`) and compiled by every backend, so a seed gives the same
+ *   mask on every backend, bit for bit.
  *
  * @module
  */

@@ -1,9 +1,14 @@
 /**
- * The CPU reference backend: every primitive of {@link Backend} as plain TypeScript loops.
+ * The CPU reference backend: every primitive of {@link Backend} in TypeScript, computing in
+ * float64.
  *
  * It is the oracle the other backends are tested against, so it favours obvious code over
- * speed. With `precision: "f64"` it stores values in Float64Array; the gradient checks use that
- * mode so finite differences are not drowned in f32 rounding.
+ * speed. The ops described once for every backend are compiled from their descriptions: the
+ * elementwise ops, AdamW and the dropout mask from `../expr.ts` (by `expr.ts`), the row ops
+ * (softmax, layer norm, cross-entropy, forward and backward) from `../row_kernels.ts` (by
+ * `row_expr.ts`); the rest (matmul, reductions, indexing, attention) are plain loops here.
+ * With `precision: "f64"` it stores values in Float64Array; the gradient checks use that mode so
+ * finite differences are not drowned in f32 rounding.
  *
  * @module
  */

@@ -3,7 +3,9 @@
  * backend: float64 arithmetic and `Math` functions. The function is generated as source (one
  * `const` per shared node, as fast as a hand-written loop body); where the host forbids
  * generating code (a page whose Content-Security-Policy has no 'unsafe-eval'), it is built of
- * one closure per node instead (same values, slower).
+ * one closure per node instead (same values, slower). The row kernels' compiler (`row_expr.ts`)
+ * renders its expressions with the same {@link jsSource}; integer expressions (dropout's hash)
+ * compile with {@link compileU32Args}.
  *
  * @module
  */
