@@ -354,7 +354,7 @@ export function addRowKernel(mod: ModuleBuilder, g: Gen, name: string, k: RowKer
               m = { kind: "input", name: key };
             } else if (n.kind === "select" && fixed.has(n.cond)) {
               m = go(fixed.get(n.cond) ? n.a : n.b);
-            } else m = withChildren(n, go);
+            } else m = simplify(withChildren(n, go));
             memo.set(n, m);
             return m;
           };
@@ -365,8 +365,8 @@ export function addRowKernel(mod: ModuleBuilder, g: Gen, name: string, k: RowKer
         const sides = (fixed: Map<Bool, boolean>, i: number): void => {
           if (i === fixedConds.length) {
             const key = fixedConds.map((cd) => (fixed.get(cd) ? 1 : 0)).join("");
-            variants.set(key, rewrite(fixed));
-            if (hot) {
+            if (!hot) variants.set(key, rewrite(fixed));
+            else {
               variants.set(`${key}+`, rewrite(new Map([...fixed, [hot.cond, true]])));
               variants.set(`${key}-`, rewrite(new Map([...fixed, [hot.cond, false]])));
             }
@@ -486,6 +486,20 @@ export function addRowKernel(mod: ModuleBuilder, g: Gen, name: string, k: RowKer
       }
     });
   });
+}
+
+/**
+ * `n` without an operation that leaves its operand unchanged (x − (+0), x·1, x/1), as a fixed
+ * side of a select leaves them (x + (+0) stays: it turns −0 into +0).
+ */
+function simplify(n: Node): Node {
+  if (n.kind !== "binary") return n;
+  const is = (e: Num, v: number) => e.kind === "const" && Object.is(e.value, v);
+  if ((n.op === "sub" && is(n.b, 0)) || ((n.op === "mul" || n.op === "div") && is(n.b, 1))) {
+    return n.a;
+  }
+  if (n.op === "mul" && is(n.a, 1)) return n.b;
+  return n;
 }
 
 /** Whether a node is the column index {@link COL}. */
