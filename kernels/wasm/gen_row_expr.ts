@@ -154,6 +154,11 @@ export function addRowKernel(mod: ModuleBuilder, g: Gen, name: string, k: RowKer
     I,
     ...(colSums.length > 0 ? [P] : []),
   ];
+  for (const s of k.steps) {
+    if (s.kind === "pick" && (!k.rowInputs.includes(s.from) || !k.indices.includes(s.at))) {
+      throw new Error(`${name}: pick '${s.name}' needs a row input and an index buffer`);
+    }
+  }
   const rowNames = new Set([
     ...k.perRow,
     ...k.indices,
