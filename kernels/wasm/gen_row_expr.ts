@@ -8,15 +8,18 @@
  * per-row outputs. Each pass is one f32x4 body for the main loop and the tail
  * (`rowLoopSteps`), its element expressions compiled by `emitExprs` (`gen_expr.ts`). Row values
  * (nodes reading only per-row inputs, indices, scalars, step results and `COLS`) are computed once
- * per row in f64 scalar code before the loops and reach the element code as splatted f32x4
- * locals. Sums accumulate in f64 lanes (`F64Sum`), maxima in f32 with `pmax`. A select whose
- * condition is a row value is decided once per row: the pass is generated for each side. In a
+ * per row in f64 scalar code before the loops (exp, log, tanh and pow through the f32 emitters
+ * of `gen_math.ts`) and reach the element code as splatted f32x4 locals. Sums accumulate in f64
+ * lanes (`F64Sum`), maxima in f32 with `pmax` (which skips NaN; a NaN element still reaches the
+ * sums that follow). A select whose condition is a row value is decided once per row: the pass
+ * is generated for each side (up to two such conditions; more become per-element masks). In a
  * pass that only writes outputs, a select on `COL = <row value>` (a one-hot column, as the
  * target of cross-entropy's gradient) takes its false side in the loops and the element at that
  * column is then computed again with the true side.
  *
  * Column sums go into per-thread f64 accumulators (`[colSums, cols]` f64 per thread), added in
- * thread order by `acc_finish`, so that results do not depend on timing.
+ * thread order by `acc_finish`: the same bits on every call for a given thread count (across
+ * thread counts, within an f32 rounding).
  *
  * The function's parameters: one pointer per buffer of {@link rowKernelBuffers}, `cols` (i32),
  * the scalars (f64, in order), `r0`, `r1` (i32), and the accumulator pointer when the kernel has
