@@ -52,6 +52,21 @@ import {
 import { contiguousStridesOf, sizeOfShape } from "./views.ts";
 import { installArgumentChecks } from "../checks.ts";
 
+/**
+ * What the backend needs of each row kernel at a call, worked out once: its function, the order
+ * of its buffer arguments and scalars, its threading threshold (transcendental or not), its
+ * column sums.
+ */
+const ROW_PLANS = Object.fromEntries(
+  Object.entries(ROW_KERNELS).map(([name, k]) => [name, {
+    fn: rowKernelFunction(name),
+    order: rowKernelBuffers(k),
+    scalarNames: k.scalars,
+    minPer: rowKernelExprs(k).some(isHeavy) ? PAR_HEAVY : PAR_CHEAP,
+    colSums: Object.keys(k.colSums),
+  }]),
+);
+
 /** Options of {@link createWasmBackend}. */
 export interface WasmBackendOptions {
   /** Threads to use, the caller's included (default: the number of cores, at most 8). */
@@ -699,12 +714,9 @@ export class WasmBackend implements Backend {
     cols: number,
     scalars: Readonly<Record<string, number>> = {},
   ): void {
-    const k = ROW_KERNELS[name];
-    const fn = rowKernelFunction(name);
-    const ptrs = rowKernelBuffers(k).map((b) => buffers[b].ptr);
-    const sc = k.scalars.map((s) => scalars[s]);
-    const minPer = rowKernelExprs(k).some(isHeavy) ? PAR_HEAVY : PAR_CHEAP;
-    const colSums = Object.keys(k.colSums);
+    const { fn, order, scalarNames, minPer, colSums } = ROW_PLANS[name];
+    const ptrs = order.map((b) => buffers[b].ptr);
+    const sc = scalarNames.map((s) => scalars[s]);
     if (colSums.length === 0) {
       this.#rows(fn, rows, rows * cols, minPer, (r0, r1) => [...ptrs, cols, ...sc, r0, r1]);
       return;

@@ -404,7 +404,9 @@ export function addRowKernel(mod: ModuleBuilder, g: Gen, name: string, k: RowKer
           const vars: Record<string, Expr> = { ...env };
           const used = new Set<string>();
           for (const n of useCounts(...exprs).keys()) if (n.kind === "input") used.add(n.name);
-          for (const b of used) {
+          // Loads in the order of the kernel's buffers.
+          const order = [...k.rowInputs, ...k.colInputs, ...writes, "col"];
+          for (const b of [...used].sort((p, q) => order.indexOf(p) - order.indexOf(q))) {
             if (b in vars) continue;
             if (b === "col") {
               vars.col = step.vector ? colv : vl(f, op("f32x4.splat", op("f32.convert_i32_u", c)));
