@@ -407,7 +407,7 @@ export function addRowKernel(mod: ModuleBuilder, g: Gen, name: string, k: RowKer
           // Loads in the order of the kernel's buffers.
           const order = [...k.rowInputs, ...k.colInputs, ...writes, "col"];
           for (const b of [...used].sort((p, q) => order.indexOf(p) - order.indexOf(q))) {
-            if (b in vars) continue;
+            if (Object.hasOwn(vars, b)) continue;
             if (b === "col") {
               vars.col = step.vector ? colv : vl(f, op("f32x4.splat", op("f32.convert_i32_u", c)));
             } else if (rowPtr.has(b)) vars[b] = vl(f, step.ld(rowPtr.get(b)!));
