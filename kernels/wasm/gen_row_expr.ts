@@ -46,7 +46,14 @@ import {
 import type { Gen } from "./gen.ts";
 import { emitExprs } from "./gen_expr.ts";
 import { expV, kf32, logV, type MathOptions, powV, tanhV } from "./gen_math.ts";
-import { F64Sum, hreduce32, rowLoopSteps, rowPointers, type RowStep, vl } from "./gen_row_loops.ts";
+import {
+  F64Sum,
+  hreduce32,
+  type RowLoopStep,
+  rowLoopSteps,
+  rowPointers,
+  vl,
+} from "./gen_row_loops.ts";
 import { type Bool, children, type Node, type Num, useCounts } from "../expr.ts";
 import type { RowKernel, RowReduce } from "../row_kernels.ts";
 
@@ -400,7 +407,7 @@ export function addRowKernel(mod: ModuleBuilder, g: Gen, name: string, k: RowKer
         const colv = f.local("v128");
         const usesCol = [...variants.values()].some((v) => [...useCounts(...v).keys()].some(isCol));
 
-        const body = (step: RowStep, exprs: Num[]) => {
+        const body = (step: RowLoopStep, exprs: Num[]) => {
           const vars: Record<string, Expr> = { ...env };
           const used = new Set<string>();
           for (const n of useCounts(...exprs).keys()) if (n.kind === "input") used.add(n.name);

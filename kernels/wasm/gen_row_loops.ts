@@ -71,7 +71,7 @@ export function rowLoop(
  * main loop; in the tail, element c splatted to all lanes on load and lane 0 on store, so that
  * one f32x4 body serves both loops.
  */
-export interface RowStep {
+export interface RowLoopStep {
   /** Whether this is the main (four-lane) loop. */
   vector: boolean;
   /** The step's values of the f32 row at `base`, as f32x4. */
@@ -80,13 +80,13 @@ export interface RowStep {
   st(base: Local, v: Expr): void;
 }
 
-/** {@link rowLoop} with one f32x4 body for the main loop and the tail (see {@link RowStep}). */
+/** {@link rowLoop} with one f32x4 body for the main loop and the tail (see {@link RowLoopStep}). */
 export function rowLoopSteps(
   f: FunctionBuilder,
   g: Gen,
   c: Local,
   n: Local,
-  body: (step: RowStep) => void,
+  body: (step: RowLoopStep) => void,
 ): void {
   rowLoop(
     f,
@@ -140,7 +140,7 @@ export class F64Sum {
   }
 
   /** Adds a step's values of the f32x4 `v`: its four lanes in the main loop, lane 0 in the tail. */
-  add(f: FunctionBuilder, step: RowStep, v: Expr): void {
+  add(f: FunctionBuilder, step: RowLoopStep, v: Expr): void {
     if (step.vector) this.addV(f, v);
     else this.addS(f, lane("f32x4.extract_lane", v, 0));
   }
