@@ -1,7 +1,8 @@
 /**
  * What only the wasm backend does (its parity with the reference on every primitive is in
  * `backend_conformance_test.ts`): threads that split work give the bits of one thread, a float64
- * accumulation of layer norm's weight gradients, errors for out-of-range ids, the heap's
+ * accumulation of layer norm's weight gradients (repeatable for a thread count), a row kernel
+ * compiler that follows any description, errors for out-of-range ids, the heap's
  * out-of-memory error and free-list reuse, and a thread pool that picks up its first job.
  */
 import assert from "node:assert/strict";
@@ -16,6 +17,11 @@ import { CpuBackend } from "../kernels/cpu/backend.ts";
 import { createWasmBackend, type WasmBackend } from "../kernels/wasm/backend.ts";
 import { assertWithinSumBound } from "./helpers/close.ts";
 import { seeded } from "./helpers/backends.ts";
+import { ModuleBuilder } from "../kernels/wasm/builder.ts";
+import { Gen } from "../kernels/wasm/gen.ts";
+import { addAccFinish, addRowKernel, rowKernelBuffers } from "../kernels/wasm/gen_row_expr.ts";
+import { add, div, eq, exp, gt, input, mul, select, sub } from "../kernels/expr.ts";
+import { COL, COLS, type RowKernel } from "../kernels/row_kernels.ts";
 
 const rand = seeded(987654321);
 const randn = (n: number, lo = -2, hi = 2) =>
@@ -216,4 +222,143 @@ Deno.test("wasm: out of memory is a clear error, and freed memory is reused", as
   const b = w.full(1001, 0, "f32") as unknown as { ptr: number };
   assert.equal(b.ptr, a.ptr);
   w.close();
+});
+
+Deno.test("wasm row kernels: any description compiles (passes, keep, pick, row and one-hot selects, column sums)", async () => {
+  // A kernel unlike the eight of row_kernels.ts, against float64 arithmetic written here:
+  // pass 1 = max and a kept sum (they do not read each other), pass 2 reads the max; the
+  // output has a select decided per row and a one-hot column; picks fall outside [0, cols).
+  const [a, b, wv, p, t, s] = ["a", "b", "w", "p", "t", "s"].map(input);
+  const K: RowKernel = {
+    rowInputs: ["a", "b"],
+    colInputs: ["w"],
+    perRow: ["p"],
+    indices: ["t"],
+    scalars: ["s"],
+    steps: [
+      { kind: "max", name: "m", of: a },
+      { kind: "pick", name: "at", from: "b", at: "t" },
+      { kind: "sum", name: "z", of: mul(a, b), keep: "ab" },
+      { kind: "sum", name: "q", of: exp(sub(a, input("m"))) },
+    ],
+    outputs: {
+      o: select(
+        gt(p, 0),
+        add(mul(input("ab"), wv), div(input("q"), COLS)),
+        select(eq(COL, t), input("at"), sub(b, s)),
+      ),
+    },
+    rowOutputs: { r: add(mul(input("m"), s), input("at")), z2: input("z") },
+    colSums: { cs: mul(a, p), cb: b },
+  };
+  const g = new Gen({ mem64: false, relaxed: false });
+  const mod = new ModuleBuilder();
+  mod.importMemory({ module: "env", name: "memory", initial: 16, maximum: 16 });
+  addRowKernel(mod, g, "k", K);
+  addAccFinish(mod, g);
+  const memory = new WebAssembly.Memory({ initial: 16, maximum: 16 });
+  const { instance } = await WebAssembly.instantiate(mod.toBytes() as BufferSource, {
+    env: { memory },
+  });
+  const ex = instance.exports as Record<string, (...args: number[]) => void>;
+  assert.deepEqual(rowKernelBuffers(K), ["a", "b", "w", "p", "t", "o", "ab", "r", "z2"]);
+  for (const [rows, cols] of [[5, 7], [6, 13], [3, 1]]) {
+    const A = randn(rows * cols), B = randn(rows * cols), W = randn(cols);
+    const Pr = Float32Array.from({ length: rows }, (_, r) => (r % 2 ? 1 : -1));
+    const Tr = Int32Array.from({ length: rows }, (_, r) => [-1, 0, cols - 1, cols, 2][r % 5]);
+    const S = 0.75;
+    // Layout: each buffer at a 4 KiB boundary; the f64 accumulators last.
+    let at = 0;
+    const place = (n: number) =>
+      (at += 4096 * Math.ceil((4 * n + 1) / 4096)) - 4096 * Math.ceil((4 * n + 1) / 4096);
+    const ptr = {
+      a: place(rows * cols),
+      b: place(rows * cols),
+      w: place(cols),
+      p: place(rows),
+      t: place(rows),
+      o: place(rows * cols),
+      ab: place(rows * cols),
+      r: place(rows),
+      z2: place(rows),
+      cs: place(cols),
+      cb: place(cols),
+    };
+    const acc = place(4 * cols);
+    new Uint8Array(memory.buffer).fill(0);
+    const F = new Float32Array(memory.buffer), I = new Int32Array(memory.buffer);
+    F.set(A, ptr.a / 4);
+    F.set(B, ptr.b / 4);
+    F.set(W, ptr.w / 4);
+    F.set(Pr, ptr.p / 4);
+    I.set(Tr, ptr.t / 4);
+    const bufPtrs = rowKernelBuffers(K).map((n) => ptr[n as keyof typeof ptr]);
+    // Two row ranges, as two threads would take them, into two accumulators.
+    const half = Math.floor(rows / 2);
+    ex.k(...bufPtrs, cols, S, 0, half, acc);
+    ex.k(...bufPtrs, cols, S, half, rows, acc + 16 * cols);
+    ex.acc_finish(acc, cols, 2, 2 * cols, ptr.cs);
+    ex.acc_finish(acc + 8 * cols, cols, 2, 2 * cols, ptr.cb);
+    const close = (got: number, want: number, what: string) =>
+      assert.ok(
+        Math.abs(got - want) <= 1e-5 * (1 + Math.abs(want)),
+        `${what}: ${got}, want ${want}`,
+      );
+    const cs = new Float64Array(cols), cb = new Float64Array(cols);
+    for (let r = 0; r < rows; r++) {
+      const row = (X: Float32Array, j: number) => X[r * cols + j];
+      let m = -Infinity, z = 0, q = 0;
+      for (let j = 0; j < cols; j++) m = Math.max(m, row(A, j));
+      for (let j = 0; j < cols; j++) {
+        z += row(A, j) * row(B, j);
+        q += Math.exp(row(A, j) - m);
+        cs[j] += row(A, j) * Pr[r];
+        cb[j] += row(B, j);
+      }
+      const picked = Tr[r] >= 0 && Tr[r] < cols ? row(B, Tr[r]) : 0;
+      close(F[ptr.r / 4 + r], m * S + picked, `r[${r}]`);
+      close(F[ptr.z2 / 4 + r], z, `z[${r}]`);
+      for (let j = 0; j < cols; j++) {
+        const ab = row(A, j) * row(B, j);
+        close(F[ptr.ab / 4 + r * cols + j], ab, `ab[${r},${j}]`);
+        const want = Pr[r] > 0 ? ab * W[j] + q / cols : j === Tr[r] ? picked : row(B, j) - S;
+        close(F[ptr.o / 4 + r * cols + j], want, `o[${r},${j}] of [${rows},${cols}]`);
+      }
+    }
+    for (let j = 0; j < cols; j++) {
+      close(F[ptr.cs / 4 + j], cs[j], `cs[${j}]`);
+      close(F[ptr.cb / 4 + j], cb[j], `cb[${j}]`);
+    }
+  }
+});
+
+Deno.test("wasm layer norm backward: column sums repeat bit for bit; 1 and 2 threads agree", async () => {
+  // Per-thread float64 accumulators added in thread order: the same bits on every call for a
+  // thread count, and within an f32 rounding across thread counts.
+  const one = await createWasmBackend({ threads: 1 }),
+    two = await createWasmBackend({ threads: 2 });
+  const rows = 1030, cols = 257;
+  const host = [
+    randn(rows * cols),
+    randn(cols),
+    randn(rows),
+    randn(rows, 0.5, 2),
+    randn(rows * cols),
+  ];
+  const run = async (w: Backend) => {
+    const s = host.map((h) => w.fromHost(h, "f32"));
+    const d = w.layerNormBackward(s[0], s[1], s[2], s[3], s[4], rows, cols);
+    const out = [await w.read(d.gw), await w.read(d.gb)] as Float32Array[];
+    for (const t of [...s, d.gx, d.gw, d.gb]) w.dispose(t);
+    return out;
+  };
+  const [a, b, c] = [await run(two), await run(two), await run(one)];
+  assert.deepEqual(a, b);
+  for (let k = 0; k < 2; k++) {
+    for (let j = 0; j < cols; j++) {
+      assert.ok(Math.abs(a[k][j] - c[k][j]) <= 2 ** -23 * Math.abs(c[k][j]), `${k} ${j}`);
+    }
+  }
+  one.close();
+  two.close();
 });

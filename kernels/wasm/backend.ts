@@ -29,11 +29,13 @@ import type {
 import { type Blas, openBlas } from "./blas.ts";
 import { detectFeatures, type WasmFeatures } from "./builder.ts";
 import { HEAVY_KERNELS } from "./gen_elementwise.ts";
-import { adamwScalars } from "../expr.ts";
+import { adamwScalars, dropoutThreshold, isHeavy } from "../expr.ts";
+import { ROW_KERNELS } from "../row_kernels.ts";
+import { rowKernelBuffers, rowKernelExprs } from "./gen_row_expr.ts";
 import { GEMV_MAX_M } from "./gen_gemv.ts";
 import { DEFAULT_MATMUL_CONFIG, type MatmulConfig, matmulScratchBytes } from "./gen_matmul.ts";
 import { type HeapStats, WasmHeap } from "./heap.ts";
-import { buildKernelModule, type KernelModule } from "./kernels.ts";
+import { buildKernelModule, type KernelModule, rowKernelFunction } from "./kernels.ts";
 import { REDUCE_CODES } from "./gen_rows.ts";
 import { ThreadPool } from "./threads.ts";
 import {
@@ -49,6 +51,21 @@ import {
 } from "./dispatch.ts";
 import { contiguousStridesOf, sizeOfShape } from "./views.ts";
 import { installArgumentChecks } from "../checks.ts";
+
+/**
+ * What the backend needs of each row kernel at a call, worked out once: its function, the order
+ * of its buffer arguments and scalars, its threading threshold (transcendental or not), its
+ * column sums.
+ */
+const ROW_PLANS = Object.fromEntries(
+  Object.entries(ROW_KERNELS).map(([name, k]) => [name, {
+    fn: rowKernelFunction(name),
+    order: rowKernelBuffers(k),
+    scalarNames: k.scalars,
+    minPer: rowKernelExprs(k).some(isHeavy) ? PAR_HEAVY : PAR_CHEAP,
+    colSums: Object.keys(k.colSums),
+  }]),
+);
 
 /** Options of {@link createWasmBackend}. */
 export interface WasmBackendOptions {
@@ -685,33 +702,69 @@ export class WasmBackend implements Backend {
   // ------------------------------------------------------------------------------------------
   // fused row ops
 
+  /**
+   * Runs the row kernel `name` of `ROW_KERNELS` (compiled by `gen_row_expr.ts`) over `rows`
+   * rows of `cols`, threads splitting rows; column sums go through per-thread f64 accumulators
+   * added in thread order.
+   */
+  #rowKernel(
+    name: keyof typeof ROW_KERNELS,
+    buffers: Readonly<Record<string, WasmStorage>>,
+    rows: number,
+    cols: number,
+    scalars: Readonly<Record<string, number>> = {},
+  ): void {
+    const { fn, order, scalarNames, minPer, colSums } = ROW_PLANS[name];
+    const ptrs = order.map((b) => buffers[b].ptr);
+    const sc = scalarNames.map((s) => scalars[s]);
+    if (colSums.length === 0) {
+      this.#rows(fn, rows, rows * cols, minPer, (r0, r1) => [...ptrs, cols, ...sc, r0, r1]);
+      return;
+    }
+    const T = Math.max(1, Math.min(this.#threadsFor(rows * cols, minPer), rows));
+    // Per-thread f64 accumulators [colSums, cols], summed in thread order afterwards.
+    const accBytes = 8 * colSums.length * cols;
+    const acc = this.#heap.alloc(T * accBytes, `${name} accumulators`);
+    try {
+      this.#ex.zero(acc, T * accBytes);
+      const job = (t: number) => [
+        ...ptrs,
+        cols,
+        ...sc,
+        Math.floor((rows * t) / T),
+        Math.floor((rows * (t + 1)) / T),
+        acc + t * accBytes,
+      ];
+      if (T > 1) this.#run(fn, T, job);
+      else this.#ex[fn](...job(0));
+      colSums.forEach((s, j) => {
+        this.#ex.acc_finish(acc + 8 * j * cols, cols, T, colSums.length * cols, buffers[s].ptr);
+      });
+    } finally {
+      this.#heap.free(acc, T * accBytes);
+    }
+  }
+
   softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
     const xs = this.#f32(x, "softmax input");
-    const out = this.#alloc("f32", rows * cols, "softmax output");
-    if (rows * cols === 0) return out;
-    this.#rows(
-      "softmax",
-      rows,
-      rows * cols,
-      PAR_HEAVY,
-      (r0, r1) => [xs.ptr, out.ptr, cols, log ? 1 : 0, r0, r1],
-    );
-    return out;
+    const y = this.#alloc("f32", rows * cols, "softmax output");
+    if (rows * cols === 0) return y;
+    this.#rowKernel(log ? "logSoftmax" : "softmax", { x: xs, y }, rows, cols);
+    return y;
   }
 
   softmaxBackward(y: Storage, gy: Storage, rows: number, cols: number, log: boolean): Storage {
     const ys = this.#f32(y, "softmaxBackward y");
     const gs = this.#f32(gy, "softmaxBackward gy");
-    const out = this.#alloc("f32", rows * cols, "softmaxBackward output");
-    if (rows * cols === 0) return out;
-    this.#rows(
-      "softmax_bwd",
+    const gx = this.#alloc("f32", rows * cols, "softmaxBackward output");
+    if (rows * cols === 0) return gx;
+    this.#rowKernel(
+      log ? "logSoftmaxBackward" : "softmaxBackward",
+      { y: ys, gy: gs, gx },
       rows,
-      rows * cols,
-      log ? PAR_HEAVY : PAR_CHEAP,
-      (r0, r1) => [ys.ptr, gs.ptr, out.ptr, cols, log ? 1 : 0, r0, r1],
+      cols,
     );
-    return out;
+    return gx;
   }
 
   layerNorm(
@@ -729,18 +782,7 @@ export class WasmBackend implements Backend {
     const mean = this.#alloc("f32", rows, "layerNorm mean");
     const rstd = this.#alloc("f32", rows, "layerNorm rstd");
     if (rows * cols > 0) {
-      this.#rows("layernorm", rows, rows * cols, PAR_CHEAP, (r0, r1) => [
-        xs.ptr,
-        ws.ptr,
-        bs.ptr,
-        y.ptr,
-        mean.ptr,
-        rstd.ptr,
-        cols,
-        eps,
-        r0,
-        r1,
-      ]);
+      this.#rowKernel("layerNorm", { x: xs, w: ws, b: bs, y, mean, rstd }, rows, cols, { eps });
     }
     return { y, mean, rstd };
   }
@@ -763,31 +805,12 @@ export class WasmBackend implements Backend {
     const gw = this.#alloc("f32", cols, "layerNormBackward gw");
     const gb = this.#alloc("f32", cols, "layerNormBackward gb");
     if (cols === 0) return { gx, gw, gb };
-    const T = Math.max(1, Math.min(this.#threadsFor(rows * cols, PAR_CHEAP), rows));
-    // Per-thread f64 accumulators [gw | gb], summed in thread order afterwards.
-    const accBytes = 16 * cols;
-    const acc = this.#heap.alloc(T * accBytes, "layerNormBackward accumulators");
-    try {
-      this.#ex.zero(acc, T * accBytes);
-      const job = (t: number) => [
-        xs.ptr,
-        ws.ptr,
-        ms.ptr,
-        rs.ptr,
-        gs.ptr,
-        gx.ptr,
-        acc + t * accBytes,
-        cols,
-        Math.floor((rows * t) / T),
-        Math.floor((rows * (t + 1)) / T),
-      ];
-      if (T > 1) this.#run("layernorm_bwd", T, job);
-      else this.#ex.layernorm_bwd(...job(0));
-      this.#ex.acc_finish(acc, cols, T, 2 * cols, gw.ptr);
-      this.#ex.acc_finish(acc + 8 * cols, cols, T, 2 * cols, gb.ptr);
-    } finally {
-      this.#heap.free(acc, T * accBytes);
-    }
+    this.#rowKernel(
+      "layerNormBackward",
+      { x: xs, w: ws, mean: ms, rstd: rs, gy: gs, gx, gw, gb },
+      rows,
+      cols,
+    );
     return { gx, gw, gb };
   }
 
@@ -820,16 +843,9 @@ export class WasmBackend implements Backend {
     const loss = this.#alloc("f32", rows, "crossEntropy loss");
     const lse = this.#alloc("f32", rows, "crossEntropy lse");
     if (rows > 0 && cols > 0) {
-      this.#rows("xent", rows, rows * cols, PAR_HEAVY, (r0, r1) => [
-        ls.ptr,
-        ts.ptr,
-        loss.ptr,
-        lse.ptr,
-        cols,
+      this.#rowKernel("crossEntropy", { logits: ls, target: ts, loss, lse }, rows, cols, {
         ignoreIndex,
-        r0,
-        r1,
-      ]);
+      });
     }
     return { loss, lse };
   }
@@ -848,21 +864,17 @@ export class WasmBackend implements Backend {
     const ss = this.#f32(lse, "crossEntropyBackward lse");
     const gs = this.#f32(gLoss, "crossEntropyBackward gLoss");
     this.#checkTargets(ts, rows, cols, ignoreIndex, "crossEntropyBackward");
-    const out = this.#alloc("f32", rows * cols, "crossEntropyBackward output");
+    const gx = this.#alloc("f32", rows * cols, "crossEntropyBackward output");
     if (rows > 0 && cols > 0) {
-      this.#rows("xent_bwd", rows, rows * cols, PAR_HEAVY, (r0, r1) => [
-        ls.ptr,
-        ts.ptr,
-        ss.ptr,
-        gs.ptr,
-        out.ptr,
+      this.#rowKernel(
+        "crossEntropyBackward",
+        { logits: ls, target: ts, lse: ss, gLoss: gs, gx },
+        rows,
         cols,
-        ignoreIndex,
-        r0,
-        r1,
-      ]);
+        { ignoreIndex },
+      );
     }
-    return out;
+    return gx;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -921,12 +933,10 @@ export class WasmBackend implements Backend {
 
   dropoutMask(length: number, p: number, seed: number): Storage {
     const out = this.#alloc("f32", length, "dropout mask");
-    // hashUniform(seed, i) ≥ p  ⇔  (h >>> 8) ≥ ceil(p·2^24), exactly (h >>> 8 is an integer).
-    const thr = Number.isNaN(p)
-      ? 0x7fffffff
-      : Math.min(0x7fffffff, Math.max(0, Math.ceil(p * 16777216)));
+    // DROPOUT_MASK (its threshold keeps nothing for a NaN p, as hashUniform ≥ NaN is false).
+    const thr = Number.isNaN(p) ? 0x7fffffff : dropoutThreshold(p);
     const scale = 1 / (1 - p);
-    this.#flat("dropout", length, PAR_HEAVY, (i0, i1) => [out.ptr, thr, scale, seed, i0, i1]);
+    this.#flat("dropout", length, PAR_HEAVY, (i0, i1) => [out.ptr, i0, i1, scale, seed, thr]);
     return out;
   }
 
@@ -947,8 +957,8 @@ export class WasmBackend implements Backend {
   /** The kernels' dropout arguments: threshold on the hash's top 24 bits, keep scale, seed. */
   #attentionDropout(p: AttentionParams): [number, number, number] {
     if (!(p.dropP > 0)) return [0, 1, 0];
-    // hashUniform ≥ p  ⇔  (h >>> 8) ≥ ceil(p·2^24), as in dropoutMask.
-    return [Math.min(0x7fffffff, Math.ceil(p.dropP * 16777216)), 1 / (1 - p.dropP), p.dropSeed | 0];
+    // DROPOUT_KEEP's threshold, as in dropoutMask.
+    return [dropoutThreshold(p.dropP), 1 / (1 - p.dropP), p.dropSeed | 0];
   }
 
   attention(

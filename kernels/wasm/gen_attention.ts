@@ -3,7 +3,7 @@
  * the semantics of the CPU reference (`kernels/cpu/backend.ts`): scores `scale·q·k`, key j
  * visible to query i iff j ≤ S − T + i and the padding mask is non-zero, a row with nothing
  * visible attends uniformly to all S keys (log-sum-exp: the most negative f32), dropout on the
- * probabilities with the counter hash of `dropoutMask`.
+ * probabilities with the keep mask of `dropoutMask` (`DROPOUT_KEEP`, compiled by `gen_expr.ts`).
  *
  * - `attn_fwd` takes query rows [r0, r1) of all B·H·T: four scores at a time (one f32x4
  *   accumulator per key, reduced by a transpose), softmax in a per-thread scratch row of S
@@ -45,7 +45,23 @@ import {
 } from "./builder.ts";
 import type { Gen } from "./gen.ts";
 import { expV, kf32, logV, type MathOptions } from "./gen_math.ts";
-import { dropoutKeepV } from "./gen_misc.ts";
+import { emitExpr } from "./gen_expr.ts";
+import { DROPOUT_MASK } from "../expr.ts";
+
+/**
+ * The dropout factors of four counters `index` ([B, H, T, S] positions): `keep` (1/(1 − p)) where
+ * `DROPOUT_KEEP` holds, else 0, the expression of `dropoutMask`, so both draw the same mask.
+ */
+function dropoutKeep(
+  f: FunctionBuilder,
+  mo: MathOptions,
+  index: Expr,
+  seed: Local,
+  threshold: Local,
+  keep: Local,
+): Expr {
+  return emitExpr(f, DROPOUT_MASK.outputs.mask, { index, seed, threshold, keep }, mo);
+}
 
 /** Widths (f32x4 vectors) of the column blocks of the weighted row sums, widest first. */
 const BLOCKS = [8, 4, 1];
@@ -479,7 +495,7 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
                 op("i32x4.splat", op("i32.add", op("i32.mul", r, S), j)),
                 iota,
               );
-              const keep = dropoutKeepV(f, f.local("v128"), idx, seedv, thrv, keepv);
+              const keep = dropoutKeep(f, mo, idx, seedv, thrv, keepv);
               f.do(store("v128.store", g.at(scr, j), op("f32x4.mul", pv, keep), 0, 0));
             }),
         );
@@ -630,7 +646,7 @@ export function addAttentionKernels(mod: ModuleBuilder, g: Gen): void {
               op("i32x4.splat", op("i32.add", op("i32.mul", r, S), j)),
               iota,
             );
-            return op("f32x4.mul", p, dropoutKeepV(f, f.local("v128"), idx, seedv, thrv, keepv));
+            return op("f32x4.mul", p, dropoutKeep(f, mo, idx, seedv, thrv, keepv));
           };
           f.if(
             op("f32.lt", lsei, f32(-1e38)),

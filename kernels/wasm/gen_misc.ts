@@ -1,7 +1,7 @@
 /**
- * Generators of the remaining kernels: fill, cast, gather, scatter-add, the dropout mask (the
- * counter-based hash of `hashUniform`, bit for bit) and the AdamW step (compiled from its
- * expression in `../expr.ts`). Flat kernels take an element range [i0, i1) so that threads can
+ * Generators of the remaining kernels: fill, cast, gather, scatter-add, and the dropout mask and
+ * the AdamW step (both compiled from their expressions in `../expr.ts`: `DROPOUT_MASK` draws
+ * `hashUniform` bit for bit). Flat kernels take an element range [i0, i1) so that threads can
  * split them.
  *
  * @module
@@ -23,9 +23,9 @@ import {
   type ValType,
 } from "./builder.ts";
 import type { Gen } from "./gen.ts";
-import { ki32, type MathOptions } from "./gen_math.ts";
+import type { MathOptions } from "./gen_math.ts";
 import { emitExprs } from "./gen_expr.ts";
-import { ADAMW, type MapKernel } from "../expr.ts";
+import { ADAMW, DROPOUT_MASK, type MapKernel, useCounts } from "../expr.ts";
 
 /**
  * Emits a flat loop over elements [i0, i1): `vec(i)` for each aligned group of four, `one(i)`
@@ -43,37 +43,6 @@ function flat(
   f.set(end4, op("i32.sub", i1, op("i32.and", op("i32.sub", i1, i0), i32(3))));
   f.forRange(i, i0, end4, 4, vec);
   f.forRange(i, end4, i1, 1, one);
-}
-
-/** lowbias32 on four i32 lanes. */
-function hash32x4(f: FunctionBuilder, x: Local): void {
-  f.set(x, op("v128.xor", x, op("i32x4.shr_u", x, i32(16))));
-  f.set(x, op("i32x4.mul", x, ki32(f, 0x7feb352d)));
-  f.set(x, op("v128.xor", x, op("i32x4.shr_u", x, i32(15))));
-  f.set(x, op("i32x4.mul", x, ki32(f, 0x846ca68b)));
-  f.set(x, op("v128.xor", x, op("i32x4.shr_u", x, i32(16))));
-}
-
-/**
- * The dropout keep factor of four i32 counters `idx` (`hashUniform` bit for bit): `scalev`'s lane
- * where `(h(seed, i) >>> 8) ≥ thrv`, else 0. Emits the hash into the current function (through
- * the scratch local `x`) and returns the f32x4 expression. Shared by the dropout mask and the
- * fused attention kernels, so both draw the same mask for a seed.
- */
-export function dropoutKeepV(
-  f: FunctionBuilder,
-  x: Local,
-  idx: Expr,
-  seedv: Local,
-  thrv: Local,
-  scalev: Local,
-): Expr {
-  // x = imul(i, φ) ^ seed; x = h(x); x = h(x + seed); keep (x >>> 8) ≥ threshold.
-  f.set(x, op("v128.xor", op("i32x4.mul", idx, ki32(f, 0x9e3779b9)), seedv));
-  hash32x4(f, x);
-  f.set(x, op("i32x4.add", x, seedv));
-  hash32x4(f, x);
-  return op("v128.and", op("i32x4.ge_u", op("i32x4.shr_u", x, i32(8)), thrv), scalev);
 }
 
 /** Adds the misc kernels to the module. */
@@ -220,71 +189,44 @@ export function addMiscKernels(mod: ModuleBuilder, g: Gen): void {
     f.do(memoryFill(g.fromParam(outP), i32(0), g.fromParam(nP)));
   });
 
-  // dropout(out, threshold, scale, seed, i0, i1): out[i] = (h(seed, i) >>> 8) ≥ threshold ? scale : 0
-  mod.addFunction("dropout", [P, I, "f32", I, I, I], [], (f, outP, thr, scale, seed, i0, i1) => {
-    const out = g.ptrLocal(f, outP);
-    const i = f.local(I);
-    const x = f.local("v128");
-    const sv = f.local("v128");
-    const tv = f.local("v128");
-    const seedv = f.local("v128");
-    f.set(sv, op("f32x4.splat", scale));
-    f.set(tv, op("i32x4.splat", thr));
-    f.set(seedv, op("i32x4.splat", seed));
-    const maskOf = (idx: Expr): Expr => dropoutKeepV(f, x, idx, seedv, tv, sv);
-    flat(
-      f,
-      i,
-      i0,
-      i1,
-      () =>
-        f.do(store(
-          "v128.store",
-          g.at(out, i),
-          maskOf(
-            op("i32x4.add", op("i32x4.splat", i), f.hoisted("iota4", "v128", i32x4(0, 1, 2, 3))),
-          ),
-          0,
-          0,
-        )),
-      () =>
-        f.do(
-          store(
-            "f32.store",
-            g.at(out, i),
-            lane("f32x4.extract_lane", maskOf(op("i32x4.splat", i)), 0),
-          ),
-        ),
-    );
-  });
-
+  // dropout(mask, i0, i1, keep, seed, threshold): the dropout mask's expression
+  addMapKernel(mod, g, "dropout", DROPOUT_MASK);
   addMapKernel(mod, g, "adamw", ADAMW);
 }
 
 /**
- * A flat kernel `name(in_0, ..., in_k, i0, i1, scalar_0, ...)` computing a {@link MapKernel}
- * over elements [i0, i1): four at a time, then one at a time through the same vector code.
- * Every output must be one of the inputs (updated in place).
+ * A flat kernel `name(in_0, ..., in_k, out_0, ..., i0, i1, scalar_0, ..., u32_0, ...)` computing
+ * a {@link MapKernel} over elements [i0, i1): four at a time, then one at a time through the
+ * same vector code. Outputs that are inputs are updated in place; the others (`out_j`) come after
+ * the inputs. Scalars are f32, integer scalars i32; `index` is the element's position.
  */
 function addMapKernel(mod: ModuleBuilder, g: Gen, name: string, k: MapKernel): void {
   const P = g.ptrParam, I = "i32" as const;
   const outs = Object.keys(k.outputs);
-  for (const o of outs) {
-    if (!k.inputs.includes(o)) throw new Error(`${name}: output '${o}' is not an input`);
-  }
+  const u32s = k.u32Scalars ?? [];
+  const buffers = [...k.inputs, ...outs.filter((o) => !k.inputs.includes(o))];
   const params: ValType[] = [
-    ...k.inputs.map(() => P),
+    ...buffers.map(() => P),
     I,
     I,
     ...k.scalars.map(() => "f32" as const),
+    ...u32s.map(() => I),
   ];
+  const usesIndex = [...useCounts(...outs.map((o) => k.outputs[o])).keys()].some((n) =>
+    n.kind === "u32input" && n.name === "index"
+  );
   mod.addFunction(name, params, [], (f, ...ps) => {
-    const ptrs = k.inputs.map((_, j) => g.ptrLocal(f, ps[j]));
-    const [i0, i1] = [ps[k.inputs.length], ps[k.inputs.length + 1]];
+    const ptrs = buffers.map((_, j) => g.ptrLocal(f, ps[j]));
+    const [i0, i1] = [ps[buffers.length], ps[buffers.length + 1]];
     const env: Record<string, Expr> = {};
     k.scalars.forEach((s, j) => {
       const l = f.local("v128");
-      f.set(l, op("f32x4.splat", ps[k.inputs.length + 2 + j]));
+      f.set(l, op("f32x4.splat", ps[buffers.length + 2 + j]));
+      env[s] = l;
+    });
+    u32s.forEach((s, j) => {
+      const l = f.local("v128");
+      f.set(l, op("i32x4.splat", ps[buffers.length + 2 + k.scalars.length + j]));
       env[s] = l;
     });
     const vals = k.inputs.map((s) => (env[s] = f.local("v128")) as Local);
@@ -302,9 +244,14 @@ function addMapKernel(mod: ModuleBuilder, g: Gen, name: string, k: MapKernel): v
           ),
         )
       );
+      if (usesIndex) {
+        env.index = vector
+          ? op("i32x4.add", op("i32x4.splat", i), f.hoisted("iota4", "v128", i32x4(0, 1, 2, 3)))
+          : op("i32x4.splat", i);
+      }
       const res = emitExprs(f, outs.map((o) => k.outputs[o]), env, mo);
       outs.forEach((o, j) => {
-        const at = g.at(ptrs[k.inputs.indexOf(o)], i);
+        const at = g.at(ptrs[buffers.indexOf(o)], i);
         if (vector) f.do(store("v128.store", at, res[j], 0, 0));
         else f.do(store("f32.store", at, lane("f32x4.extract_lane", res[j], 0)));
       });

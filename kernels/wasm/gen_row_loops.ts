@@ -1,6 +1,6 @@
 /**
- * Shared emitters of the row kernels: the f32x4 main loop with its scalar tail over a contiguous
- * row, f64 sums of f32 values, horizontal reductions, the row maximum and Σ exp(x − max).
+ * Shared emitters of the row kernels (`gen_rows.ts`, `gen_row_expr.ts`): the f32x4 main loop
+ * with its scalar tail over a contiguous row, f64 sums of f32 values, horizontal reductions.
  *
  * The emitters declare their locals at the point where they are called, so a kernel's locals (and
  * thus its code) depend only on the order of the calls.
@@ -10,8 +10,6 @@
 
 import {
   type Expr,
-  f32,
-  f32x4,
   f64,
   f64x2,
   type FunctionBuilder,
@@ -24,7 +22,6 @@ import {
   store,
 } from "./builder.ts";
 import type { Gen } from "./gen.ts";
-import { expV, type MathOptions } from "./gen_math.ts";
 
 /** A new v128 local holding `e`. */
 export function vl(f: FunctionBuilder, e: Expr): Local {
@@ -74,7 +71,7 @@ export function rowLoop(
  * main loop; in the tail, element c splatted to all lanes on load and lane 0 on store, so that
  * one f32x4 body serves both loops.
  */
-export interface RowStep {
+export interface RowLoopStep {
   /** Whether this is the main (four-lane) loop. */
   vector: boolean;
   /** The step's values of the f32 row at `base`, as f32x4. */
@@ -83,13 +80,13 @@ export interface RowStep {
   st(base: Local, v: Expr): void;
 }
 
-/** {@link rowLoop} with one f32x4 body for the main loop and the tail (see {@link RowStep}). */
+/** {@link rowLoop} with one f32x4 body for the main loop and the tail (see {@link RowLoopStep}). */
 export function rowLoopSteps(
   f: FunctionBuilder,
   g: Gen,
   c: Local,
   n: Local,
-  body: (step: RowStep) => void,
+  body: (step: RowLoopStep) => void,
 ): void {
   rowLoop(
     f,
@@ -143,7 +140,7 @@ export class F64Sum {
   }
 
   /** Adds a step's values of the f32x4 `v`: its four lanes in the main loop, lane 0 in the tail. */
-  add(f: FunctionBuilder, step: RowStep, v: Expr): void {
+  add(f: FunctionBuilder, step: RowLoopStep, v: Expr): void {
     if (step.vector) this.addV(f, v);
     else this.addS(f, lane("f32x4.extract_lane", v, 0));
   }
@@ -182,47 +179,4 @@ export function rowPointers(
 ): void {
   const off = g.pmul(g.idx(r), g.idx(cols, 0));
   for (const [p, base] of pointers) f.set(p, g.padd(base, off));
-}
-
-/** Max of a contiguous row of n f32 at `row` (f32 result local). */
-export function rowMax(f: FunctionBuilder, g: Gen, row: Local, n: Local): Local {
-  const c = f.local("i32");
-  const mv = f.local("v128");
-  const m = f.local("f32");
-  f.set(mv, f32x4(-Infinity));
-  f.set(m, f32(-Infinity));
-  // pmax (plain maxps) skips NaN, unlike the IEEE max; callers feed the maximum into sums of
-  // exponentials, which turn NaN inputs into NaN results anyway.
-  rowLoop(
-    f,
-    c,
-    n,
-    () => f.set(mv, op("f32x4.pmax", mv, load("v128.load", g.at(row, c), 0, 0))),
-    () => f.set(m, op("f32.max", m, load("f32.load", g.at(row, c)))),
-  );
-  f.set(m, op("f32.max", m, hreduce32(mv, "f32.max")));
-  return m;
-}
-
-/**
- * Adds Σ exp(x − max) over the n f32 of the row at `xr` to `sum` (max splat in `maxv`, each
- * exponential in the v128 `e`), and stores the exponentials into the row at `keep` if given.
- */
-export function expSumLoop(
-  f: FunctionBuilder,
-  g: Gen,
-  mo: MathOptions,
-  c: Local,
-  n: Local,
-  xr: Local,
-  maxv: Local,
-  e: Local,
-  sum: F64Sum,
-  keep?: Local,
-): void {
-  rowLoopSteps(f, g, c, n, (step) => {
-    f.set(e, expV(f, op("f32x4.sub", step.ld(xr), maxv), mo));
-    if (keep) step.st(keep, e);
-    sum.add(f, step, e);
-  });
 }

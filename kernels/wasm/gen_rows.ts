@@ -1,11 +1,9 @@
 /**
- * Generators of the row-wise kernels: reductions and argmax over [outer, size, inner], softmax
- * and log-softmax (+ backward), layer norm (+ backward) and cross-entropy (+ backward); the last
- * three families live in their own files, on the shared loops of `gen_row_loops.ts`.
+ * Generators of the reductions and argmax over [outer, size, inner]. (Softmax, layer norm and
+ * cross-entropy are row kernels compiled from their descriptions by `gen_row_expr.ts`.)
  *
- * Sums (reductions, softmax denominators, layer-norm statistics and gradients) accumulate in f64
- * lanes, so results stay within an f32 rounding or two of the f64-accumulating reference for any
- * row length. Row kernels take a row range [r0, r1) so that threads can split rows.
+ * Sums accumulate in f64 lanes, so results stay within an f32 rounding or two of the
+ * f64-accumulating reference for any row length.
  *
  * @module
  */
@@ -22,18 +20,13 @@ import {
   store,
 } from "./builder.ts";
 import type { Gen } from "./gen.ts";
-import type { MathOptions } from "./gen_math.ts";
-import { addCrossEntropyKernels } from "./gen_cross_entropy.ts";
-import { addLayerNormKernels } from "./gen_layernorm.ts";
 import { accF64, F64Sum, hreduce32, hsum64, rowLoop, rowSum } from "./gen_row_loops.ts";
-import { addSoftmaxKernels } from "./gen_softmax.ts";
 
 /** Codes of the reduction ops in the generated kernels. */
 export const REDUCE_CODES = { sum: 0, max: 1, min: 2 } as const;
 
-/** Adds all row kernels to the module (exported under the names used by the backend). */
+/** Adds the reductions and argmax to the module (exported under the names used by the backend). */
 export function addRowKernels(mod: ModuleBuilder, g: Gen): void {
-  const mo: MathOptions = { fma: g.opts.relaxed };
   const P = g.ptrParam;
   const I = "i32";
 
@@ -214,8 +207,4 @@ export function addRowKernels(mod: ModuleBuilder, g: Gen): void {
       });
     });
   });
-
-  addSoftmaxKernels(mod, g, mo);
-  addLayerNormKernels(mod, g);
-  addCrossEntropyKernels(mod, g, mo);
 }

@@ -13,6 +13,13 @@ import { addGemv } from "./gen_gemv.ts";
 import { addMatmul, DEFAULT_MATMUL_CONFIG, type MatmulConfig } from "./gen_matmul.ts";
 import { addMiscKernels } from "./gen_misc.ts";
 import { addRowKernels } from "./gen_rows.ts";
+import { addAccFinish, addRowKernel } from "./gen_row_expr.ts";
+import { ROW_KERNELS } from "../row_kernels.ts";
+
+/** The kernel module's function computing the row kernel `name` of `ROW_KERNELS`. */
+export function rowKernelFunction(name: string): string {
+  return `row_${name}`;
+}
 
 /** What to generate. */
 export interface KernelModuleOptions {
@@ -57,6 +64,10 @@ export function buildKernelModule(o: KernelModuleOptions): KernelModule {
   mod.setTable(ew.table);
   addMatmul(mod, g, cfg, "matmul");
   addRowKernels(mod, g);
+  for (const [name, k] of Object.entries(ROW_KERNELS)) {
+    addRowKernel(mod, g, rowKernelFunction(name), k);
+  }
+  addAccFinish(mod, g);
   addMiscKernels(mod, g);
   addAttentionKernels(mod, g);
   const gemv = addGemv(mod, g);
@@ -67,13 +78,8 @@ export function buildKernelModule(o: KernelModuleOptions): KernelModule {
     "reduce_rows",
     "reduce_cols",
     "argmax",
-    "softmax",
-    "softmax_bwd",
-    "layernorm",
-    "layernorm_bwd",
+    ...Object.keys(ROW_KERNELS).map(rowKernelFunction),
     "acc_finish",
-    "xent",
-    "xent_bwd",
     "fill",
     "cast",
     "gather",
