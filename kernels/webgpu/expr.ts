@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { MapKernel, Node, Num } from "../expr.ts";
+import type { Bool, MapKernel, Node, Num } from "../expr.ts";
 import { renderSource } from "../expr.ts";
 
 /** Helpers the compiled functions call. */
@@ -85,6 +85,20 @@ export function compileWgslMap(k: MapKernel): string[] {
   const outs = Object.keys(k.outputs);
   const { lines, exprs } = wgslRoots(outs.map((o) => k.outputs[o]), { input: (n) => n });
   return [...lines, ...outs.map((o, j) => `  let out_${o} = ${exprs[j]};`)];
+}
+
+/**
+ * `fn name(<args>: u32, …) -> bool` computing a condition of integer inputs (dropout's keep
+ * test), the arguments being the inputs it reads, named and ordered by `args`.
+ */
+export function compileWgslCondition(name: string, cond: Bool, args: readonly string[]): string {
+  const input = (n: string) => {
+    if (!args.includes(n)) throw new Error(`webgpu: ${name} reads '${n}', not one of ${args}`);
+    return `a_${n}`;
+  };
+  const { lines, exprs } = wgslRoots([cond], { input });
+  const params = args.map((a) => `a_${a}: u32`).join(", ");
+  return [`fn ${name}(${params}) -> bool {`, ...lines, `  return ${exprs[0]};`, "}"].join("\n");
 }
 
 /** How {@link wgslRoots} names what the expressions read. */
