@@ -163,7 +163,6 @@ class Scope {
     for (const n of useCounts(...roots).keys()) {
       if (n.kind !== "input" || !this.elem.has(n.name)) continue;
       const name = n.name;
-      checkName(this.#label, name);
       if (name === "col") loads.push("    let e_col = f32(c);");
       else if (this.#k.colInputs.includes(name)) loads.push(`    let e_${name} = B_${name}_ld(c);`);
       else loads.push(`    let e_${name} = B_${name}_ld(base + c);`);
