@@ -1,7 +1,8 @@
 /**
  * Elementwise WGSL kernels: unary, binary, where, cast and strided copy share a single shader
  * template that reads every operand through a strided view. The unary and binary ops'
- * arithmetic is the one table of `../expr.ts`, compiled to WGSL by `expr.ts`.
+ * arithmetic is the one table of `../expr.ts`, compiled to WGSL by `expr.ts`, as is the
+ * dropout mask (`DROPOUT_MASK`).
  *
  * Views are first canonicalised (size-1 axes dropped, axes merged where every view is contiguous
  * across them), so most calls become rank 1 or 2. An operand whose canonical view is contiguous
