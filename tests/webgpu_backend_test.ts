@@ -14,7 +14,7 @@ import { assertClose } from "./helpers/close.ts";
 import { openDevice } from "../kernels/webgpu/device.ts";
 import { type BufferArg, Dispatcher } from "../kernels/webgpu/dispatch.ts";
 import { rowKernelCalls } from "../kernels/webgpu/row_expr.ts";
-import { add, div, input, mul, sub } from "../kernels/expr.ts";
+import { add, div, eq, input, mul, select, sub } from "../kernels/expr.ts";
 import { COL, COLS, type RowKernel } from "../kernels/row_kernels.ts";
 
 const info = await adapterInfo();
@@ -149,7 +149,20 @@ const EVERYTHING: RowKernel = (() => {
   };
 })();
 
-/** The same in float64, written out. */
+/** A kernel without reductions (compiled one invocation per element). */
+const PER_ELEMENT: RowKernel = {
+  rowInputs: ["x"],
+  colInputs: [],
+  perRow: ["s"],
+  indices: ["at"],
+  scalars: ["k"],
+  steps: [],
+  outputs: { e: select(eq(COL, input("at")), input("s"), mul(input("x"), input("k"))) },
+  rowOutputs: {},
+  colSums: {},
+};
+
+/** Both in float64, written out. */
 function everythingReference(
   rows: number,
   cols: number,
@@ -164,6 +177,7 @@ function everythingReference(
     q: new Float64Array(rows),
     cs: new Float64Array(cols),
     ct: new Float64Array(cols),
+    e: new Float64Array(rows * cols),
   };
   for (let r = 0; r < rows; r++) {
     let a = 0, m = -Infinity, q = 0;
@@ -179,6 +193,7 @@ function everythingReference(
       out.y2[o + c] = d.z[o + c] * (q / cols);
       out.cs[c] += d.x[o + c] * d.s[r];
       out.ct[c] += d.z[o + c] + t;
+      out.e[o + c] = c === t ? d.s[r] : d.x[o + c] * k;
     }
     out.r[r] = (t >= 0 && t < cols ? d.x[o + t] : 0) * d.s[r] + m;
     out.q[r] = q;
@@ -187,7 +202,7 @@ function everythingReference(
 }
 
 Deno.test(
-  "webgpu row-kernel compiler: a kernel with every feature matches float64, 2-D grids too",
+  "webgpu row-kernel compiler: kernels with every feature match float64, 2-D grids too",
   opts,
   async () => {
     const ctx = await openDevice();
@@ -245,8 +260,8 @@ Deno.test(
       ),
     };
     const want = everythingReference(rows, cols, data, k);
-    // The device's grid limit, and 4 (every grid 2-D, with workgroups past the last row).
-    for (const maxDim of [ctx.limits.maxComputeWorkgroupsPerDimension, 4]) {
+    // The device's grid limit, and 2 (every grid 2-D, with workgroups past the last row).
+    for (const maxDim of [ctx.limits.maxComputeWorkgroupsPerDimension, 2]) {
       const outs: Record<string, BufferArg> = {};
       for (
         const [n, len] of [
@@ -257,6 +272,7 @@ Deno.test(
           ["q", rows],
           ["cs", cols],
           ["ct", cols],
+          ["e", rows * cols],
         ] as const
       ) {
         outs[n] = buffer(n, new Float32Array(len).fill(NaN));
@@ -266,14 +282,10 @@ Deno.test(
         ...buffer(name, new Float32Array(length)),
         write: true,
       });
-      const calls = rowKernelCalls(EVERYTHING, "everything", {
-        rows,
-        cols,
-        buffers: { ...ins, ...outs },
-        scalars: { k },
-        temp,
-      }, maxDim);
-      for (const call of calls) disp.run(call);
+      for (const kernel of [EVERYTHING, PER_ELEMENT]) {
+        const args = { rows, cols, buffers: { ...ins, ...outs }, scalars: { k }, temp };
+        for (const call of rowKernelCalls(kernel, "test", args, maxDim)) disp.run(call);
+      }
       for (const [n, arg] of Object.entries(outs)) {
         const tol = n === "cs" || n === "ct" ? 1e-4 : 2e-5;
         assertClose(

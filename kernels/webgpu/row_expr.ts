@@ -230,7 +230,8 @@ function generateMain(k: RowKernel, label: string): (Generated & { flat: boolean
   const outs = Object.keys(k.outputs), rowOuts = Object.keys(k.rowOutputs);
   const groups = passes(k.steps);
   const picks = k.steps.flatMap((s) => (s.kind === "pick" ? [s] : []));
-  if (outs.length === 0 && rowOuts.length === 0) return null;
+  const keeps = groups.flat().some((r) => r.keep !== undefined);
+  if (outs.length === 0 && rowOuts.length === 0 && !keeps) return null;
   const flat = groups.length === 0 && rowOuts.length === 0;
   const scope = new Scope(k, label, true);
   const reads = new Set<string>(), writes = new Set<string>();
