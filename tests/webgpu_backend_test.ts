@@ -2,13 +2,20 @@
 // backend_conformance_test.ts): out-of-range ids give zero rows and NaN losses instead of errors,
 // scatter-add sums in the reference's order (bit-identical), the buffer pool stops growing,
 // queued work keeps a freed buffer's old contents, and an overlapping copy reads its source
-// first. Skipped with a message where there is no WebGPU adapter.
+// first; and the row-kernel compiler on a description that is none of the backend's ops. Skipped
+// with a message where there is no WebGPU adapter.
 import assert from "node:assert/strict";
 import { contiguousView, type View } from "../kernels/backend.ts";
 import { CpuBackend } from "../kernels/cpu/backend.ts";
 import { adapterInfo } from "../kernels/webgpu/device.ts";
 import { createWebGPUBackend, type WebGPUBackend } from "../kernels/webgpu/backend.ts";
 import { seeded } from "./helpers/backends.ts";
+import { assertClose } from "./helpers/close.ts";
+import { openDevice } from "../kernels/webgpu/device.ts";
+import { type BufferArg, Dispatcher } from "../kernels/webgpu/dispatch.ts";
+import { rowKernelCalls } from "../kernels/webgpu/row_expr.ts";
+import { add, div, eq, input, mul, select, sub } from "../kernels/expr.ts";
+import { COL, COLS, type RowKernel } from "../kernels/row_kernels.ts";
 
 const info = await adapterInfo();
 const ignore = info === null;
@@ -114,3 +121,221 @@ Deno.test("webgpu copy within one buffer reads the source before writing", opts,
   assert.deepEqual(await gpu!.read(gs), want);
   gpu!.dispose(gs);
 });
+
+// ---- the row-kernel compiler on a description that is none of the backend's ops ----
+
+/** Every feature of a row kernel: a shared pass with a kept value, a max, a pick, row and
+ * column values, a second pass reading the kept value, row outputs and column sums. */
+const EVERYTHING: RowKernel = (() => {
+  const [x, z, w, s, at, k] = ["x", "z", "w", "s", "at", "k"].map(input);
+  return {
+    rowInputs: ["x", "z"],
+    colInputs: ["w"],
+    perRow: ["s"],
+    indices: ["at"],
+    scalars: ["k"],
+    steps: [
+      { kind: "sum", name: "a", of: mul(x, w), keep: "xw" },
+      { kind: "max", name: "m", of: z },
+      { kind: "pick", name: "p", from: "x", at: "at" },
+      { kind: "sum", name: "q", of: mul(sub(z, input("m")), input("xw")) },
+    ],
+    outputs: {
+      y: add(mul(input("xw"), k), sub(input("a"), COL)),
+      y2: mul(z, div(input("q"), COLS)),
+    },
+    rowOutputs: { r: add(mul(input("p"), s), input("m")), q: input("q") },
+    colSums: { cs: mul(x, s), ct: add(z, at) },
+  };
+})();
+
+/** A kernel without reductions (compiled one invocation per element). */
+const PER_ELEMENT: RowKernel = {
+  rowInputs: ["x"],
+  colInputs: [],
+  perRow: ["s"],
+  indices: ["at"],
+  scalars: ["k"],
+  steps: [],
+  outputs: { e: select(eq(COL, input("at")), input("s"), mul(input("x"), input("k"))) },
+  rowOutputs: {},
+  colSums: {},
+};
+
+/** Both in float64, written out. */
+function everythingReference(
+  rows: number,
+  cols: number,
+  d: Record<string, Float32Array | Int32Array>,
+  k: number,
+): Record<string, Float64Array> {
+  const out = {
+    xw: new Float64Array(rows * cols),
+    y: new Float64Array(rows * cols),
+    y2: new Float64Array(rows * cols),
+    r: new Float64Array(rows),
+    q: new Float64Array(rows),
+    cs: new Float64Array(cols),
+    ct: new Float64Array(cols),
+    e: new Float64Array(rows * cols),
+  };
+  for (let r = 0; r < rows; r++) {
+    let a = 0, m = -Infinity, q = 0;
+    const o = r * cols, t = d.at[r];
+    for (let c = 0; c < cols; c++) {
+      out.xw[o + c] = Math.fround(d.x[o + c] * d.w[c]);
+      a += out.xw[o + c];
+      m = Math.max(m, d.z[o + c]);
+    }
+    for (let c = 0; c < cols; c++) q += (d.z[o + c] - m) * out.xw[o + c];
+    for (let c = 0; c < cols; c++) {
+      out.y[o + c] = out.xw[o + c] * k + (a - c);
+      out.y2[o + c] = d.z[o + c] * (q / cols);
+      out.cs[c] += d.x[o + c] * d.s[r];
+      out.ct[c] += d.z[o + c] + t;
+      out.e[o + c] = c === t ? d.s[r] : d.x[o + c] * k;
+    }
+    out.r[r] = (t >= 0 && t < cols ? d.x[o + t] : 0) * d.s[r] + m;
+    out.q[r] = q;
+  }
+  return out;
+}
+
+Deno.test(
+  "webgpu row-kernel compiler: kernels with every feature match float64, 2-D grids too",
+  opts,
+  async () => {
+    const ctx = await openDevice();
+    const disp = new Dispatcher(ctx, {
+      maxBindingBytes: ctx.limits.maxStorageBufferBindingSize,
+      maxBatch: 64,
+    });
+    const device = ctx.device;
+    const made: GPUBuffer[] = [];
+    const buffer = (
+      name: string,
+      data: Float32Array<ArrayBuffer> | Int32Array<ArrayBuffer>,
+    ): BufferArg => {
+      const size = Math.max(16, data.byteLength);
+      const b = device.createBuffer({
+        size,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      });
+      device.queue.writeBuffer(b, 0, data);
+      made.push(b);
+      const format = data instanceof Int32Array ? "i32" : "f32";
+      return {
+        name,
+        buf: { buffer: b, size, lastBatch: -1 },
+        length: data.length,
+        format,
+        write: false,
+      };
+    };
+    const read = async (arg: BufferArg): Promise<Float32Array> => {
+      disp.flush();
+      const st = device.createBuffer({
+        size: arg.buf.size,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      const enc = device.createCommandEncoder();
+      enc.copyBufferToBuffer(arg.buf.buffer, 0, st, 0, arg.buf.size);
+      device.queue.submit([enc.finish()]);
+      await st.mapAsync(GPUMapMode.READ);
+      const out = new Float32Array(st.getMappedRange().slice(0, arg.length * 4));
+      st.destroy();
+      ctx.check();
+      return out;
+    };
+    // 130 rows: three chunks of column sums; 300 columns: two strided loop turns per invocation.
+    const rows = 130, cols = 300, k = 0.75;
+    const data = {
+      x: randArray(rows * cols),
+      z: randArray(rows * cols),
+      w: randArray(cols),
+      s: randArray(rows),
+      at: Int32Array.from(
+        { length: rows },
+        (_, r) => [-1, cols, 0, cols - 1][r % 4] + (r % 4 === 2 ? r : 0),
+      ),
+    };
+    const want = everythingReference(rows, cols, data, k);
+    // The device's grid limit, and 2 (every grid 2-D, with workgroups past the last row).
+    for (const maxDim of [ctx.limits.maxComputeWorkgroupsPerDimension, 2]) {
+      const outs: Record<string, BufferArg> = {};
+      for (
+        const [n, len] of [
+          ["xw", rows * cols],
+          ["y", rows * cols],
+          ["y2", rows * cols],
+          ["r", rows],
+          ["q", rows],
+          ["cs", cols],
+          ["ct", cols],
+          ["e", rows * cols],
+        ] as const
+      ) {
+        outs[n] = buffer(n, new Float32Array(len).fill(NaN));
+      }
+      const ins = Object.fromEntries(Object.entries(data).map(([n, v]) => [n, buffer(n, v)]));
+      const temp = (length: number, name: string) => ({
+        ...buffer(name, new Float32Array(length)),
+        write: true,
+      });
+      for (const kernel of [EVERYTHING, PER_ELEMENT]) {
+        const args = { rows, cols, buffers: { ...ins, ...outs }, scalars: { k }, temp };
+        for (const call of rowKernelCalls(kernel, "test", args, maxDim)) disp.run(call);
+      }
+      for (const [n, arg] of Object.entries(outs)) {
+        const tol = n === "cs" || n === "ct" ? 1e-4 : 2e-5;
+        assertClose(
+          await read(arg),
+          Float32Array.from(want[n as keyof typeof want]),
+          `${n} (grid limit ${maxDim})`,
+          tol,
+          tol,
+        );
+      }
+    }
+    for (const b of made) b.destroy();
+    device.destroy();
+  },
+);
+
+Deno.test(
+  "webgpu row-kernel compiler: names that are not WGSL identifiers are refused",
+  opts,
+  () => {
+    const bad: RowKernel = { ...EVERYTHING, scalars: ["k-1"], outputs: { y: input("k-1") } };
+    assert.throws(
+      () =>
+        rowKernelCalls(bad, "bad", {
+          rows: 1,
+          cols: 1,
+          buffers: {},
+          temp: () => {
+            throw new Error();
+          },
+        }),
+      /webgpu bad: 'k-1' is not a WGSL identifier/,
+    );
+    const early: RowKernel = {
+      ...EVERYTHING,
+      outputs: {},
+      rowOutputs: {},
+      colSums: { c: input("a") },
+    };
+    assert.throws(
+      () =>
+        rowKernelCalls(early, "early", {
+          rows: 1,
+          cols: 1,
+          buffers: {},
+          temp: () => {
+            throw new Error();
+          },
+        }),
+      /webgpu early: an expression reads 'a', which is not an input, a scalar or an earlier step/,
+    );
+  },
+);

@@ -22,8 +22,8 @@
  *   2. over tiles of key rows: dV_j = Σ_i P̃_ij dO_i and dK_j = Σ_i dS_ij q_i, queries split
  *      the same way (q and dO chunks staged), with dS_ij = P_ij (keep_ij · dO_i·v_j − D_i) ·
  *      scale.
- * - Dropout recomputes the keep mask from {@link HASH_WGSL}, bit-identical to `dropoutMask`
- *   over [B, H, T, S].
+ * - Dropout recomputes the keep mask from {@link DROPOUT_KEEP} (the expression the dropout
+ *   mask is compiled from), bit-identical to `dropoutMask` over [B, H, T, S].
  *
  * Kernels are generated per (rows per workgroup, columns per invocation, staged columns, mask
  * or not, dropout or not) and memoised; everything else (shape, scale, seed) is a runtime
@@ -33,7 +33,15 @@
  */
 import type { AttentionParams } from "../backend.ts";
 import { type BufferArg, f32Bits, grid1, type KernelCall } from "./dispatch.ts";
-import { dropoutThreshold, HASH_WGSL } from "./elementwise.ts";
+import { DROPOUT_KEEP, dropoutThreshold } from "../expr.ts";
+import { compileWgslCondition } from "./expr.ts";
+
+/** Dropout's keep test, compiled from {@link DROPOUT_KEEP} (shared with the dropout mask). */
+const DROPOUT_KEEP_WGSL = compileWgslCondition("dropout_keep_", DROPOUT_KEEP, [
+  "index",
+  "seed",
+  "threshold",
+]);
 
 /** Invocations per workgroup = keys (or queries) per chunk. */
 const WG = 64;
@@ -153,10 +161,10 @@ fn wg_sum(v: RV, lid: u32) -> RV {
   workgroupBarrier();
   return r;
 }
-${drop ? HASH_WGSL : ""}
+${drop ? DROPOUT_KEEP_WGSL : ""}
 // Dropout factor of probability [row, j], flattened as row·S + j (u32 wraps like Math.imul).
 fn keep_(idx: u32) -> f32 {
-  ${drop ? "return select(0.0, prmf(7u), hash24_(prm(8u), idx) >= prm(6u));" : "return 1.0;"}
+  ${drop ? "return select(0.0, prmf(7u), dropout_keep_(idx, prm(8u), prm(6u)));" : "return 1.0;"}
 }
 // Padding mask of batch b at key j.
 fn key_visible_(b: u32, j: u32) -> bool {

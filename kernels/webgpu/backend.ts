@@ -4,7 +4,7 @@
  * This file holds the primitives only: each checks out its operands and outputs from the heap
  * (`heap.ts`: storages, uploads, readback, disposal, over the size-bucketed pool of
  * `memory.ts`) and hands the kernel calls that the per-family files build (`elementwise.ts`,
- * `reduce.ts`, `matmul.ts`, `rows.ts`, `indexing.ts`, `optim.ts`, `attention.ts`) to the
+ * `reduce.ts`, `matmul.ts`, `row_expr.ts`, `indexing.ts`, `optim.ts`, `attention.ts`) to the
  * dispatcher (`dispatch.ts`), which records them into batched command buffers; only
  * {@link read} waits. Tensors larger than one storage binding
  * (GPT-2's 154 MB token embedding on adapters with 128 MiB bindings) are bound as several
@@ -47,16 +47,20 @@ import { GpuHeap, type WebGPUStorage } from "./heap.ts";
 export { WebGPUStorage } from "./heap.ts";
 import { reduceCall } from "./reduce.ts";
 import { matmulCalls } from "./matmul.ts";
+import { rowKernelCalls } from "./row_expr.ts";
 import {
-  crossEntropyBackwardCall,
-  crossEntropyCall,
-  layerNormBackwardWCall,
-  layerNormBackwardXCall,
-  layerNormCall,
-  LN_ROW_CHUNK,
-  softmaxBackwardCall,
-  softmaxCall,
-} from "./rows.ts";
+  COLS,
+  CROSS_ENTROPY,
+  CROSS_ENTROPY_BACKWARD,
+  LAYER_NORM,
+  LAYER_NORM_BACKWARD,
+  LOG_SOFTMAX,
+  LOG_SOFTMAX_BACKWARD,
+  type RowKernel,
+  SOFTMAX,
+  SOFTMAX_BACKWARD,
+} from "../row_kernels.ts";
+import { eq, ge, input, lt, select } from "../expr.ts";
 import { gatherCall, scatterLinksCall, scatterSumCall } from "./indexing.ts";
 import { adamwCall } from "./optim.ts";
 import { attentionBackwardCalls, attentionCall } from "./attention.ts";
@@ -96,6 +100,22 @@ function size(shape: readonly number[]): number {
   for (const d of shape) n *= d;
   return n;
 }
+
+/**
+ * {@link CROSS_ENTROPY} with a NaN loss for a target outside [0, cols) that is not the ignored
+ * one: the reference refuses such a target, which a kernel cannot do.
+ */
+const CROSS_ENTROPY_NAN: RowKernel = (() => {
+  const t = input("target"), loss = CROSS_ENTROPY.rowOutputs.loss;
+  const outOfRange = (v: typeof loss) => select(lt(t, 0), NaN, select(ge(t, COLS), NaN, v));
+  return {
+    ...CROSS_ENTROPY,
+    rowOutputs: {
+      ...CROSS_ENTROPY.rowOutputs,
+      loss: select(eq(t, input("ignoreIndex")), loss, outOfRange(loss)),
+    },
+  };
+})();
 
 /** Every primitive of the Backend contract on a WebGPU device. */
 export class WebGPUBackend implements Backend {
@@ -308,23 +328,48 @@ export class WebGPUBackend implements Backend {
     return out;
   }
 
-  // ---- fused row ops ----
+  // ---- fused row ops: the descriptions of `../row_kernels.ts`, compiled by `row_expr.ts` ----
+
+  /** Runs row kernel `k` on the named buffers, with scratch buffers for its column sums. */
+  #rowKernel(
+    k: RowKernel,
+    label: string,
+    rows: number,
+    cols: number,
+    buffers: Record<string, BufferArg>,
+    scalars: Record<string, number> = {},
+  ): void {
+    const temps: BufferArg[] = [];
+    const temp = (length: number, name: string) => {
+      temps.push(this.#heap.temp(length, "f32", `${label} partial column sums`, name));
+      return temps[temps.length - 1];
+    };
+    const args = { rows, cols, buffers, scalars, temp };
+    for (const call of rowKernelCalls(k, label, args, this.#maxDim)) this.#run(call);
+    for (const t of temps) this.#heap.release(t);
+  }
 
   /** Softmax or log-softmax of each row. */
   softmax(x: Storage, rows: number, cols: number, log: boolean): Storage {
     const xa = this.#heap.f32(x, "softmax", "x");
     const out = this.#heap.alloc(rows * cols, "f32", "softmax");
-    if (cols > 0) this.#run(softmaxCall(xa, this.#heap.out(out), rows, cols, log, this.#maxDim));
+    if (cols > 0) {
+      const [k, label] = log ? [LOG_SOFTMAX, "logSoftmax"] : [SOFTMAX, "softmax"];
+      this.#rowKernel(k, label, rows, cols, { x: xa, y: this.#heap.out(out) });
+    }
     return out;
   }
 
   /** Input gradient of softmax / log-softmax given its output. */
   softmaxBackward(y: Storage, gy: Storage, rows: number, cols: number, log: boolean): Storage {
-    const ya = this.#heap.f32(y, "softmaxBackward", "x");
-    const ga = this.#heap.f32(gy, "softmaxBackward", "g");
+    const ya = this.#heap.f32(y, "softmaxBackward", "y");
+    const ga = this.#heap.f32(gy, "softmaxBackward", "gy");
     const out = this.#heap.alloc(rows * cols, "f32", "softmaxBackward");
     if (cols > 0) {
-      this.#run(softmaxBackwardCall(ya, ga, this.#heap.out(out), rows, cols, log, this.#maxDim));
+      const [k, label] = log
+        ? [LOG_SOFTMAX_BACKWARD, "logSoftmaxBackward"]
+        : [SOFTMAX_BACKWARD, "softmaxBackward"];
+      this.#rowKernel(k, label, rows, cols, { y: ya, gy: ga, gx: this.#heap.out(out) });
     }
     return out;
   }
@@ -346,20 +391,9 @@ export class WebGPUBackend implements Backend {
     const mean = this.#heap.alloc(rows, "f32", "layerNorm mean");
     const rstd = this.#heap.alloc(rows, "f32", "layerNorm rstd");
     if (cols > 0) {
-      this.#run(layerNormCall(
-        {
-          x: xa,
-          w: wa,
-          b: ba,
-          out: this.#heap.out(y),
-          mean: this.#heap.out(mean, "mean"),
-          rstd: this.#heap.out(rstd, "rstd"),
-        },
-        rows,
-        cols,
-        eps,
-        this.#maxDim,
-      ));
+      const out = this.#heap.out.bind(this.#heap);
+      const buffers = { x: xa, w: wa, b: ba, y: out(y), mean: out(mean), rstd: out(rstd) };
+      this.#rowKernel(LAYER_NORM, op, rows, cols, buffers, { eps });
     }
     return { y, mean, rstd };
   }
@@ -377,49 +411,24 @@ export class WebGPUBackend implements Backend {
     const op = "layerNormBackward";
     const xa = this.#heap.f32(x, op, "x"), wa = this.#heap.f32(w, op, "w");
     const ma = this.#heap.f32(mean, op, "mean"), ra = this.#heap.f32(rstd, op, "rstd");
-    const ga = this.#heap.f32(gy, op, "g");
+    const ga = this.#heap.f32(gy, op, "gy");
     const gx = this.#heap.alloc(rows * cols, "f32", "layerNormBackward gx");
     if (rows === 0 || cols === 0) {
       return { gx, gw: this.full(cols, 0, "f32"), gb: this.full(cols, 0, "f32") };
     }
-    this.#run(layerNormBackwardXCall(
-      { x: xa, w: wa, mean: ma, rstd: ra, g: ga, out: this.#heap.out(gx) },
-      rows,
-      cols,
-      this.#maxDim,
-    ));
     const gw = this.#heap.alloc(cols, "f32", "layerNormBackward gw");
     const gb = this.#heap.alloc(cols, "f32", "layerNormBackward gb");
-    const chunks = Math.ceil(rows / LN_ROW_CHUNK);
-    if (chunks === 1) {
-      this.#run(layerNormBackwardWCall(
-        {
-          x: xa,
-          mean: ma,
-          rstd: ra,
-          g: ga,
-          gw: this.#heap.out(gw, "gw"),
-          gb: this.#heap.out(gb, "gb"),
-        },
-        rows,
-        cols,
-        this.#maxDim,
-      ));
-    } else {
-      const pw = this.#heap.temp(chunks * cols, "f32", "layerNorm gw partials", "gw");
-      const pb = this.#heap.temp(chunks * cols, "f32", "layerNorm gb partials", "gb");
-      this.#run(layerNormBackwardWCall(
-        { x: xa, mean: ma, rstd: ra, g: ga, gw: pw, gb: pb },
-        rows,
-        cols,
-        this.#maxDim,
-      ));
-      const read = (t: BufferArg): BufferArg => ({ ...t, name: "x", write: false });
-      this.#run(reduceCall("sum", read(pw), this.#heap.out(gw), 1, chunks, cols, this.#maxDim));
-      this.#run(reduceCall("sum", read(pb), this.#heap.out(gb), 1, chunks, cols, this.#maxDim));
-      this.#heap.release(pw);
-      this.#heap.release(pb);
-    }
+    const out = this.#heap.out.bind(this.#heap);
+    this.#rowKernel(LAYER_NORM_BACKWARD, op, rows, cols, {
+      x: xa,
+      w: wa,
+      mean: ma,
+      rstd: ra,
+      gy: ga,
+      gx: out(gx),
+      gw: out(gw),
+      gb: out(gb),
+    });
     return { gx, gw, gb };
   }
 
@@ -432,17 +441,13 @@ export class WebGPUBackend implements Backend {
     ignoreIndex: number,
   ): { loss: Storage; lse: Storage } {
     const op = "crossEntropy";
-    const xa = this.#heap.f32(logits, op, "x"), ta = this.#heap.i32(targets, op, "t");
+    const xa = this.#heap.f32(logits, op, "logits"), ta = this.#heap.i32(targets, op, "targets");
     const loss = this.#heap.alloc(rows, "f32", "crossEntropy loss");
     const lse = this.#heap.alloc(rows, "f32", "crossEntropy lse");
     if (cols > 0) {
-      this.#run(crossEntropyCall(
-        { x: xa, t: ta, loss: this.#heap.out(loss, "loss"), lse: this.#heap.out(lse, "lse") },
-        rows,
-        cols,
-        ignoreIndex,
-        this.#maxDim,
-      ));
+      const out = this.#heap.out.bind(this.#heap);
+      const buffers = { logits: xa, target: ta, loss: out(loss), lse: out(lse) };
+      this.#rowKernel(CROSS_ENTROPY_NAN, op, rows, cols, buffers, { ignoreIndex });
     }
     return { loss, lse };
   }
@@ -458,16 +463,11 @@ export class WebGPUBackend implements Backend {
     ignoreIndex: number,
   ): Storage {
     const op = "crossEntropyBackward";
-    const xa = this.#heap.f32(logits, op, "x"), ta = this.#heap.i32(targets, op, "t");
-    const la = this.#heap.f32(lse, op, "lse"), ga = this.#heap.f32(gLoss, op, "g");
+    const xa = this.#heap.f32(logits, op, "logits"), ta = this.#heap.i32(targets, op, "targets");
+    const la = this.#heap.f32(lse, op, "lse"), ga = this.#heap.f32(gLoss, op, "gLoss");
     const out = this.#heap.alloc(rows * cols, "f32", op);
-    this.#run(crossEntropyBackwardCall(
-      { x: xa, t: ta, lse: la, g: ga, out: this.#heap.out(out) },
-      rows,
-      cols,
-      ignoreIndex,
-      this.#maxDim,
-    ));
+    const buffers = { logits: xa, target: ta, lse: la, gLoss: ga, gx: this.#heap.out(out) };
+    this.#rowKernel(CROSS_ENTROPY_BACKWARD, op, rows, cols, buffers, { ignoreIndex });
     return out;
   }
 

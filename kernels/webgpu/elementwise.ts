@@ -1,7 +1,8 @@
 /**
  * Elementwise WGSL kernels: unary, binary, where, cast and strided copy share a single shader
  * template that reads every operand through a strided view. The unary and binary ops'
- * arithmetic is the one table of `../expr.ts`, compiled to WGSL by `expr.ts`.
+ * arithmetic is the one table of `../expr.ts`, compiled to WGSL by `expr.ts`, as is the
+ * dropout mask (`DROPOUT_MASK`).
  *
  * Views are first canonicalised (size-1 axes dropped, axes merged where every view is contiguous
  * across them), so most calls become rank 1 or 2. An operand whose canonical view is contiguous
@@ -12,8 +13,8 @@
  * @module
  */
 import type { BinaryOp, UnaryOp, View } from "../backend.ts";
-import { BINARY_EXPRS, UNARY_EXPRS } from "../expr.ts";
-import { compileWgsl, EXPR_WGSL_PRELUDE } from "./expr.ts";
+import { BINARY_EXPRS, DROPOUT_MASK, dropoutThreshold, UNARY_EXPRS } from "../expr.ts";
+import { compileWgsl, compileWgslMap, EXPR_WGSL_PRELUDE } from "./expr.ts";
 import { type BufferArg, type ElemFormat, entry1d, f32Bits, type KernelCall } from "./dispatch.ts";
 
 /** Largest rank after canonicalisation. */
@@ -229,38 +230,27 @@ export function fillCall(
 }
 
 /**
- * WGSL of {@link hashUniform}'s integer core: `hash24_(seed, i)` is `hashUniform(seed, i)·2²⁴`
- * (the top 24 bits of the hash), bit-identical to `kernels/backend.ts` (u32 arithmetic wraps
- * like Math.imul and `>>> 0`). Shared by the dropout mask and the fused attention kernels.
+ * The dropout mask kernel, compiled from {@link DROPOUT_MASK} (`index` is the element's
+ * position; integer scalars, then float scalars, follow the length in the parameters).
  */
-export const HASH_WGSL = `
-fn hash32_(v: u32) -> u32 {
-  var x = v;
-  x ^= x >> 16u;
-  x *= 0x7feb352du;
-  x ^= x >> 15u;
-  x *= 0x846ca68bu;
-  x ^= x >> 16u;
-  return x;
-}
-fn hash24_(seed: u32, i: u32) -> u32 {
-  var x = (i * 0x9e3779b9u) ^ seed;
-  x = hash32_(x);
-  x = hash32_(x + seed);
-  return x >> 8u;
-}`;
+const DROPOUT_WGSL = (() => {
+  const k = DROPOUT_MASK, ints = k.u32Scalars ?? [];
+  return [
+    EXPR_WGSL_PRELUDE,
+    entry1d(WG),
+    "  if (gid >= prm(0u)) { return; }",
+    "  let index = gid;",
+    ...ints.map((s, j) => `  let ${s} = prm(${1 + j}u);`),
+    ...k.scalars.map((s, j) => `  let ${s} = prmf(${1 + ints.length + j}u);`),
+    ...compileWgslMap(k),
+    ...Object.keys(k.outputs).map((o) => `  ${o}_st(gid, out_${o});`),
+    "}",
+  ].join("\n");
+})();
 
 /**
- * The integer form of `hashUniform(seed, i) ≥ p`: `hash24_(seed, i) ≥ ceil(p·2²⁴)`, computed
- * on the host in f64, so rounding p to f32 cannot flip an element.
- */
-export function dropoutThreshold(p: number): number {
-  return Math.min(Math.max(Math.ceil(p * 16777216), 0), 16777216);
-}
-
-/**
- * The dropout mask kernel: `hashUniform(seed, i) ≥ p ? scale : 0`, bit-identical to
- * `hashUniform` in `kernels/backend.ts` (see {@link HASH_WGSL} and {@link dropoutThreshold}).
+ * The dropout mask: `hashUniform(seed, i) ≥ p ? 1/(1−p) : 0` ({@link DROPOUT_MASK}),
+ * bit-identical to `hashUniform` in `kernels/backend.ts`; `out` is bound as its output `mask`.
  */
 export function dropoutCall(
   out: BufferArg,
@@ -272,17 +262,17 @@ export function dropoutCall(
   if (!Number.isInteger(seed)) {
     throw new Error(`webgpu dropoutMask: seed ${seed} is not an integer`);
   }
-  const scale = Math.fround(1 / (1 - p));
-  const body = `${HASH_WGSL}
-${entry1d(WG)}
-  if (gid >= prm(0u)) { return; }
-  out_st(gid, select(0.0, prmf(3u), hash24_(prm(1u), gid) >= prm(2u)));
-}`;
+  const values: Record<string, number> = {
+    seed: seed >>> 0,
+    threshold: dropoutThreshold(p),
+    keep: f32Bits(p >= 1 ? 0 : Math.fround(1 / (1 - p))),
+  };
+  const names = [...(DROPOUT_MASK.u32Scalars ?? []), ...DROPOUT_MASK.scalars];
   return {
     label: "dropoutMask",
-    body,
-    buffers: [out],
-    params: [length, seed >>> 0, dropoutThreshold(p), f32Bits(p >= 1 ? 0 : scale)],
+    body: DROPOUT_WGSL,
+    buffers: [{ ...out, name: "mask" }],
+    params: [length, ...names.map((n) => values[n])],
     grid: grid(Math.ceil(length / WG), maxDim),
   };
 }

@@ -1,11 +1,13 @@
 /**
- * Compiles an elementwise expression (`../expr.ts`) to a WGSL function of the operands, with a
- * `let` for every node used more than once. The math it calls beyond WGSL's builtins
- * (`tanh_`, `pow_`, the NaN and infinity tests) is {@link EXPR_WGSL_PRELUDE}.
+ * Compiles expressions (`../expr.ts`) to WGSL, with a `let` for every node used more than once:
+ * {@link wgslRoots} renders several roots under a naming of their inputs (the elementwise ops,
+ * the AdamW step, the dropout mask and keep test, and the row kernels of `row_expr.ts` all go
+ * through it). The math it calls beyond WGSL's builtins (`tanh_`, `pow_`, the NaN and infinity
+ * tests) is {@link EXPR_WGSL_PRELUDE}.
  *
  * @module
  */
-import type { MapKernel, Node, Num } from "../expr.ts";
+import type { Bool, MapKernel, Node, Num } from "../expr.ts";
 import { renderSource } from "../expr.ts";
 
 /** Helpers the compiled functions call. */
@@ -69,7 +71,7 @@ function literal(v: number): string {
 
 /** `fn name(x: f32, y: f32, p: f32) -> f32` computing `e`. */
 export function compileWgsl(name: string, e: Num): string {
-  const { lines, exprs } = wgslOf([e], (n) => (n === "param" ? "p" : n));
+  const { lines, exprs } = wgslRoots([e], { input: (n) => (n === "param" ? "p" : n) });
   return [`fn ${name}(x: f32, y: f32, p: f32) -> f32 {`, ...lines, `  return ${exprs[0]};`, "}"]
     .join("\n");
 }
@@ -81,15 +83,42 @@ export function compileWgsl(name: string, e: Num): string {
  */
 export function compileWgslMap(k: MapKernel): string[] {
   const outs = Object.keys(k.outputs);
-  const { lines, exprs } = wgslOf(outs.map((o) => k.outputs[o]), (n) => n);
+  const { lines, exprs } = wgslRoots(outs.map((o) => k.outputs[o]), { input: (n) => n });
   return [...lines, ...outs.map((o, j) => `  let out_${o} = ${exprs[j]};`)];
 }
 
-function wgslOf(
-  roots: Num[],
-  nameOf: (input: string) => string,
-): { lines: string[]; exprs: string[] } {
+/**
+ * `fn name(<args>: u32, …) -> bool` computing a condition of integer inputs (dropout's keep
+ * test), the arguments being the inputs it reads, named and ordered by `args`.
+ */
+export function compileWgslCondition(name: string, cond: Bool, args: readonly string[]): string {
+  const input = (n: string) => {
+    if (!args.includes(n)) throw new Error(`webgpu: ${name} reads '${n}', not one of ${args}`);
+    return `a_${n}`;
+  };
+  const { lines, exprs } = wgslRoots([cond], { input });
+  const params = args.map((a) => `a_${a}: u32`).join(", ");
+  return [`fn ${name}(${params}) -> bool {`, ...lines, `  return ${exprs[0]};`, "}"].join("\n");
+}
+
+/** How {@link wgslRoots} names what the expressions read. */
+export interface WgslNames {
+  /** The WGSL value of an input (f32 for a number input, u32 for an integer one). */
+  input: (name: string) => string;
+  /** Nodes already computed, each as the WGSL value of that name (its operands unread). */
+  bound?: ReadonlyMap<Node, string>;
+}
+
+/**
+ * WGSL of several expression roots (numbers, conditions or integers): `let` statements for the
+ * nodes they share (named `t_<k>`, so two renderings must not share one scope), then each
+ * root's expression.
+ */
+export function wgslRoots(roots: Node[], names: WgslNames): { lines: string[]; exprs: string[] } {
+  const nameOf = names.input, bound = names.bound;
   const build = (n: Node, go: (child: Node) => string): string => {
+    const named = bound?.get(n);
+    if (named !== undefined) return named;
     switch (n.kind) {
       case "const":
         return literal(n.value);
