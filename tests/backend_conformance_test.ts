@@ -890,6 +890,19 @@ function rowEdgeCases(): Case[] {
     rtol: 0,
     atol: 0,
   });
+  out.push({
+    // Rows of no columns still have row values: a mean of nothing is NaN, and the log-sum-exp
+    // of nothing is −∞ (every target must then be the ignored one).
+    name: "row values of rows with no columns (layer norm's mean and rstd, cross-entropy's lse)",
+    inputs: [new Float32Array(0), new Int32Array([-100, -100, -100])],
+    run: (b, [x, ids]) => {
+      const { y, mean, rstd } = b.layerNorm(x, x, x, 3, 0, 1e-5);
+      const { loss, lse } = b.crossEntropy(x, ids, 3, 0, -100);
+      return [y, mean, rstd, loss, lse, b.crossEntropyBackward(x, ids, lse, loss, 3, 0, -100)];
+    },
+    rtol: 0,
+    atol: 0,
+  });
   return out;
 }
 

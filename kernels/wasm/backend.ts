@@ -781,7 +781,8 @@ export class WasmBackend implements Backend {
     const y = this.#alloc("f32", rows * cols, "layerNorm y");
     const mean = this.#alloc("f32", rows, "layerNorm mean");
     const rstd = this.#alloc("f32", rows, "layerNorm rstd");
-    if (rows * cols > 0) {
+    // With cols = 0 the row outputs are still defined (a mean of nothing is NaN).
+    if (rows > 0) {
       this.#rowKernel("layerNorm", { x: xs, w: ws, b: bs, y, mean, rstd }, rows, cols, { eps });
     }
     return { y, mean, rstd };
@@ -842,7 +843,7 @@ export class WasmBackend implements Backend {
     this.#checkTargets(ts, rows, cols, ignoreIndex, "crossEntropy");
     const loss = this.#alloc("f32", rows, "crossEntropy loss");
     const lse = this.#alloc("f32", rows, "crossEntropy lse");
-    if (rows > 0 && cols > 0) {
+    if (rows > 0) {
       this.#rowKernel("crossEntropy", { logits: ls, target: ts, loss, lse }, rows, cols, {
         ignoreIndex,
       });

@@ -390,7 +390,8 @@ export class WebGPUBackend implements Backend {
     const y = this.#heap.alloc(rows * cols, "f32", "layerNorm y");
     const mean = this.#heap.alloc(rows, "f32", "layerNorm mean");
     const rstd = this.#heap.alloc(rows, "f32", "layerNorm rstd");
-    if (cols > 0) {
+    // With cols = 0 the row outputs are still defined (e.g. a mean of nothing is NaN).
+    if (rows > 0) {
       const out = this.#heap.out.bind(this.#heap);
       const buffers = { x: xa, w: wa, b: ba, y: out(y), mean: out(mean), rstd: out(rstd) };
       this.#rowKernel(LAYER_NORM, op, rows, cols, buffers, { eps });
@@ -444,7 +445,8 @@ export class WebGPUBackend implements Backend {
     const xa = this.#heap.f32(logits, op, "logits"), ta = this.#heap.i32(targets, op, "targets");
     const loss = this.#heap.alloc(rows, "f32", "crossEntropy loss");
     const lse = this.#heap.alloc(rows, "f32", "crossEntropy lse");
-    if (cols > 0) {
+    // With cols = 0 the row outputs are still defined (e.g. a mean of nothing is NaN).
+    if (rows > 0) {
       const out = this.#heap.out.bind(this.#heap);
       const buffers = { logits: xa, target: ta, loss: out(loss), lse: out(lse) };
       this.#rowKernel(CROSS_ENTROPY_NAN, op, rows, cols, buffers, { ignoreIndex });
