@@ -22,7 +22,7 @@
  *
  * @module
  */
-import type { AdamWParams } from "./backend.ts";
+import type { AdamWParams, ReduceOp } from "./backend.ts";
 
 /** Math functions of one argument. */
 export type MathUnary = "neg" | "abs" | "sqrt" | "exp" | "log" | "tanh";
@@ -362,6 +362,44 @@ export function adamwScalars(p: AdamWParams): number[] {
     p.eps,
   ];
 }
+
+/** The accumulator of a {@link Reduction}'s `combine` (the element is {@link X}). */
+export const ACC: Num = { kind: "input", name: "acc" };
+
+/**
+ * A reduction over an axis (`Backend.reduce`): `combine` folds the element `x` into the
+ * accumulator `acc`, starting from `identity`; a reduction over no elements is `empty`. Each
+ * combine is associative and commutative (up to rounding for the sum), so a backend may fold in
+ * any tree order (vector lanes, threads, workgroups) and join two partial accumulators with the
+ * same expression (one as `acc`, the other as `x`).
+ */
+export interface Reduction {
+  readonly combine: Num;
+  readonly identity: number;
+  readonly empty: number;
+}
+
+/**
+ * Every reduce op. Max and min are NaN if any element is NaN (as PyTorch's); over no elements
+ * they are NaN, the sum 0.
+ */
+export const REDUCTIONS: Readonly<Record<ReduceOp, Reduction>> = {
+  sum: { combine: add(ACC, X), identity: 0, empty: 0 },
+  max: {
+    combine: select(isnan(X), X, select(gt(X, ACC), X, ACC)),
+    identity: -Infinity,
+    empty: NaN,
+  },
+  min: { combine: select(isnan(X), X, select(lt(X, ACC), X, ACC)), identity: Infinity, empty: NaN },
+};
+
+/**
+ * Argmax's rule (`Backend.argmax`): the element `x` replaces the best so far, `best`, when this
+ * holds, scanning from the first element (index 0 with an empty axis). Strictly greater, so ties
+ * keep the first index and a NaN is never taken (unless it is the first element). Partial
+ * results of a split axis are joined in index order with the same rule.
+ */
+export const ARGMAX_TAKES: Bool = gt(X, input("best"));
 
 /** lowbias32 (Chris Wellons): a 32-bit integer hash with good avalanche. */
 function hash32(v: U32): U32 {
