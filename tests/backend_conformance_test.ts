@@ -32,6 +32,7 @@ import {
   type ScaledTolerance,
 } from "./helpers/close.ts";
 import { CpuBackend } from "../kernels/cpu/backend.ts";
+import { Tensor } from "../autograd/tensor.ts";
 import { BACKEND_VARIANTS, type Divergences, referenceFor, seeded } from "./helpers/backends.ts";
 
 // WebGPU keeps promises (device.lost, error scopes) that outlive a test by design.
@@ -211,18 +212,23 @@ function elementwiseCases(): Case[] {
   return out;
 }
 
+/** Sum, max and min of x as `[outer, size, inner]` over its middle axis, and its argmax. */
+function allReductions(b: Backend, x: Storage, outer: number, size: number, inner: number) {
+  return [
+    b.reduce("sum", x, outer, size, inner),
+    b.reduce("max", x, outer, size, inner),
+    b.reduce("min", x, outer, size, inner),
+    b.argmax(x, outer, size, inner),
+  ];
+}
+
 function rowCases(): Case[] {
   const out: Case[] = [];
   for (const [o, s, i] of [[1, 1, 1], [7, 33, 1], [3, 257, 5], [65, 7, 33], [2, 1000, 3]]) {
     out.push({
       name: `reduce sum/max/min and argmax [${o}, ${s}, ${i}]`,
       inputs: [uniform(o * s * i)],
-      run: (b, [x]) => [
-        b.reduce("sum", x, o, s, i),
-        b.reduce("max", x, o, s, i),
-        b.reduce("min", x, o, s, i),
-        b.argmax(x, o, s, i),
-      ],
+      run: (b, [x]) => allReductions(b, x, o, s, i),
       rtol: 1e-5,
       atol: 2e-5,
     });
@@ -383,6 +389,59 @@ function rowCases(): Case[] {
       atol: 1e-5,
     });
   }
+  return out;
+}
+
+/**
+ * Reductions with NaN and ±Inf at the ends of the reduced axis (its first element and its last,
+ * which a vectorised loop reaches in its tail for sizes not a multiple of the vector width) and
+ * in its middle, over the first, a middle and the last axis, and empty axes.
+ */
+function reduceSpecialCases(): Case[] {
+  const out: Case[] = [];
+  // Each line (an [outer, inner] position) gets one pattern, by its index modulo 8.
+  const patterns: [number | "last" | "mid", number][][] = [
+    [[0, NaN]],
+    [["last", NaN]],
+    [["mid", NaN]],
+    [[0, Infinity]],
+    [["last", Infinity]],
+    [[0, -Infinity], ["last", -Infinity]],
+    [[0, Infinity], ["last", -Infinity]],
+    [[0, -0], ["mid", NaN], ["last", Infinity]],
+  ];
+  for (const size of [2, 7, 33, 257]) {
+    for (const [outer, inner] of [[8, 1], [1, 8], [2, 4], [3, 3]]) {
+      const x = uniform(outer * size * inner);
+      for (let o = 0; o < outer; o++) {
+        for (let j = 0; j < inner; j++) {
+          for (const [at, v] of patterns[(o * inner + j) % patterns.length]) {
+            const k = at === "last" ? size - 1 : at === "mid" ? size >> 1 : at;
+            x[(o * size + k) * inner + j] = v;
+          }
+        }
+      }
+      out.push({
+        name:
+          `reduce sum/max/min and argmax with NaN/±Inf at axis ends [${outer}, ${size}, ${inner}]`,
+        inputs: [x],
+        run: (b, [x]) => allReductions(b, x, outer, size, inner),
+        // Not `scaled`: its scale is the largest |value|, here infinite.
+        rtol: 1e-5,
+        atol: 4e-5,
+      });
+    }
+  }
+  out.push({
+    name: "reduce sum/max/min and argmax over empty axes",
+    inputs: [new Float32Array(0)],
+    run: (b, [x]) =>
+      [[1, 0, 1], [2, 0, 3], [5, 0, 1], [1, 0, 7]].flatMap(([o, s, i]) =>
+        allReductions(b, x, o, s, i)
+      ),
+    rtol: 0,
+    atol: 0,
+  });
   return out;
 }
 
@@ -617,12 +676,7 @@ function moreRowCases(): Case[] {
     out.push({
       name: `reduce sum/max/min and argmax [${o}, ${s}, ${i}]`,
       inputs: [uniform(o * s * i)],
-      run: (b, [x]) => [
-        b.reduce("sum", x, o, s, i),
-        b.reduce("max", x, o, s, i),
-        b.reduce("min", x, o, s, i),
-        b.argmax(x, o, s, i),
-      ],
+      run: (b, [x]) => allReductions(b, x, o, s, i),
       scaled: { rtol: 1e-5, atolScale: 2e-7 * Math.sqrt(s), atol: 1e-6 },
     });
     // Small integers: ties everywhere, the first index wins.
@@ -1094,6 +1148,29 @@ function attentionCases(): Case[] {
   });
 }
 
+/** Views the core makes contiguous before it reduces (taken from {@link STRIDED}). */
+const REDUCE_VIEWS = STRIDED.filter((v) =>
+  ["transpose 2-D", "3-D permute", "broadcast middle", "4-D slice", "negative stride"].includes(
+    v.name,
+  )
+);
+
+/**
+ * Sum, max and argmax through the core (`Tensor.sum`, `max`, `argmax`) of a strided view, over
+ * each axis and over all axes: the core copies the view to a contiguous buffer, then reduces.
+ */
+async function coreReductions(b: Backend, host: Float32Array, v: View): Promise<Host[]> {
+  const base = Tensor.fromStorage(b.fromHost(host, "f32"), [host.length]);
+  const x = base.viewAs(v);
+  const outs: Tensor[] = [];
+  for (let a = 0; a < v.shape.length; a++) outs.push(x.sum(a), x.max(a), x.argmax(a));
+  outs.push(x.sum(), x.max());
+  const res: Host[] = [];
+  for (const t of outs) res.push((await t.data()) as Host);
+  for (const t of [base, x, ...outs]) t.dispose();
+  return res;
+}
+
 const CASES = [
   ...elementwiseCases(),
   ...stridedCases(),
@@ -1107,6 +1184,7 @@ const CASES = [
   ...randomShapeCases(),
   ...attentionCases(),
   ...emptyCases(),
+  ...reduceSpecialCases(),
 ];
 
 async function runCase(b: Backend, c: Case): Promise<Host[]> {
@@ -1399,6 +1477,30 @@ for (const variant of BACKEND_VARIANTS) {
         });
       }
       assert.equal(failures.length, 0, `${failures.length} mismatches:\n${failures.join("\n")}`);
+    },
+  );
+
+  Deno.test(
+    `${variant.label}: sum, max and argmax of strided views through the core`,
+    { ...opts, ignore },
+    async () => {
+      for (const { name, len, view: v } of REDUCE_VIEWS) {
+        for (const specials of [false, true]) {
+          const host = specials ? withSpecials(len) : uniform(len);
+          const want = await coreReductions(ref, host, v);
+          const got = await coreReductions(b!, host, v);
+          assert.equal(got.length, want.length);
+          got.forEach((g, i) =>
+            assertClose(
+              g,
+              want[i],
+              `${variant.label} ${name} view${specials ? " with NaN/±Inf" : ""}: output ${i}`,
+              1e-5,
+              Math.max(1e-5, minAtol),
+            )
+          );
+        }
+      }
     },
   );
 

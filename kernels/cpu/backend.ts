@@ -4,9 +4,10 @@
  *
  * It is the oracle the other backends are tested against, so it favours obvious code over
  * speed. The ops described once for every backend are compiled from their descriptions: the
- * elementwise ops, AdamW and the dropout mask from `../expr.ts` (by `expr.ts`), the row ops
+ * elementwise ops, AdamW and the dropout mask from `../expr.ts` (by `expr.ts`), the reductions
+ * (sum, max, min) and argmax's rule from `../expr.ts` too (by `reduce_expr.ts`), the row ops
  * (softmax, layer norm, cross-entropy, forward and backward) from `../row_kernels.ts` (by
- * `row_expr.ts`); the rest (matmul, reductions, indexing, attention) are plain loops here.
+ * `row_expr.ts`); the rest (matmul, indexing, attention) are plain loops here.
  * With `precision: "f64"` it stores values in Float64Array; the gradient checks use that mode so
  * finite differences are not drowned in f32 rounding.
  *
@@ -31,9 +32,11 @@ import { installArgumentChecks } from "../checks.ts";
 import {
   ADAMW,
   adamwScalars,
+  ARGMAX_TAKES,
   BINARY_EXPRS,
   DROPOUT_MASK,
   dropoutThreshold,
+  REDUCTIONS,
   UNARY_EXPRS,
 } from "../expr.ts";
 import {
@@ -48,6 +51,7 @@ import {
   SOFTMAX_BACKWARD,
 } from "../row_kernels.ts";
 import { compileJs, compileMapJs, mapArgNames, type ScalarFn } from "./expr.ts";
+import { type ArgmaxJs, compileArgmaxJs, compileReduceJs, type ReduceJs } from "./reduce_expr.ts";
 import { compileRowJs, type RowKernelJs } from "./row_expr.ts";
 
 /** The float arrays the CPU backend computes in. */
@@ -84,6 +88,19 @@ function evaluator(op: UnaryOp | BinaryOp, unary: boolean): ScalarFn {
   }
   return f;
 }
+
+const reducers = new Map<ReduceOp, ReduceJs>();
+/** The reduction of an op, compiled from {@link REDUCTIONS} on first use. */
+function reducer(op: ReduceOp): ReduceJs {
+  let f = reducers.get(op);
+  if (f === undefined) {
+    f = compileReduceJs(REDUCTIONS[op]);
+    reducers.set(op, f);
+  }
+  return f;
+}
+/** Argmax, compiled from {@link ARGMAX_TAKES} on first use. */
+let argmaxJs: ArgmaxJs | undefined;
 
 /** Calls `f(outIndex, srcIndices...)` for every element of a shape read through several views. */
 function forEachStrided(
@@ -242,40 +259,13 @@ export class CpuBackend implements Backend {
   }
 
   reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage {
-    const d = this.#f(x);
     const out = this.#floats(outer * inner);
-    for (let o = 0; o < outer; o++) {
-      for (let j = 0; j < inner; j++) {
-        const base = o * size * inner + j;
-        let acc = op === "sum" ? 0 : d[base];
-        for (let k = op === "sum" ? 0 : 1; k < size; k++) {
-          const v = d[base + k * inner];
-          if (op === "sum") acc += v;
-          else if (op === "max") acc = v > acc || Number.isNaN(v) ? v : acc;
-          else acc = v < acc || Number.isNaN(v) ? v : acc;
-        }
-        out[o * inner + j] = acc;
-      }
-    }
+    reducer(op)(this.#f(x), out, outer, size, inner);
     return this.#make("f32", out);
   }
   argmax(x: Storage, outer: number, size: number, inner: number): Storage {
-    const d = this.#f(x);
     const out = new Int32Array(outer * inner);
-    for (let o = 0; o < outer; o++) {
-      for (let j = 0; j < inner; j++) {
-        const base = o * size * inner + j;
-        let best = 0, bv = d[base];
-        for (let k = 1; k < size; k++) {
-          const v = d[base + k * inner];
-          if (v > bv) {
-            bv = v;
-            best = k;
-          }
-        }
-        out[o * inner + j] = best;
-      }
-    }
+    (argmaxJs ??= compileArgmaxJs(ARGMAX_TAKES))(this.#f(x), out, outer, size, inner);
     return this.#make("i32", out);
   }
 
