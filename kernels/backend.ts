@@ -5,10 +5,13 @@
  * them. Every differentiable op is defined once in `autograd/ops.ts` in terms of these
  * primitives. The elementwise primitives' arithmetic (each op of {@link UNARY_OPS} and
  * {@link BINARY_OPS}), the AdamW step and dropout's hash are written once, as expressions in
- * `expr.ts`; the row ops (softmax and log-softmax, layer norm, cross-entropy, and their
- * backwards) once, as row kernels in `row_kernels.ts`. Every backend compiles those descriptions
- * (the reference: `cpu/expr.ts` and `cpu/row_expr.ts`; WebAssembly and WebGPU: their `*expr*`
- * files). Matmul, attention, reductions and indexing are written per backend. A backward is
+ * `expr.ts`, and so are the reductions' ({@link Backend.reduce}: each op's combine, start and
+ * value over an empty axis; {@link Backend.argmax}: its rule for taking a later element); the
+ * row ops (softmax and log-softmax, layer norm, cross-entropy, and their backwards) once, as row
+ * kernels in `row_kernels.ts`. Every backend compiles those descriptions (the reference:
+ * `cpu/expr.ts`, `cpu/reduce_expr.ts` and `cpu/row_expr.ts`; WebAssembly and WebGPU: their
+ * `*expr*` files), looping over the data its own way (vector lanes, threads, workgroups). Matmul,
+ * attention and indexing are written per backend. A backward is
  * written with other ops, except for softmax, layer norm, cross-entropy and attention, whose
  * backwards are primitives too (`softmaxBackward`, `layerNormBackward`, `crossEntropyBackward`,
  * `attentionBackward`). Adding a backend never touches the ops. Arguments are checked once for
