@@ -1,5 +1,5 @@
 /**
- * Compiles the reductions of `../expr.ts` ({@link REDUCTIONS}: sum, max, min; argmax's rule
+ * Compiles the reductions of `../expr.ts` (`REDUCTIONS`: sum, max, min; argmax's rule
  * {@link ARGMAX_TAKES}) to JavaScript functions for the reference backend: one call reduces the
  * middle axis of an `[outer, size, inner]` array into `[outer, inner]`.
  *
