@@ -100,7 +100,7 @@ function exprFold(f: FunctionBuilder, r: Reduction, o: MathOptions): Fold {
  * A fold for a combine that is the sum: in f64 (two f64x2 accumulators for the lanes, a scalar
  * one for single values), so that results stay within an f32 rounding or two of the
  * f64-accumulating reference for any length. A precision choice: the arithmetic is still the
- * combine's addition.
+ * combine's addition, from its identity 0.
  */
 function f64SumFold(f: FunctionBuilder): Fold {
   const sum = F64Sum.local(f);
