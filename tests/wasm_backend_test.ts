@@ -362,3 +362,84 @@ Deno.test("wasm layer norm backward: column sums repeat bit for bit; 1 and 2 thr
   one.close();
   two.close();
 });
+
+Deno.test("wasm reduce and argmax: NaN, ±Inf and ties in each vector lane and in the tail, rows split over threads", async () => {
+  // 70 rows of 4099 (four-lane loop to 4096, a tail of 3): enough work for two threads.
+  const R = 70, S = 4099;
+  const x = randn(R * S);
+  const put = (r: number, at: number[], v: number) => at.forEach((i) => (x[r * S + i] = v));
+  for (let r = 0; r < R; r++) {
+    switch (r % 12) {
+      case 1: // NaN first: max, min NaN, argmax 0
+        put(r, [0], NaN);
+        break;
+      case 2: // NaN in lane 1, then in lane 2 near the end, then in the tail
+        put(r, [1], NaN);
+        break;
+      case 3:
+        put(r, [4094], NaN);
+        break;
+      case 4:
+        put(r, [4097], NaN);
+        break;
+      case 5: // +∞ tied in lanes 3 and 1, −∞ in lanes 0 and 2
+        put(r, [3, 5], Infinity);
+        put(r, [4, 6], -Infinity);
+        break;
+      case 6: // all −∞: max −∞, argmax 0
+        put(r, [...Array(S).keys()], -Infinity);
+        break;
+      case 7: // the maximum tied at 8 (lane 0) and 7 (lane 3): index 7
+        put(r, [8, 7], 9);
+        break;
+      case 8: // tied at 4095 (lane 3) and in the tail
+        put(r, [4098, 4095], 9);
+        break;
+      case 9: // NaN first, a maximum later: argmax still 0
+        put(r, [0], NaN);
+        put(r, [5], 9);
+        break;
+      case 10: // NaN inside, maxima tied at 6 and 100: index 6
+        put(r, [2], NaN);
+        put(r, [100, 6], 9);
+        break;
+      case 11: // the minimum tied in lanes 1 and 2, and in the tail
+        put(r, [9, 10, 4096], -9);
+        break;
+    }
+  }
+  // The same values as [10, 4099, 7] (columns: four lanes and three left over).
+  const shapes = [[R, S, 1], [10, S, 7]];
+  const want: (Float32Array | Int32Array)[][] = [];
+  const ref = f64.fromHost(x, "f32");
+  for (const [o, s, i] of shapes) {
+    want.push(
+      await Promise.all([
+        ...(["sum", "max", "min"] as const).map((op) => f64.read(f64.reduce(op, ref, o, s, i))),
+        f64.read(f64.argmax(ref, o, s, i)),
+      ]),
+    );
+  }
+  for (const threads of [1, 2]) {
+    const w = await createWasmBackend({ threads });
+    const xs = w.fromHost(x, "f32");
+    for (const [k, [o, s, i]] of shapes.entries()) {
+      const what = `${threads} thread(s), [${o}, ${s}, ${i}]`;
+      const [sum, max, min, arg] = await Promise.all([
+        ...(["sum", "max", "min"] as const).map((op) => w.read(w.reduce(op, xs, o, s, i))),
+        w.read(w.argmax(xs, o, s, i)),
+      ]);
+      const [wSum, wMax, wMin, wArg] = want[k];
+      assert.deepEqual(max, wMax, `max, ${what}`);
+      assert.deepEqual(min, wMin, `min, ${what}`);
+      assert.deepEqual(arg, wArg, `argmax, ${what}`);
+      for (let j = 0; j < sum.length; j++) {
+        const [a, b] = [sum[j], wSum[j]];
+        if (Number.isNaN(b) || !Number.isFinite(b)) {
+          assert.ok(Object.is(a, b), `sum[${j}], ${what}`);
+        } else assert.ok(Math.abs(a - b) <= 1e-6 * S * 2, `sum[${j}] ${a} vs ${b}, ${what}`);
+      }
+    }
+    w.close();
+  }
+});

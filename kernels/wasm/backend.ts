@@ -29,14 +29,14 @@ import type {
 import { type Blas, openBlas } from "./blas.ts";
 import { detectFeatures, type WasmFeatures } from "./builder.ts";
 import { HEAVY_KERNELS } from "./gen_elementwise.ts";
-import { adamwScalars, dropoutThreshold, isHeavy } from "../expr.ts";
+import { adamwScalars, dropoutThreshold, isHeavy, REDUCTIONS } from "../expr.ts";
 import { ROW_KERNELS } from "../row_kernels.ts";
 import { rowKernelBuffers, rowKernelExprs } from "./gen_row_expr.ts";
 import { GEMV_MAX_M } from "./gen_gemv.ts";
 import { DEFAULT_MATMUL_CONFIG, type MatmulConfig, matmulScratchBytes } from "./gen_matmul.ts";
 import { type HeapStats, WasmHeap } from "./heap.ts";
 import { buildKernelModule, type KernelModule, rowKernelFunction } from "./kernels.ts";
-import { REDUCE_CODES } from "./gen_rows.ts";
+import { argmaxFunction, reduceFunction } from "./gen_rows.ts";
 import { ThreadPool } from "./threads.ts";
 import {
   type Exports,
@@ -521,36 +521,15 @@ export class WasmBackend implements Backend {
   reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage {
     const xs = this.#f32(x, `reduce ${op} input`);
     const out = this.#alloc("f32", outer * inner, `reduce ${op} output`);
-    const code = REDUCE_CODES[op];
-    if (code === undefined) throw new Error(`wasm backend: unknown reduction ${op}`);
+    const r = REDUCTIONS[op];
+    if (r === undefined) throw new Error(`wasm backend: unknown reduction ${op}`);
     if (outer * inner === 0) return out;
     if (size === 0) {
-      this.#flat(
-        "fill",
-        outer * inner,
-        PAR_CHEAP,
-        (i0, i1) => [out.ptr, op === "sum" ? 0 : 0x7fc00000, i0, i1],
-      );
+      const bits = new Int32Array(new Float32Array([r.empty]).buffer)[0];
+      this.#flat("fill", outer * inner, PAR_CHEAP, (i0, i1) => [out.ptr, bits, i0, i1]);
       return out;
     }
-    if (inner === 1) {
-      this.#rows("reduce_rows", outer, outer * size, PAR_CHEAP, (r0, r1) => [
-        code,
-        xs.ptr + 4 * r0 * size,
-        out.ptr + 4 * r0,
-        r1 - r0,
-        size,
-      ]);
-    } else {
-      this.#rows("reduce_cols", outer, outer * size * inner, PAR_CHEAP, (r0, r1) => [
-        code,
-        xs.ptr + 4 * r0 * size * inner,
-        out.ptr + 4 * r0 * inner,
-        r1 - r0,
-        size,
-        inner,
-      ]);
-    }
+    this.#reduceRows(reduceFunction(op, inner), xs, out, outer, size, inner);
     return out;
   }
 
@@ -563,8 +542,26 @@ export class WasmBackend implements Backend {
       this.#flat("fill", outer * inner, PAR_CHEAP, (i0, i1) => [out.ptr, 0, i0, i1]);
       return out;
     }
-    this.#ex.argmax(xs.ptr, out.ptr, outer, size, inner);
+    this.#reduceRows(argmaxFunction(inner), xs, out, outer, size, inner);
     return out;
+  }
+
+  /** Runs a reduction kernel of `gen_rows.ts` over [outer, size, inner], threads splitting `outer`. */
+  #reduceRows(
+    fn: string,
+    xs: WasmStorage,
+    out: WasmStorage,
+    outer: number,
+    size: number,
+    inner: number,
+  ): void {
+    this.#rows(fn, outer, outer * size * inner, PAR_CHEAP, (r0, r1) => [
+      xs.ptr + 4 * r0 * size * inner,
+      out.ptr + 4 * r0 * inner,
+      r1 - r0,
+      size,
+      ...(inner === 1 ? [] : [inner]),
+    ]);
   }
 
   // ------------------------------------------------------------------------------------------

@@ -47,6 +47,20 @@ export function emitExprs(
   in_: ExprInputs,
   o: MathOptions,
 ): Expr[] {
+  return emitNodes(f, roots, in_, o);
+}
+
+/** A condition on four lanes, as an i32x4 mask (all ones where it holds), as {@link emitExpr}. */
+export function emitCond(f: FunctionBuilder, b: Bool, in_: ExprInputs, o: MathOptions): Expr {
+  return emitNodes(f, [b], in_, o)[0];
+}
+
+function emitNodes(
+  f: FunctionBuilder,
+  roots: readonly Node[],
+  in_: ExprInputs,
+  o: MathOptions,
+): Expr[] {
   const uses = useCounts(...roots);
   const done = new Map<Node, Expr>();
   const local = (x: Expr): Local => {

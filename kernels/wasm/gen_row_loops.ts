@@ -151,24 +151,6 @@ export class F64Sum {
   }
 }
 
-/** Adds the n f32 of the contiguous row at `row` to `sum`. */
-export function rowSum(
-  f: FunctionBuilder,
-  g: Gen,
-  c: Local,
-  n: Local,
-  row: Local,
-  sum: F64Sum,
-): void {
-  rowLoop(
-    f,
-    c,
-    n,
-    () => sum.addV(f, load("v128.load", g.at(row, c), 0, 0)),
-    () => sum.addS(f, load("f32.load", g.at(row, c))),
-  );
-}
-
 /** Sets each pointer local to its base plus the offset of row r of a [rows, cols] f32 matrix. */
 export function rowPointers(
   f: FunctionBuilder,

@@ -12,7 +12,7 @@ import { addElementwise } from "./gen_elementwise.ts";
 import { addGemv } from "./gen_gemv.ts";
 import { addMatmul, DEFAULT_MATMUL_CONFIG, type MatmulConfig } from "./gen_matmul.ts";
 import { addMiscKernels } from "./gen_misc.ts";
-import { addRowKernels } from "./gen_rows.ts";
+import { addReduceKernels, reduceKernelNames } from "./gen_rows.ts";
 import { addAccFinish, addRowKernel } from "./gen_row_expr.ts";
 import { ROW_KERNELS } from "../row_kernels.ts";
 
@@ -63,7 +63,7 @@ export function buildKernelModule(o: KernelModuleOptions): KernelModule {
   const ew = addElementwise(mod, g);
   mod.setTable(ew.table);
   addMatmul(mod, g, cfg, "matmul");
-  addRowKernels(mod, g);
+  addReduceKernels(mod, g);
   for (const [name, k] of Object.entries(ROW_KERNELS)) {
     addRowKernel(mod, g, rowKernelFunction(name), k);
   }
@@ -75,9 +75,7 @@ export function buildKernelModule(o: KernelModuleOptions): KernelModule {
     ...gemv,
     "matmul",
     "ew",
-    "reduce_rows",
-    "reduce_cols",
-    "argmax",
+    ...reduceKernelNames(),
     ...Object.keys(ROW_KERNELS).map(rowKernelFunction),
     "acc_finish",
     "fill",
