@@ -77,8 +77,11 @@ export function compileWgsl(name: string, e: Num): string {
 
 /** A parameter of {@link wgslFunction}: the expression input it carries, its name and type. */
 export interface WgslParam {
+  /** The expression input it carries. */
   readonly input: string;
+  /** Its WGSL name. */
   readonly param: string;
+  /** Its WGSL type (`f32`, `u32`). */
   readonly type: string;
 }
 

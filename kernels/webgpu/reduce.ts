@@ -8,6 +8,10 @@
  * - column: one invocation per output looping over the axis; with inner > 1 neighbouring
  *   invocations read neighbouring addresses (coalesced). Used when there are many outputs.
  *
+ * The arithmetic is not written here: the fold and the join of partials are the op's `combine`
+ * in `REDUCTIONS` (`../expr.ts`), started from its `identity`; argmax replaces its best by
+ * `ARGMAX_TAKES`. All are rendered to WGSL by `wgslFunction` (`./expr.ts`).
+ *
  * @module
  */
 import type { ReduceOp } from "../backend.ts";
@@ -23,6 +27,8 @@ const f32 = (input: string, param: string) => ({ input, param, type: "f32" });
 /**
  * The arithmetic of an op, from `REDUCTIONS` / `ARGMAX_TAKES`: `comb_(acc, x)` folds `x` into
  * `acc` (and joins two partials), `ident_()` starts a fold; `takes_(x, best)` is argmax's rule.
+ * A NaN accumulator stays NaN in max/min because `x > acc` is false then (comparisons compile
+ * ordered); a NaN element is caught by its bits (`isnan_`), not by a comparison.
  */
 function opFns(op: ReduceOp | "argmax"): string {
   if (op === "argmax") {
@@ -68,6 +74,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let inner = prm(2u);
   if (o >= prm(0u) * inner) { return; }
   let base = (o / inner) * size * inner + (o % inner);
+  // Invocations past the end of the axis keep the identity, which the join leaves unchanged.
   var acc: f32 = ${arg ? "x_ld(base)" : "ident_()"};
   ${arg ? "var ai: u32 = 0u;" : ""}
   for (var k = lid; k < size; k += ${TREE_WG}u) {
