@@ -339,3 +339,69 @@ Deno.test(
     );
   },
 );
+
+Deno.test(
+  "webgpu reduce and argmax: NaN and ±∞ at the edges of each invocation's slice match the reference",
+  opts,
+  async () => {
+    // Rows of the tree kernel (size ≥ 32, inner 1: 256 invocations fold strided slices, then a
+    // tree joins them) and of the column kernel (size < 32; inner > 1 with many outputs). A NaN
+    // last in a slice (element 511 of 600 is the last of invocation 255's), NaN after the first
+    // element (argmax skips it), first (argmax keeps index 0), a tie split across slices (argmax
+    // takes the first index although its slice's partial joins later in the tree).
+    const rowsOf = (size: number): Float32Array[] => {
+      const row = (f: (k: number) => number) => Float32Array.from({ length: size }, (_, k) => f(k));
+      const at = (pos: Record<number, number>, base: (k: number) => number = () => rand()) =>
+        row((k) => (k in pos ? pos[k] : base(k)));
+      const last = size - 1, mid = Math.min(511, last);
+      return [
+        at({ [mid]: NaN }),
+        at({ [last]: NaN }),
+        at({ 0: NaN }),
+        at({ 1: NaN, [Math.min(257, last)]: 5 }),
+        at({ 1: NaN, [Math.min(300, last)]: NaN, 2: 3 }),
+        at({ [last]: NaN }, () => -Infinity),
+        at({}, () => -Infinity),
+        at({ 5: Infinity, [Math.min(300, last)]: Infinity, [Math.min(256, last)]: -Infinity }),
+        at({ 10: 7, [Math.min(256, last)]: 7 }),
+        at({}, () => NaN),
+        at({ [last]: -Infinity, 0: Infinity }, () => Infinity),
+        row(() => rand() - 0.5),
+      ];
+    };
+    const cases: [Float32Array, number, number, number][] = [];
+    for (const size of [600, 31]) {
+      const rows = rowsOf(size);
+      const x = new Float32Array(rows.length * size);
+      rows.forEach((r, i) => x.set(r, i * size));
+      cases.push([x, rows.length, size, 1]);
+    }
+    // Many outputs with inner > 1: the column kernel on strided columns.
+    const [inner, size] = [4099, 40];
+    const wide = Float32Array.from({ length: size * inner }, () => {
+      const u = rand();
+      return u < 0.02 ? NaN : u < 0.03 ? -Infinity : u < 0.04 ? Infinity : rand() - 0.5;
+    });
+    cases.push([wide, 1, size, inner]);
+    for (const [x, outer, sz, inn] of cases) {
+      const run = async (b: CpuBackend | WebGPUBackend, op: "sum" | "max" | "min" | "argmax") => {
+        const xs = b.fromHost(x, "f32");
+        const out = op === "argmax"
+          ? b.argmax(xs, outer, sz, inn)
+          : b.reduce(op, xs, outer, sz, inn);
+        const r = Array.from(await b.read(out));
+        for (const s of [xs, out]) b.dispose(s);
+        return r;
+      };
+      for (const op of ["max", "min", "argmax"] as const) {
+        assert.deepEqual(
+          await run(gpu!, op),
+          await run(cpu, op),
+          `${op} [${outer}, ${sz}, ${inn}]`,
+        );
+      }
+      const what = `sum [${outer}, ${sz}, ${inn}]`;
+      assertClose(await run(gpu!, "sum"), await run(cpu, "sum"), what, 1e-5, 1e-4);
+    }
+  },
+);

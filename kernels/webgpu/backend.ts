@@ -60,7 +60,7 @@ import {
   SOFTMAX,
   SOFTMAX_BACKWARD,
 } from "../row_kernels.ts";
-import { eq, ge, input, lt, select } from "../expr.ts";
+import { eq, ge, input, lt, REDUCTIONS, select } from "../expr.ts";
 import { gatherCall, scatterLinksCall, scatterSumCall } from "./indexing.ts";
 import { adamwCall } from "./optim.ts";
 import { attentionBackwardCalls, attentionCall } from "./attention.ts";
@@ -298,8 +298,8 @@ export class WebGPUBackend implements Backend {
     const xa = this.#heap.f32(x, name, "x");
     const dtype: DType = op === "argmax" ? "i32" : "f32";
     if (sz === 0) {
-      // Empty axis: the sum is 0; max/min have no element (NaN); argmax gives index 0.
-      return this.full(outer * inner, op === "sum" || op === "argmax" ? 0 : NaN, dtype);
+      // Empty axis: the reduction's `empty`; argmax gives index 0.
+      return this.full(outer * inner, op === "argmax" ? 0 : REDUCTIONS[op].empty, dtype);
     }
     const out = this.#heap.alloc(outer * inner, dtype, name);
     this.#run(reduceCall(op, xa, this.#heap.out(out), outer, sz, inner, this.#maxDim));

@@ -1,8 +1,8 @@
 /**
  * Compiles expressions (`../expr.ts`) to WGSL, with a `let` for every node used more than once:
  * {@link wgslRoots} renders several roots under a naming of their inputs (the elementwise ops,
- * the AdamW step, the dropout mask and keep test, and the row kernels of `row_expr.ts` all go
- * through it). The math it calls beyond WGSL's builtins (`tanh_`, `pow_`, the NaN and infinity
+ * the AdamW step, the dropout mask and keep test, the reductions of `reduce.ts` and the row
+ * kernels of `row_expr.ts` all go through it). The math it calls beyond WGSL's builtins (`tanh_`, `pow_`, the NaN and infinity
  * tests) is {@link EXPR_WGSL_PRELUDE}.
  *
  * @module
@@ -71,9 +71,40 @@ function literal(v: number): string {
 
 /** `fn name(x: f32, y: f32, p: f32) -> f32` computing `e`. */
 export function compileWgsl(name: string, e: Num): string {
-  const { lines, exprs } = wgslRoots([e], { input: (n) => (n === "param" ? "p" : n) });
-  return [`fn ${name}(x: f32, y: f32, p: f32) -> f32 {`, ...lines, `  return ${exprs[0]};`, "}"]
-    .join("\n");
+  const f32 = (input: string, param: string) => ({ input, param, type: "f32" });
+  return wgslFunction(name, e, [f32("x", "x"), f32("y", "y"), f32("param", "p")], "f32");
+}
+
+/** A parameter of {@link wgslFunction}: the expression input it carries, its name and type. */
+export interface WgslParam {
+  /** The expression input it carries. */
+  readonly input: string;
+  /** Its WGSL name. */
+  readonly param: string;
+  /** Its WGSL type (`f32`, `u32`). */
+  readonly type: string;
+}
+
+/**
+ * `fn name(<param>: <type>, …) -> ret` computing `e`, each input it reads passed as a parameter
+ * (an input not among them is an error naming the function).
+ */
+export function wgslFunction(
+  name: string,
+  e: Node,
+  params: readonly WgslParam[],
+  ret: string,
+): string {
+  const input = (n: string) => {
+    const p = params.find((q) => q.input === n);
+    if (p === undefined) {
+      throw new Error(`webgpu: ${name} reads '${n}', not one of ${params.map((q) => q.input)}`);
+    }
+    return p.param;
+  };
+  const { lines, exprs } = wgslRoots([e], { input });
+  const args = params.map((p) => `${p.param}: ${p.type}`).join(", ");
+  return [`fn ${name}(${args}) -> ${ret} {`, ...lines, `  return ${exprs[0]};`, "}"].join("\n");
 }
 
 /**
@@ -92,13 +123,8 @@ export function compileWgslMap(k: MapKernel): string[] {
  * test), the arguments being the inputs it reads, named and ordered by `args`.
  */
 export function compileWgslCondition(name: string, cond: Bool, args: readonly string[]): string {
-  const input = (n: string) => {
-    if (!args.includes(n)) throw new Error(`webgpu: ${name} reads '${n}', not one of ${args}`);
-    return `a_${n}`;
-  };
-  const { lines, exprs } = wgslRoots([cond], { input });
-  const params = args.map((a) => `a_${a}: u32`).join(", ");
-  return [`fn ${name}(${params}) -> bool {`, ...lines, `  return ${exprs[0]};`, "}"].join("\n");
+  const params = args.map((a) => ({ input: a, param: `a_${a}`, type: "u32" }));
+  return wgslFunction(name, cond, params, "bool");
 }
 
 /** How {@link wgslRoots} names what the expressions read. */

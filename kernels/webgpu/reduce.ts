@@ -8,22 +8,38 @@
  * - column: one invocation per output looping over the axis; with inner > 1 neighbouring
  *   invocations read neighbouring addresses (coalesced). Used when there are many outputs.
  *
+ * The arithmetic is not written here: the fold and the join of partials are the op's `combine`
+ * in `REDUCTIONS` (`../expr.ts`), started from its `identity`; argmax replaces its best by
+ * `ARGMAX_TAKES`. All are rendered to WGSL by `wgslFunction` (`./expr.ts`).
+ *
  * @module
  */
 import type { ReduceOp } from "../backend.ts";
+import { ARGMAX_TAKES, c, REDUCTIONS } from "../expr.ts";
 import { type BufferArg, entry1d, grid1, type KernelCall } from "./dispatch.ts";
+import { EXPR_WGSL_PRELUDE, wgslFunction } from "./expr.ts";
 
 const TREE_WG = 256;
 const COL_WG = 256;
 
-// Combining expressions; `acc` and `v`. A NaN element makes max and min NaN, as in the
-// reference (tested by its bits: WGSL lets compilers assume floats are not NaN).
-const IS_NAN_V = "(bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u";
-const COMBINE: Record<ReduceOp, string> = {
-  sum: "acc + v",
-  max: `select(acc, v, v > acc || ${IS_NAN_V})`,
-  min: `select(acc, v, v < acc || ${IS_NAN_V})`,
-};
+const f32 = (input: string, param: string) => ({ input, param, type: "f32" });
+
+/**
+ * The arithmetic of an op, from `REDUCTIONS` / `ARGMAX_TAKES`: `comb_(acc, x)` folds `x` into
+ * `acc` (and joins two partials), `ident_()` starts a fold; `takes_(x, best)` is argmax's rule.
+ * A NaN accumulator stays NaN in max/min because `x > acc` is false then (comparisons compile
+ * ordered); a NaN element is caught by its bits (`isnan_`), not by a comparison.
+ */
+function opFns(op: ReduceOp | "argmax"): string {
+  if (op === "argmax") {
+    const args = [f32("x", "x"), f32("best", "best")];
+    return `${EXPR_WGSL_PRELUDE}\n${wgslFunction("takes_", ARGMAX_TAKES, args, "bool")}`;
+  }
+  const r = REDUCTIONS[op];
+  const ident = wgslFunction("ident_", c(r.identity), [], "f32");
+  const comb = wgslFunction("comb_", r.combine, [f32("acc", "acc"), f32("x", "x")], "f32");
+  return `${EXPR_WGSL_PRELUDE}\n${ident}\n${comb}`;
+}
 
 /** Whether the tree strategy suits a shape. */
 export function useTree(outer: number, size: number, inner: number): boolean {
@@ -32,11 +48,22 @@ export function useTree(outer: number, size: number, inner: number): boolean {
 
 function treeBody(op: ReduceOp | "argmax"): string {
   const arg = op === "argmax";
-  const comb = arg ? "" : COMBINE[op];
-  // Idle invocations start from element 0 of the axis: harmless for max/min/argmax
-  // (idempotent) and 0 is the identity of sum.
-  const init = op === "sum" ? "0.0" : "x_ld(base)";
-  return `
+  // Argmax: every invocation scans from element 0 (`best` = element 0, index 0), as the rule
+  // says, then its strided slice in index order; the partials are joined in index order (the
+  // later one replaces the earlier when it is taken). Starting all of them at element 0 keeps a
+  // leading NaN (never replaced) and no other NaN (never taken) in every partial.
+  const fold = arg ? "if (takes_(v, acc)) { acc = v; ai = k; }" : "acc = comb_(acc, v);";
+  const join = arg
+    ? `let later = si[lid + s] > si[lid];
+      let ev = select(sv[lid + s], sv[lid], later);
+      let ei = select(si[lid + s], si[lid], later);
+      let lv = select(sv[lid], sv[lid + s], later);
+      let li = select(si[lid], si[lid + s], later);
+      let take = takes_(lv, ev);
+      sv[lid] = select(ev, lv, take);
+      si[lid] = select(ei, li, take);`
+    : "sv[lid] = comb_(sv[lid], sv[lid + s]);";
+  return `${opFns(op)}
 var<workgroup> sv: array<f32, ${TREE_WG}>;
 ${arg ? `var<workgroup> si: array<u32, ${TREE_WG}>;` : ""}
 @compute @workgroup_size(${TREE_WG})
@@ -47,26 +74,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let inner = prm(2u);
   if (o >= prm(0u) * inner) { return; }
   let base = (o / inner) * size * inner + (o % inner);
-  var acc: f32 = ${init};
+  // Invocations past the end of the axis keep the identity, which the join leaves unchanged.
+  var acc: f32 = ${arg ? "x_ld(base)" : "ident_()"};
   ${arg ? "var ai: u32 = 0u;" : ""}
   for (var k = lid; k < size; k += ${TREE_WG}u) {
     let v = x_ld(base + k * inner);
-    ${arg ? "if (v > acc) { acc = v; ai = k; }" : `acc = ${comb};`}
+    ${fold}
   }
   sv[lid] = acc;
   ${arg ? "si[lid] = ai;" : ""}
   workgroupBarrier();
   for (var s = ${TREE_WG / 2}u; s > 0u; s >>= 1u) {
     if (lid < s) {
-      ${
-    arg
-      ? `let v = sv[lid + s];
-      let k = si[lid + s];
-      if (v > sv[lid] || (v == sv[lid] && k < si[lid])) { sv[lid] = v; si[lid] = k; }`
-      : `let v = sv[lid + s];
-      let acc = sv[lid];
-      sv[lid] = ${comb};`
-  }
+      ${join}
     }
     workgroupBarrier();
   }
@@ -76,23 +96,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 function columnBody(op: ReduceOp | "argmax"): string {
   const arg = op === "argmax";
-  return `${entry1d(COL_WG)}
+  return `${opFns(op)}
+${entry1d(COL_WG)}
   let size = prm(1u);
   let inner = prm(2u);
   if (gid >= prm(0u) * inner) { return; }
   let base = (gid / inner) * size * inner + (gid % inner);
   ${
-    op === "sum"
-      ? `var acc = 0.0;
-  for (var k = 0u; k < size; k++) { acc += x_ld(base + k * inner); }
-  out_st(gid, acc);`
-      : `var acc = x_ld(base);
+    arg
+      ? `var acc = x_ld(base);
   var ai = 0u;
   for (var k = 1u; k < size; k++) {
     let v = x_ld(base + k * inner);
-    ${arg ? "if (v > acc) { acc = v; ai = k; }" : `acc = ${COMBINE[op]};`}
+    if (takes_(v, acc)) { acc = v; ai = k; }
   }
-  out_st(gid, ${arg ? "i32(ai)" : "acc"});`
+  out_st(gid, i32(ai));`
+      : `var acc = ident_();
+  for (var k = 0u; k < size; k++) { acc = comb_(acc, x_ld(base + k * inner)); }
+  out_st(gid, acc);`
   }
 }`;
 }
