@@ -396,8 +396,9 @@ export const REDUCTIONS: Readonly<Record<ReduceOp, Reduction>> = {
 /**
  * Argmax's rule (`Backend.argmax`): the element `x` replaces the best so far, `best`, when this
  * holds, scanning from the first element (index 0 with an empty axis). Strictly greater, so ties
- * keep the first index and a NaN is never taken (unless it is the first element). Partial
- * results of a split axis are joined in index order with the same rule.
+ * keep the first index and a NaN is never taken (unless it is the first element). A split axis
+ * (lanes, invocations) gives the same index when every part starts from the axis's first element
+ * and the parts' results are joined in index order with the same rule.
  */
 export const ARGMAX_TAKES: Bool = gt(X, input("best"));
 
