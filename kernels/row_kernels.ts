@@ -50,8 +50,9 @@ export interface RowReduce {
 }
 
 /**
- * One element of the row: the row input `from` at the column given by the index input `at`
- * (0 where that index is outside [0, cols), e.g. an ignored target).
+ * One element of the row: the row input `from` at the column given by the index input `at`;
+ * NaN where that index is outside [0, cols) (an ignored target, whose value a select discards,
+ * or a bad one, which then makes the result NaN on a target that cannot raise an error).
  */
 export interface RowPick {
   readonly kind: "pick";
@@ -187,8 +188,8 @@ const logits = input("logits");
 /**
  * Cross-entropy of each row of `logits` against the i32 `target` column: loss = lse − logits[t]
  * with lse = max + ln Σ e^{logits − max}; 0 on rows whose target is the scalar `ignoreIndex`.
- * Writes `loss` and `lse` per row. (Targets outside [0, cols) other than the ignored one are
- * refused by the caller.)
+ * Writes `loss` and `lse` per row. A target outside [0, cols) other than the ignored one gives a
+ * NaN loss (the CPU and WebAssembly backends refuse it before running the kernel).
  */
 export const CROSS_ENTROPY: RowKernel = (() => {
   const lse = add(input("max"), log(input("sum")));

@@ -115,7 +115,7 @@ function crossEntropy(l: Arr, t: Int32Array, rows: number, cols: number, ignore:
     for (let c = 0; c < cols; c++) mx = Math.max(mx, l[o + c]);
     for (let c = 0; c < cols; c++) s += Math.exp(l[o + c] - mx);
     lse[r] = mx + Math.log(s);
-    const picked = t[r] >= 0 && t[r] < cols ? l[o + t[r]] : 0;
+    const picked = t[r] >= 0 && t[r] < cols ? l[o + t[r]] : NaN;
     loss[r] = t[r] === ignore ? 0 : lse[r] - picked;
   }
   return { loss, lse };
@@ -221,7 +221,7 @@ function cases(): Case[] {
       want: () => layerNormBackward(lx, w, m32, r32, g, rows, cols),
     });
     // Targets: the first and last column, ignored rows, and (for the kernel itself, which the
-    // backend shields from them) a column past the end and a negative one: picks give 0.
+    // backend shields from them) a column past the end and a negative one: picks give NaN.
     for (const ignore of [-100, 1]) {
       const target = Int32Array.from(
         { length: rows },

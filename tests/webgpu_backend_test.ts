@@ -195,7 +195,7 @@ function everythingReference(
       out.ct[c] += d.z[o + c] + t;
       out.e[o + c] = c === t ? d.s[r] : d.x[o + c] * k;
     }
-    out.r[r] = (t >= 0 && t < cols ? d.x[o + t] : 0) * d.s[r] + m;
+    out.r[r] = (t >= 0 && t < cols ? d.x[o + t] : NaN) * d.s[r] + m;
     out.q[r] = q;
   }
   return out;

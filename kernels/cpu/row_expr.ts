@@ -384,7 +384,7 @@ function generateRows(k: RowKernel, plan: Plan): Run | null {
       src.push("}");
     } else if (it.kind === "pick") {
       const at = `r_${it.at}`;
-      src.push(`const v_${it.name} = ${at} >= 0 && ${at} < cols ? b_${it.from}[o + ${at}] : 0;`);
+      src.push(`const v_${it.name} = ${at} >= 0 && ${at} < cols ? b_${it.from}[o + ${at}] : NaN;`);
     } else {
       for (const r of it.reduce) src.push(`let a_${r.name} = ${r.kind === "sum" ? 0 : -Infinity};`);
       src.push("for (let c = 0; c < cols; c++) {");
@@ -446,7 +446,7 @@ function closureRows(k: RowKernel, plan: Plan): Run {
       const to = slot(it.name), at = slot(it.at), from = it.from;
       return (env, B, r, cols) => {
         const t = env[at];
-        env[to] = t >= 0 && t < cols ? B[from][r * cols + t] : 0;
+        env[to] = t >= 0 && t < cols ? B[from][r * cols + t] : NaN;
       };
     }
     const loads = it.loads.filter((n) => n !== "col").map((n) => ({

@@ -297,7 +297,7 @@ export function addRowKernel(mod: ModuleBuilder, g: Gen, name: string, k: RowKer
         const at = f.local(I);
         const v = f.local("f64");
         f.set(at, load("i32.load", g.at(base.get(s.at)!, r)));
-        f.set(v, f64(0));
+        f.set(v, f64(NaN));
         f.if(op("i32.lt_u", at, cols), () => {
           f.set(v, op("f64.promote_f32", load("f32.load", g.at(rowPtr.get(s.from)!, at))));
         });

@@ -49,7 +49,6 @@ import { reduceCall } from "./reduce.ts";
 import { matmulCalls } from "./matmul.ts";
 import { rowKernelCalls } from "./row_expr.ts";
 import {
-  COLS,
   CROSS_ENTROPY,
   CROSS_ENTROPY_BACKWARD,
   LAYER_NORM,
@@ -60,7 +59,7 @@ import {
   SOFTMAX,
   SOFTMAX_BACKWARD,
 } from "../row_kernels.ts";
-import { eq, ge, input, lt, REDUCTIONS, select } from "../expr.ts";
+import { REDUCTIONS } from "../expr.ts";
 import { gatherCall, scatterLinksCall, scatterSumCall } from "./indexing.ts";
 import { adamwCall } from "./optim.ts";
 import { attentionBackwardCalls, attentionCall } from "./attention.ts";
@@ -100,22 +99,6 @@ function size(shape: readonly number[]): number {
   for (const d of shape) n *= d;
   return n;
 }
-
-/**
- * {@link CROSS_ENTROPY} with a NaN loss for a target outside [0, cols) that is not the ignored
- * one: the reference refuses such a target, which a kernel cannot do.
- */
-const CROSS_ENTROPY_NAN: RowKernel = (() => {
-  const t = input("target"), loss = CROSS_ENTROPY.rowOutputs.loss;
-  const outOfRange = (v: typeof loss) => select(lt(t, 0), NaN, select(ge(t, COLS), NaN, v));
-  return {
-    ...CROSS_ENTROPY,
-    rowOutputs: {
-      ...CROSS_ENTROPY.rowOutputs,
-      loss: select(eq(t, input("ignoreIndex")), loss, outOfRange(loss)),
-    },
-  };
-})();
 
 /** Every primitive of the Backend contract on a WebGPU device. */
 export class WebGPUBackend implements Backend {
@@ -449,7 +432,7 @@ export class WebGPUBackend implements Backend {
     if (rows > 0) {
       const out = this.#heap.out.bind(this.#heap);
       const buffers = { logits: xa, target: ta, loss: out(loss), lse: out(lse) };
-      this.#rowKernel(CROSS_ENTROPY_NAN, op, rows, cols, buffers, { ignoreIndex });
+      this.#rowKernel(CROSS_ENTROPY, op, rows, cols, buffers, { ignoreIndex });
     }
     return { loss, lse };
   }

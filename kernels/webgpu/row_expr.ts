@@ -279,7 +279,7 @@ function generateMain(k: RowKernel, label: string): (Generated & { flat: boolean
     }
     checkName(label, p.name);
     body.push(
-      `  var r_${p.name} = 0.0;`,
+      `  var r_${p.name} = nan_();`,
       `  if (i_${p.at} >= 0 && u32(i_${p.at}) < cols) { r_${p.name} = B_${p.from}_ld(base + u32(i_${p.at})); }`,
     );
     reads.add(p.from);
