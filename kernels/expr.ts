@@ -497,6 +497,44 @@ export function children(e: Node): Node[] {
   }
 }
 
+/** Whether a node has no operands (a constant or an input). */
+export function isLeaf(n: Node): boolean {
+  return n.kind === "const" || n.kind === "input" || n.kind === "u32const" || n.kind === "u32input";
+}
+
+/** A copy of `n` with its operands replaced by `kids` (in the order of {@link children}). */
+export function withChildren(n: Node, kids: readonly Node[]): Node {
+  const [a, b, c] = kids;
+  switch (n.kind) {
+    case "const":
+    case "input":
+    case "u32const":
+    case "u32input":
+      return n;
+    case "unary":
+    case "isnan":
+    case "isinf":
+    case "shr":
+      return { ...n, a } as Node;
+    case "binary":
+    case "cmp":
+    case "geu":
+    case "u32binary":
+      return { ...n, a, b } as Node;
+    case "select":
+      return { ...n, cond: a, a: b, b: c } as Node;
+  }
+}
+
+/** The names of the inputs (numeric and integer) the roots read. */
+export function inputNames(...roots: Node[]): Set<string> {
+  const names = new Set<string>();
+  for (const n of useCounts(...roots).keys()) {
+    if (n.kind === "input" || n.kind === "u32input") names.add(n.name);
+  }
+  return names;
+}
+
 /** How many times each node is used within the roots (nodes used more than once are shared). */
 export function useCounts(...roots: Node[]): Map<Node, number> {
   const uses = new Map<Node, number>();
@@ -527,9 +565,7 @@ export function renderSource(
     const hit = done.get(n);
     if (hit !== undefined) return hit;
     let s = render(n, go);
-    const leaf = n.kind === "const" || n.kind === "input" || n.kind === "u32const" ||
-      n.kind === "u32input";
-    if ((uses.get(n) ?? 0) > 1 && !leaf) {
+    if ((uses.get(n) ?? 0) > 1 && !isLeaf(n)) {
       const t = `t_${lines.length}`;
       lines.push(bind(t, s));
       s = t;

@@ -20,15 +20,28 @@
  * row (in f64 where the target has it), not once per element.
  *
  * ## Order and precision
- * Steps run in order. Consecutive reductions that do not read each other share one pass over
- * the row. Sums accumulate in f64 on the CPU reference and WebAssembly, in f32 in a fixed
+ * Picks read only a row input and an index, so every compiler computes them first. Reductions
+ * run in order, in the passes of {@link reductionPasses}. Sums accumulate in f64 on the CPU reference and WebAssembly, in f32 in a fixed
  * tree on WebGPU. A `max` reduction is used only as a shift inside `exp` here; whether it skips
  * or returns NaN differs by target, and a NaN element reaches the following sum either way.
  * Column sums ({@link RowKernel.colSums}) add rows in a fixed order, so they are deterministic.
  *
  * @module
  */
-import { add, div, eq, exp, input, log, mul, type Num, select, sqrt, sub } from "./expr.ts";
+import {
+  add,
+  div,
+  eq,
+  exp,
+  input,
+  inputNames,
+  log,
+  mul,
+  type Num,
+  select,
+  sqrt,
+  sub,
+} from "./expr.ts";
 
 /** The column index of the element, as a number (exact below 2²⁴ columns). */
 export const COL: Num = input("col");
@@ -87,6 +100,26 @@ export interface RowKernel {
    * values, per-row inputs, indices and scalars (not the steps).
    */
   readonly colSums: Readonly<Record<string, Num>>;
+}
+
+/**
+ * The reductions of a kernel in passes over the row: consecutive reductions that read neither
+ * each other's results nor their kept values share one pass. Every compiler runs these passes.
+ */
+export function reductionPasses(k: RowKernel): RowReduce[][] {
+  const passes: RowReduce[][] = [];
+  let cur: RowReduce[] = [];
+  for (const s of k.steps) {
+    if (s.kind === "pick") continue;
+    const reads = inputNames(s.of);
+    if (cur.some((p) => reads.has(p.name) || (p.keep !== undefined && reads.has(p.keep)))) {
+      passes.push(cur);
+      cur = [];
+    }
+    cur.push(s);
+  }
+  if (cur.length > 0) passes.push(cur);
+  return passes;
 }
 
 const x = input("x");

@@ -17,8 +17,8 @@
  *
  * @module
  */
-import { children, input, type Node, type Num } from "../expr.ts";
-import type { RowKernel, RowReduce } from "../row_kernels.ts";
+import { children, input, inputNames, isLeaf, type Node, type Num, withChildren } from "../expr.ts";
+import { reductionPasses, type RowKernel, type RowReduce } from "../row_kernels.ts";
 import { type ArgsFn, compileArgs, generateFunction, jsSource } from "./expr.ts";
 
 /** The arrays of a row kernel call by name: inputs (i32 for indices) and outputs. */
@@ -109,46 +109,6 @@ type Run = RowKernelJs["run"];
 
 const IDENT = /^[A-Za-z_]\w*$/;
 
-/** The input names an expression reads. */
-function reads(e: Node, into = new Set<string>()): Set<string> {
-  const seen = new Set<Node>();
-  const go = (n: Node) => {
-    if (seen.has(n)) return;
-    seen.add(n);
-    if (n.kind === "input" || n.kind === "u32input") into.add(n.name);
-    for (const ch of children(n)) go(ch);
-  };
-  go(e);
-  return into;
-}
-
-/** `n` with its operands replaced by `kids` (in the order of `children`). */
-function withChildren(n: Node, kids: Node[]): Node {
-  const [a, b, c] = kids;
-  switch (n.kind) {
-    case "const":
-    case "input":
-    case "u32const":
-    case "u32input":
-      return n;
-    case "unary":
-    case "isnan":
-    case "isinf":
-    case "shr":
-      return { ...n, a } as Node;
-    case "binary":
-    case "cmp":
-    case "geu":
-    case "u32binary":
-      return { ...n, a, b } as Node;
-    case "select":
-      return { ...n, cond: a, a: b, b: c } as Node;
-  }
-}
-
-const isLeaf = (n: Node) =>
-  n.kind === "const" || n.kind === "input" || n.kind === "u32const" || n.kind === "u32input";
-
 function planRows(k: RowKernel): Plan {
   const where = "row kernel";
   const kinds = new Map<string, Kind>([["col", "col"], ["cols", "cols"]]);
@@ -181,7 +141,7 @@ function planRows(k: RowKernel): Plan {
     [...kinds].filter(([, kind]) => kind !== "step" && kind !== "keep").map(([n]) => n),
   );
   const check = (e: Node, what: string) => {
-    for (const n of reads(e)) {
+    for (const n of inputNames(e)) {
       if (!kinds.has(n)) throw new Error(`${where}: ${what} reads '${n}', not given`);
       if (!ready.has(n)) throw new Error(`${where}: ${what} reads '${n}' before it is computed`);
     }
@@ -238,38 +198,23 @@ function planRows(k: RowKernel): Plan {
     rewritten.set(n, r);
     return r;
   };
-  const loadsOf = (es: Node[]) => {
-    const names = new Set<string>();
-    for (const e of es) reads(e, names);
-    return [...names].filter((n) => ELEMENT.has(kinds.get(n)!));
-  };
+  const loadsOf = (es: Node[]) => [...inputNames(...es)].filter((n) => ELEMENT.has(kinds.get(n)!));
 
   const items: Item[] = [];
   const steps = k.steps;
-  for (let i = 0; i < steps.length;) {
-    const s = steps[i];
-    if (s.kind === "pick") {
-      if (kinds.get(s.from) !== "rowInput") {
-        throw new Error(`${where}: pick '${s.name}' reads '${s.from}', not a row input`);
-      }
-      if (kinds.get(s.at) !== "index") {
-        throw new Error(`${where}: pick '${s.name}' is at '${s.at}', not an index input`);
-      }
-      items.push({ kind: "pick", name: s.name, from: s.from, at: s.at });
-      ready.add(s.name);
-      i++;
-      continue;
+  // Picks read only a row input and an index: first, as in every compiler.
+  for (const s of steps) {
+    if (s.kind !== "pick") continue;
+    if (kinds.get(s.from) !== "rowInput") {
+      throw new Error(`${where}: pick '${s.name}' reads '${s.from}', not a row input`);
     }
-    // Consecutive reductions that do not read each other share a pass.
-    const group: RowReduce[] = [s];
-    const made = new Set([s.name, ...(s.keep ? [s.keep] : [])]);
-    for (let j = i + 1; j < steps.length; j++) {
-      const t = steps[j];
-      if (t.kind === "pick" || [...reads(t.of)].some((n) => made.has(n))) break;
-      group.push(t);
-      made.add(t.name);
-      if (t.keep) made.add(t.keep);
+    if (kinds.get(s.at) !== "index") {
+      throw new Error(`${where}: pick '${s.name}' is at '${s.at}', not an index input`);
     }
+    items.push({ kind: "pick", name: s.name, from: s.from, at: s.at });
+    ready.add(s.name);
+  }
+  for (const group of reductionPasses(k)) {
     for (const r of group) check(r.of, `reduction '${r.name}'`);
     const pending: RowValue[] = [];
     const reduce = group.map((r) => ({
@@ -286,8 +231,10 @@ function planRows(k: RowKernel): Plan {
       colSums: [],
       loads: loadsOf(reduce.map((r) => r.e)),
     });
-    for (const n of made) ready.add(n);
-    i += group.length;
+    for (const r of group) {
+      ready.add(r.name);
+      if (r.keep) ready.add(r.keep);
+    }
   }
 
   const outs = Object.entries(k.outputs), sums = Object.entries(k.colSums);
@@ -295,7 +242,7 @@ function planRows(k: RowKernel): Plan {
     for (const [n, e] of outs) check(e, `output '${n}'`);
     for (const [n, e] of sums) {
       check(e, `column sum '${n}'`);
-      for (const r of reads(e)) {
+      for (const r of inputNames(e)) {
         if (kinds.get(r) === "step" || kinds.get(r) === "keep") {
           throw new Error(`${where}: column sum '${n}' reads the step '${r}'`);
         }

@@ -54,8 +54,8 @@ import {
   rowPointers,
   vl,
 } from "./gen_row_loops.ts";
-import { type Bool, children, type Node, type Num, useCounts } from "../expr.ts";
-import type { RowKernel, RowReduce } from "../row_kernels.ts";
+import { type Bool, children, type Node, type Num, useCounts, withChildren } from "../expr.ts";
+import { reductionPasses, type RowKernel, type RowReduce } from "../row_kernels.ts";
 
 /**
  * The buffers of a row kernel in the order of its function's pointer parameters: row inputs,
@@ -90,49 +90,6 @@ export function rowKernelExprs(k: RowKernel): Num[] {
     ...Object.values(k.rowOutputs),
     ...Object.values(k.colSums),
   ];
-}
-
-/** Consecutive reductions that do not read each other (nor each other's kept values). */
-function reductionPasses(k: RowKernel): RowReduce[][] {
-  const passes: RowReduce[][] = [];
-  let cur: RowReduce[] = [];
-  for (const s of k.steps) {
-    if (s.kind === "pick") continue;
-    const reads = new Set<string>();
-    for (const n of useCounts(s.of).keys()) if (n.kind === "input") reads.add(n.name);
-    if (cur.some((p) => reads.has(p.name) || (p.keep !== undefined && reads.has(p.keep)))) {
-      passes.push(cur);
-      cur = [];
-    }
-    cur.push(s);
-  }
-  if (cur.length > 0) passes.push(cur);
-  return passes;
-}
-
-/** A copy of `n` with its operands mapped by `fn`. */
-function withChildren(n: Node, fn: (c: Node) => Node): Node {
-  switch (n.kind) {
-    case "const":
-    case "input":
-    case "u32const":
-    case "u32input":
-      return n;
-    case "unary":
-    case "isnan":
-    case "isinf":
-      return { ...n, a: fn(n.a) as Num };
-    case "shr":
-      return { ...n, a: fn(n.a) } as Node;
-    case "binary":
-    case "cmp":
-      return { ...n, a: fn(n.a) as Num, b: fn(n.b) as Num };
-    case "geu":
-    case "u32binary":
-      return { ...n, a: fn(n.a), b: fn(n.b) } as Node;
-    case "select":
-      return { ...n, cond: fn(n.cond) as Bool, a: fn(n.a) as Num, b: fn(n.b) as Num };
-  }
 }
 
 const F64_UNARY = { neg: "f64.neg", abs: "f64.abs", sqrt: "f64.sqrt" } as const;
@@ -369,7 +326,7 @@ export function addRowKernel(mod: ModuleBuilder, g: Gen, name: string, k: RowKer
               m = { kind: "input", name: key };
             } else if (n.kind === "select" && fixed.has(n.cond)) {
               m = go(fixed.get(n.cond) ? n.a : n.b);
-            } else m = simplify(withChildren(n, go));
+            } else m = simplify(withChildren(n, children(n).map(go)));
             memo.set(n, m);
             return m;
           };

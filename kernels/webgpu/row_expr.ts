@@ -22,8 +22,8 @@
  *
  * @module
  */
-import { children, type Node, type Num, useCounts } from "../expr.ts";
-import type { RowKernel, RowReduce } from "../row_kernels.ts";
+import { children, inputNames, type Node, type Num, useCounts } from "../expr.ts";
+import { reductionPasses, type RowKernel } from "../row_kernels.ts";
 import { EXPR_WGSL_PRELUDE, wgslRoots } from "./expr.ts";
 import { type BufferArg, entry1d, f32Bits, grid1, type KernelCall } from "./dispatch.ts";
 import { reduceCall } from "./reduce.ts";
@@ -173,13 +173,6 @@ class Scope {
   }
 }
 
-/** Every input name read by the roots. */
-function inputsOf(roots: Node[]): Set<string> {
-  const out = new Set<string>();
-  for (const n of useCounts(...roots).keys()) if (n.kind === "input") out.add(n.name);
-  return out;
-}
-
 /**
  * Statements declaring the row leaves the kernel reads: `fixed` (scalars, `cols`) and, for the
  * row `row`, `perRow` (per-row inputs; indices as `i_<name>`, an i32, and `r_<name>`, a number).
@@ -207,28 +200,10 @@ function rowLeaves(
   return { fixed, perRow };
 }
 
-/** Reductions in passes: consecutive reductions that do not read each other share one. */
-function passes(steps: RowKernel["steps"]): RowReduce[][] {
-  const out: RowReduce[][] = [];
-  let cur: RowReduce[] = [];
-  for (const s of steps) {
-    if (s.kind === "pick") continue;
-    const made = new Set(cur.flatMap((r) => (r.keep ? [r.name, r.keep] : [r.name])));
-    const reads = inputsOf([s.of]);
-    if (cur.length > 0 && [...made].some((m) => reads.has(m))) {
-      out.push(cur);
-      cur = [];
-    }
-    cur.push(s);
-  }
-  if (cur.length > 0) out.push(cur);
-  return out;
-}
-
 /** The per-row kernel (or the per-element one when there is nothing to reduce). */
 function generateMain(k: RowKernel, label: string): (Generated & { flat: boolean }) | null {
   const outs = Object.keys(k.outputs), rowOuts = Object.keys(k.rowOutputs);
-  const groups = passes(k.steps);
+  const groups = reductionPasses(k);
   const picks = k.steps.flatMap((s) => (s.kind === "pick" ? [s] : []));
   const keeps = groups.flat().some((r) => r.keep !== undefined);
   if (outs.length === 0 && rowOuts.length === 0 && !keeps) return null;
@@ -240,7 +215,7 @@ function generateMain(k: RowKernel, label: string): (Generated & { flat: boolean
     ...outs.map((o) => k.outputs[o]),
     ...rowOuts.map((o) => k.rowOutputs[o]),
   ];
-  const used = inputsOf(allRoots);
+  const used = inputNames(...allRoots);
   for (const p of picks) used.add(p.at);
   for (const name of [...used, ...outs, ...rowOuts]) checkName(label, name);
 
@@ -350,7 +325,7 @@ function generateColSums(k: RowKernel, label: string): Generated | null {
   // Column sums may not read the steps (nor kept outputs): the scope holds none of them.
   const scope = new Scope(k, label, false);
   const roots = names.map((n) => k.colSums[n]);
-  const used = inputsOf(roots);
+  const used = inputNames(...roots);
   for (const name of [...used, ...names]) checkName(label, name);
   const reads = new Set<string>();
   const { fixed, perRow } = rowLeaves(k, used, reads);
